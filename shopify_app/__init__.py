@@ -1,0 +1,62 @@
+"""Bázico Stock Service: the Flask app factory.
+
+Where things are: ``stock/`` holds the ledger (domain rules, the locked repository, use cases, the
+REST views and CLI); ``web/`` the HTTP plumbing (errors, auth, OpenAPI, health); ``worker.py`` the
+background loop; ``bling/`` (top level) the Bling ERP client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from flask import Flask
+
+from .config import load_settings
+from .db import make_engine
+from .runtime import EXTENSION_KEY, Runtime
+from .stock.unit_of_work import Clock, utc_now
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> Flask:
+    """Build the app from ``environ`` (default: the process environment).
+
+    Raises ``ConfigError`` listing every problem with the environment. No database connection is
+    opened here, so gunicorn can load the app in its master before forking workers.
+    """
+    settings = load_settings(environ)
+    _configure_logging(settings.log_level)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key or "development-only-not-secret",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
+
+    from . import db_cli, worker
+    from .stock import cli as stock_cli
+    from .stock import views as stock_views
+    from .web import errors, health, openapi
+
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(stock_views.bp)
+    stock_cli.init_app(app)
+    db_cli.init_app(app)
+    worker.init_app(app)
+    openapi.init_app(app)  # last: spectree documents the routes registered so far
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    root.setLevel(level)
+    # Alembic announces each of its plugins at INFO on every import; that is noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))

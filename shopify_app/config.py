@@ -1,0 +1,205 @@
+"""Settings, read from the environment only (CONTRACT.md) and validated once at start.
+
+Every problem found is reported on its own line, so an operator fixes them all in one go instead of
+one per deploy. Nothing else in the code base reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///instance/bazico.db"
+SHOP_DOMAIN_RE = re.compile(r"\A[a-z0-9][a-z0-9-]*\.myshopify\.com\Z")
+ENVIRONMENTS = ("development", "test", "production")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable service; ``problems`` has one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one process."""
+
+    environment: str
+    database_url: str
+    port: int
+    secret_key: str | None
+    shopify_api_key: str | None
+    shopify_api_secret: str | None
+    shopify_api_secret_previous: str | None
+    shopify_shop_domain: str | None
+    shopify_access_token: str | None
+    app_url: str
+    stock_api_token: str | None
+    reservation_ttl_seconds: int
+    checkout_hold_seconds: int
+    bling_api_base_url: str
+    bling_client_id: str | None
+    bling_client_secret: str | None
+    bling_deposit_id: str | None
+    bling_store_id: str | None
+    bling_payment_method_id: str | None
+    metrics_token: str | None
+    log_level: str
+    web_threads: int
+    db_pool_size: int
+    db_max_overflow: int
+    db_lock_timeout_ms: int
+    worker_sweep_interval_seconds: float
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment in ("development", "test")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` and plain ``postgresql://``; always use psycopg 3.
+
+    SQLAlchemy dropped the ``postgres`` dialect name in 1.4, and its default PostgreSQL driver
+    differs between 2.0 (psycopg2) and 2.1 (psycopg), so the driver is made explicit.
+    """
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class _Reader:
+    """Reads typed values out of an environment mapping, collecting problems instead of raising."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be an integer, got {raw!r}")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            self.problems.append(f"{name} must be {bound}, got {value}")
+            return default
+        return value
+
+    def float(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+        if value < minimum:
+            self.problems.append(f"{name} must be >= {minimum}, got {value}")
+            return default
+        return value
+
+
+def _default_environment(env: Mapping[str, str]) -> str:
+    # Heroku sets DYNO on every dyno; Heroku CI sets CI as well (same rule as Heroku's template).
+    if "DYNO" in env and "CI" not in env:
+        return "production"
+    return "development"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``) or raise ConfigError."""
+    env = os.environ if environ is None else environ
+    r = _Reader(env)
+
+    environment = (r.str("APP_ENV") or _default_environment(env)).lower()
+    if environment not in ENVIRONMENTS:
+        r.problems.append(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+        environment = "production"
+
+    database_url = normalize_database_url(r.str("DATABASE_URL", DEFAULT_DATABASE_URL) or "")
+    if not database_url.startswith(("sqlite", "postgresql+psycopg://")):
+        r.problems.append(
+            "DATABASE_URL must be a postgres://, postgresql:// or sqlite:/// URL, "
+            f"got scheme {database_url.split(':', 1)[0]!r}"
+        )
+
+    port = r.int("PORT", 8000, minimum=1, maximum=65535)
+    shop = r.str("SHOPIFY_SHOP_DOMAIN")
+    if shop is not None and not SHOP_DOMAIN_RE.match(shop):
+        r.problems.append(f"SHOPIFY_SHOP_DOMAIN must look like name.myshopify.com, got {shop!r}")
+
+    log_level = (r.str("LOG_LEVEL", "INFO") or "INFO").upper()
+    if not isinstance(logging.getLevelName(log_level), int):
+        r.problems.append(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {log_level!r}"
+        )
+        log_level = "INFO"
+
+    web_threads = r.int("WEB_THREADS", 8, minimum=1, maximum=64)
+    settings = Settings(
+        environment=environment,
+        database_url=database_url,
+        port=port,
+        secret_key=r.str("SECRET_KEY"),
+        shopify_api_key=r.str("SHOPIFY_API_KEY"),
+        shopify_api_secret=r.str("SHOPIFY_API_SECRET"),
+        shopify_api_secret_previous=r.str("SHOPIFY_API_SECRET_PREVIOUS"),
+        shopify_shop_domain=shop,
+        shopify_access_token=r.str("SHOPIFY_ACCESS_TOKEN"),
+        app_url=(r.str("APP_URL") or f"http://localhost:{port}").rstrip("/"),
+        stock_api_token=r.str("STOCK_API_TOKEN"),
+        reservation_ttl_seconds=r.int("RESERVATION_TTL_SECONDS", 900, minimum=1, maximum=86_400),
+        checkout_hold_seconds=r.int("CHECKOUT_HOLD_SECONDS", 1800, minimum=1, maximum=86_400),
+        bling_api_base_url=(
+            r.str("BLING_API_BASE_URL", "https://api.bling.com.br/Api/v3") or ""
+        ).rstrip("/"),
+        bling_client_id=r.str("BLING_CLIENT_ID"),
+        bling_client_secret=r.str("BLING_CLIENT_SECRET"),
+        bling_deposit_id=r.str("BLING_DEPOSIT_ID"),
+        bling_store_id=r.str("BLING_STORE_ID"),
+        bling_payment_method_id=r.str("BLING_PAYMENT_METHOD_ID"),
+        metrics_token=r.str("METRICS_TOKEN"),
+        log_level=log_level,
+        web_threads=web_threads,
+        # One connection per gunicorn thread, plus a little slack for the health check; Heroku's
+        # smallest databases allow only 20 connections in all, so the cap must stay explicit.
+        db_pool_size=r.int("DB_POOL_SIZE", web_threads, minimum=1, maximum=100),
+        db_max_overflow=r.int("DB_MAX_OVERFLOW", 2, minimum=0, maximum=100),
+        db_lock_timeout_ms=r.int("DB_LOCK_TIMEOUT_MS", 5000, minimum=0, maximum=60_000),
+        worker_sweep_interval_seconds=r.float("WORKER_SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.05),
+    )
+
+    if environment == "production":
+        for name in ("SECRET_KEY", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET"):
+            if r.str(name) is None:
+                r.problems.append(f"{name} is required when APP_ENV=production")
+        if settings.secret_key is not None and len(settings.secret_key) < 16:
+            r.problems.append("SECRET_KEY must be at least 16 characters long")
+    bling_parts = (settings.bling_client_id, settings.bling_client_secret)
+    if any(bling_parts) and not all(bling_parts):
+        r.problems.append("BLING_CLIENT_ID and BLING_CLIENT_SECRET must be set together")
+
+    if r.problems:
+        raise ConfigError(r.problems)
+    return settings

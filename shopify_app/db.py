@@ -1,0 +1,63 @@
+"""The database engine: one per process, with the locking behaviour the ledger relies on.
+
+PostgreSQL runs at READ COMMITTED and the repository takes row locks (``SELECT … FOR UPDATE``).
+SQLite has no row locks, so every write transaction starts with ``BEGIN IMMEDIATE``: the database
+write lock is taken before the first read, which makes check-then-write safe across processes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from .config import Settings
+
+#: Execution option that marks a connection as read only: on SQLite it then begins a deferred
+#: transaction, which does not queue behind writers.
+READ_ONLY = "bazico_read_only"
+
+
+def make_engine(settings: Settings) -> Engine:
+    """Create the engine for ``settings.database_url`` (no connection is opened here)."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    options = f"-c lock_timeout={settings.db_lock_timeout_ms} -c statement_timeout=15000"
+    return create_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=10,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": "bazico", "options": options},
+    )
+
+
+def _sqlite_engine(url: Any) -> Engine:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        directory = os.path.dirname(os.path.abspath(database))
+        os.makedirs(directory, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see "begin").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = "DEFERRED" if conn.get_execution_options().get(READ_ONLY) else "IMMEDIATE"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

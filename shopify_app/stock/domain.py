@@ -1,0 +1,239 @@
+"""The stock ledger's rules, in plain Python (no Flask, no SQL).
+
+Figures per SKU (DESIGN.md): ``on_hand`` (what Bling says can be sold), ``reserved`` (active holds),
+``committed`` (sold here, not yet acknowledged by Bling) and ``available`` = on_hand − reserved −
+committed, derived and never stored. Every change to a figure is a :class:`Movement`; the
+repository applies the same movements to the counters and to the append-only ledger, so the two
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+class HoldStatus(enum.StrEnum):
+    ACTIVE = "active"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class HoldSource(enum.StrEnum):
+    API = "api"
+    PROXY = "proxy"
+    CART = "cart"
+    CHECKOUT = "checkout"
+
+
+class Reason(enum.StrEnum):
+    RESERVE = "reserve"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    CONFIRM = "confirm"
+    ADJUST = "adjust"
+
+
+# --- errors a caller can act on ------------------------------------------------------------
+
+
+class StockError(Exception):
+    """Base of the ledger's business errors."""
+
+
+class UnknownSku(StockError):
+    def __init__(self, skus: Iterable[str]) -> None:
+        self.skus = sorted(skus)
+        super().__init__(f"unknown SKU: {', '.join(self.skus)}")
+
+
+class OutOfStock(StockError):
+    def __init__(self, available: dict[str, int]) -> None:
+        self.available = available
+        super().__init__(
+            "not enough stock: " + ", ".join(f"{s} has {n}" for s, n in sorted(available.items()))
+        )
+
+
+class HoldNotFound(StockError):
+    def __init__(self, ids: Iterable[uuid.UUID]) -> None:
+        self.ids = sorted(str(i) for i in ids)
+        super().__init__(f"unknown reservation: {', '.join(self.ids)}")
+
+
+class HoldGone(StockError):
+    """The hold expired or was released, so it no longer guarantees anything."""
+
+    def __init__(self, holds: Iterable[Hold]) -> None:
+        self.holds = sorted(holds, key=lambda h: str(h.id))
+        self.ids = [str(h.id) for h in self.holds]
+        super().__init__(f"reservation no longer held: {', '.join(self.ids)}")
+
+
+class AlreadyConfirmed(StockError):
+    def __init__(self, holds: Iterable[Hold]) -> None:
+        self.holds = sorted(holds, key=lambda h: str(h.id))
+        self.ids = [str(h.id) for h in self.holds]
+        super().__init__(f"reservation already confirmed for another order: {', '.join(self.ids)}")
+
+
+# --- values and entities ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    """One SKU and a quantity asked for."""
+
+    sku: str
+    quantity: int
+
+    def __post_init__(self) -> None:
+        if self.quantity < 1:
+            raise ValueError("quantity must be at least 1")
+
+
+def merge_lines(lines: Iterable[Line]) -> dict[str, int]:
+    """Sum the demand per SKU, so two lines of one SKU are checked against stock together."""
+    demand: dict[str, int] = {}
+    for line in lines:
+        demand[line.sku] = demand.get(line.sku, 0) + line.quantity
+    return demand
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One signed change to a SKU's figures, with why and because of what."""
+
+    sku: str
+    reason: Reason
+    reference: str | None
+    on_hand: int = 0
+    reserved: int = 0
+    committed: int = 0
+
+
+@dataclass
+class Hold:
+    """A reservation: ``quantity`` units of ``sku`` kept for ``holder`` until ``expires_at``."""
+
+    id: uuid.UUID
+    sku: str
+    quantity: int
+    holder: str | None
+    source: HoldSource
+    status: HoldStatus
+    created_at: datetime
+    expires_at: datetime
+    order_ref: str | None = None
+
+    def is_due(self, now: datetime) -> bool:
+        """True when the hold is active but its time is up (it no longer counts for buyers)."""
+        return self.status is HoldStatus.ACTIVE and self.expires_at <= now
+
+
+@dataclass
+class StockLevel:
+    """The ledger row of one SKU; it changes only through methods that record a Movement."""
+
+    sku: str
+    on_hand: int
+    reserved: int
+    committed: int
+    pending: list[Movement] = field(default_factory=list)
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved - self.committed
+
+    def _record(self, movement: Movement) -> None:
+        self.on_hand += movement.on_hand
+        self.reserved += movement.reserved
+        self.committed += movement.committed
+        self.pending.append(movement)
+
+    def reserve(
+        self,
+        quantity: int,
+        *,
+        holder: str | None,
+        source: HoldSource,
+        now: datetime,
+        ttl: timedelta,
+    ) -> Hold:
+        if quantity > self.available:
+            raise OutOfStock({self.sku: max(self.available, 0)})
+        hold = Hold(
+            id=uuid.uuid4(),
+            sku=self.sku,
+            quantity=quantity,
+            holder=holder,
+            source=source,
+            status=HoldStatus.ACTIVE,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        self._record(Movement(self.sku, Reason.RESERVE, str(hold.id), reserved=quantity))
+        return hold
+
+    def _check_active(self, hold: Hold) -> None:
+        # A programming error, not a business case: callers check status under the row lock.
+        if hold.sku != self.sku or hold.status is not HoldStatus.ACTIVE:
+            raise RuntimeError(f"hold {hold.id} is {hold.status} for {hold.sku}, not active here")
+
+    def _end(self, hold: Hold, status: HoldStatus, reason: Reason) -> None:
+        self._check_active(hold)
+        hold.status = status
+        self._record(Movement(self.sku, reason, str(hold.id), reserved=-hold.quantity))
+
+    def expire(self, hold: Hold) -> None:
+        self._end(hold, HoldStatus.EXPIRED, Reason.EXPIRE)
+
+    def release(self, hold: Hold) -> None:
+        self._end(hold, HoldStatus.RELEASED, Reason.RELEASE)
+
+    def confirm(self, hold: Hold, order_ref: str | None) -> None:
+        """Turn an active hold into a commitment: the unit is sold, Bling not yet told."""
+        self._check_active(hold)
+        hold.status = HoldStatus.CONFIRMED
+        hold.order_ref = order_ref
+        self._record(
+            Movement(
+                self.sku,
+                Reason.CONFIRM,
+                order_ref or str(hold.id),
+                reserved=-hold.quantity,
+                committed=hold.quantity,
+            )
+        )
+
+    def set_on_hand(self, on_hand: int, reference: str | None) -> None:
+        """A manual adjustment: the counted stock replaces ``on_hand``; holds stay as they are."""
+        if on_hand < 0:
+            raise ValueError("on_hand must be >= 0")
+        if on_hand != self.on_hand:
+            self._record(
+                Movement(self.sku, Reason.ADJUST, reference, on_hand=on_hand - self.on_hand)
+            )
+
+
+def check_confirmable(holds: Iterable[Hold], order_ref: str | None, now: datetime) -> list[Hold]:
+    """Return the holds that still need confirming, or raise why the batch cannot be confirmed.
+
+    A hold already confirmed for the same order is fine (idempotent retry); for another order it
+    is a conflict. A hold that expired, is past its time, or was released cannot be confirmed, and
+    then nothing in the batch is.
+    """
+    holds = list(holds)
+    conflicts = [h for h in holds if h.status is HoldStatus.CONFIRMED and h.order_ref != order_ref]
+    if conflicts:
+        raise AlreadyConfirmed(conflicts)
+    gone = [
+        h for h in holds if h.status in (HoldStatus.EXPIRED, HoldStatus.RELEASED) or h.is_due(now)
+    ]
+    if gone:
+        raise HoldGone(gone)
+    return [h for h in holds if h.status is HoldStatus.ACTIVE]

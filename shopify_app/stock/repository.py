@@ -1,0 +1,241 @@
+"""The locked stock repository: the one place where ledger rows are locked, read and written.
+
+Locking rule (DESIGN.md): a transaction that changes a SKU's figures or any of its holds first
+locks that SKU's row, and locks several rows in sorted SKU order, so multi-line carts are
+all-or-nothing and two carts never deadlock. On PostgreSQL that is ``SELECT … ORDER BY sku FOR
+UPDATE``; on SQLite the transaction already began with ``BEGIN IMMEDIATE`` (db.py), which holds the
+database's single write lock. Because every change to a hold happens under its SKU's lock, a hold
+read after that lock is taken is current.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from .domain import Hold, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
+from .tables import holds, skus, stock_movements
+
+
+def _hold_from_row(row: Any) -> Hold:
+    return Hold(
+        id=row.id,
+        sku=row.sku,
+        quantity=row.quantity,
+        holder=row.holder,
+        source=HoldSource(row.source),
+        status=HoldStatus(row.status),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        order_ref=row.order_ref,
+    )
+
+
+class SqlStockRepository:
+    """Loads ledger rows under lock and writes back what the domain changed, in one transaction."""
+
+    def __init__(self, connection: Connection, now: datetime) -> None:
+        self.connection = connection
+        self.now = now
+        self._row_locks = connection.dialect.name == "postgresql"
+        self._levels: dict[str, StockLevel] = {}
+        self._holds: dict[uuid.UUID, tuple[Hold, HoldStatus]] = {}
+        self._new_holds: list[Hold] = []
+
+    # --- locking reads --------------------------------------------------------------------
+
+    def lock(self, sku_list: Iterable[str]) -> dict[str, StockLevel]:
+        """Lock the rows of ``sku_list`` in sorted order; UnknownSku if any is absent."""
+        wanted = sorted(set(sku_list))
+        stmt = (
+            select(skus.c.sku, skus.c.on_hand, skus.c.reserved, skus.c.committed)
+            .where(skus.c.sku.in_(wanted))
+            .order_by(skus.c.sku)
+        )
+        if self._row_locks:
+            stmt = stmt.with_for_update()
+        found = {
+            row.sku: StockLevel(row.sku, row.on_hand, row.reserved, row.committed)
+            for row in self.connection.execute(stmt)
+        }
+        missing = set(wanted) - found.keys()
+        if missing:
+            raise UnknownSku(missing)
+        self._levels.update(found)
+        return found
+
+    def lock_or_create(self, sku: str) -> StockLevel:
+        """Lock one SKU's row, creating it with zero stock first if it does not exist yet."""
+        self.connection.execute(
+            self._insert_ignoring_conflict(
+                {
+                    "sku": sku,
+                    "on_hand": 0,
+                    "reserved": 0,
+                    "committed": 0,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                }
+            )
+        )
+        return self.lock([sku])[sku]
+
+    def _insert_ignoring_conflict(self, values: dict[str, Any]) -> Any:
+        if self.connection.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(skus).values(**values).on_conflict_do_nothing(index_elements=["sku"])
+
+    def due_holds(self, sku: str) -> list[Hold]:
+        """Active holds of ``sku`` whose time is up (call with the SKU locked)."""
+        rows = self.connection.execute(
+            select(holds)
+            .where(holds.c.sku == sku, holds.c.status == "active", holds.c.expires_at <= self.now)
+            .order_by(holds.c.expires_at)
+        )
+        return [self._track(_hold_from_row(row)) for row in rows]
+
+    def skus_with_due_holds(self, limit: int) -> list[str]:
+        """SKUs with an active hold past its time (no lock: only a hint for the sweeper)."""
+        rows = self.connection.execute(
+            select(holds.c.sku)
+            .where(holds.c.status == "active", holds.c.expires_at <= self.now)
+            .group_by(holds.c.sku)
+            .order_by(holds.c.sku)
+            .limit(limit)
+        )
+        return [row.sku for row in rows]
+
+    def holds_by_id(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Hold]:
+        """Read holds by id. Lock their SKUs first when the result decides a change."""
+        id_list = list(set(ids))
+        rows = self.connection.execute(select(holds).where(holds.c.id.in_(id_list)))
+        return {row.id: self._track(_hold_from_row(row)) for row in rows}
+
+    def _track(self, hold: Hold) -> Hold:
+        self._holds[hold.id] = (hold, hold.status)
+        return hold
+
+    def add_hold(self, hold: Hold) -> None:
+        self._new_holds.append(hold)
+
+    # --- plain reads (no lock) ------------------------------------------------------------
+
+    def levels(self, sku: str | None = None) -> list[tuple[StockLevel, int]]:
+        """Each SKU's row with the quantity of its holds that are due but not yet expired.
+
+        Buyers are told the truth before the sweeper runs: such holds no longer count.
+        """
+        due = (
+            select(func.coalesce(func.sum(holds.c.quantity), 0))
+            .where(
+                holds.c.sku == skus.c.sku,
+                holds.c.status == "active",
+                holds.c.expires_at <= self.now,
+            )
+            .scalar_subquery()
+        )
+        stmt = select(
+            skus.c.sku, skus.c.on_hand, skus.c.reserved, skus.c.committed, due.label("due")
+        )
+        if sku is not None:
+            stmt = stmt.where(skus.c.sku == sku)
+        rows = self.connection.execute(stmt.order_by(skus.c.sku))
+        return [
+            (StockLevel(row.sku, row.on_hand, row.reserved, row.committed), int(row.due))
+            for row in rows
+        ]
+
+    def movement_totals(self) -> dict[str, tuple[int, int, int]]:
+        """Per SKU, the sums of the ledger's deltas (on_hand, reserved, committed)."""
+        rows = self.connection.execute(
+            select(
+                stock_movements.c.sku,
+                func.sum(stock_movements.c.on_hand_delta),
+                func.sum(stock_movements.c.reserved_delta),
+                func.sum(stock_movements.c.committed_delta),
+            ).group_by(stock_movements.c.sku)
+        )
+        return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in rows}
+
+    def active_hold_totals(self) -> dict[str, int]:
+        """Per SKU, the quantity of holds with status active (what ``reserved`` must equal)."""
+        rows = self.connection.execute(
+            select(holds.c.sku, func.sum(holds.c.quantity))
+            .where(holds.c.status == "active")
+            .group_by(holds.c.sku)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    # --- writing back ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the new holds, the changed holds, the counters and the movements."""
+        conn, now = self.connection, self.now
+        if self._new_holds:
+            conn.execute(
+                insert(holds),
+                [
+                    {
+                        "id": h.id,
+                        "sku": h.sku,
+                        "quantity": h.quantity,
+                        "holder": h.holder,
+                        "source": h.source.value,
+                        "status": h.status.value,
+                        "order_ref": h.order_ref,
+                        "created_at": h.created_at,
+                        "expires_at": h.expires_at,
+                        "updated_at": now,
+                    }
+                    for h in self._new_holds
+                ],
+            )
+        for hold, loaded_status in self._holds.values():
+            if hold.status is not loaded_status:
+                conn.execute(
+                    update(holds)
+                    .where(holds.c.id == hold.id, holds.c.status == loaded_status.value)
+                    .values(status=hold.status.value, order_ref=hold.order_ref, updated_at=now)
+                )
+        movements: list[Movement] = []
+        for level in self._levels.values():
+            if not level.pending:
+                continue
+            # Deltas, not absolute values: the row is locked anyway, and a delta can never
+            # overwrite a change this transaction did not see.
+            conn.execute(
+                update(skus)
+                .where(skus.c.sku == level.sku)
+                .values(
+                    on_hand=skus.c.on_hand + sum(m.on_hand for m in level.pending),
+                    reserved=skus.c.reserved + sum(m.reserved for m in level.pending),
+                    committed=skus.c.committed + sum(m.committed for m in level.pending),
+                    updated_at=now,
+                )
+            )
+            movements.extend(level.pending)
+            level.pending = []
+        if movements:
+            conn.execute(
+                insert(stock_movements),
+                [
+                    {
+                        "sku": m.sku,
+                        "reason": m.reason.value,
+                        "reference": m.reference,
+                        "on_hand_delta": m.on_hand,
+                        "reserved_delta": m.reserved,
+                        "committed_delta": m.committed,
+                        "created_at": now,
+                    }
+                    for m in movements
+                ],
+            )
+        self._new_holds = []
+        self._holds = {k: (h, h.status) for k, (h, _) in self._holds.items()}

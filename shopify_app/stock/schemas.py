@@ -1,0 +1,99 @@
+"""Request and response shapes of the ``/stock`` API; spectree turns them into the OpenAPI spec."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+MAX_QUANTITY = 1_000_000
+MAX_TTL_SECONDS = 86_400
+Holder = Field(
+    default=None, min_length=1, max_length=255, description="Cart token or client reference"
+)
+
+
+class _Body(BaseModel):
+    # CONTRACT.md: unknown fields are ignored. Strict ints: "2" and 2.0 are not quantities.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ReserveIn(_Body):
+    quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
+    holder: str | None = Holder
+    ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_TTL_SECONDS)
+
+
+class LineIn(_Body):
+    sku: str = Field(min_length=1, max_length=255)
+    quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
+
+
+class ReserveLinesIn(_Body):
+    lines: list[LineIn] = Field(min_length=1, max_length=100)
+    holder: str | None = Holder
+    ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_TTL_SECONDS)
+
+
+class ReservationOut(BaseModel):
+    reservation_id: uuid.UUID
+    sku: str
+    quantity: int
+    expires_at: datetime
+
+
+class ReservationsOut(BaseModel):
+    reservations: list[ReservationOut]
+
+
+class ConfirmIn(_Body):
+    reservation_id: uuid.UUID | None = None
+    reservation_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=100)
+    order_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_of_ids(self) -> ConfirmIn:
+        if (self.reservation_id is None) == (self.reservation_ids is None):
+            raise ValueError("give exactly one of reservation_id and reservation_ids")
+        return self
+
+    @property
+    def ids(self) -> list[uuid.UUID]:
+        return [self.reservation_id] if self.reservation_id else list(self.reservation_ids or [])
+
+
+class ConfirmOut(BaseModel):
+    status: str = Field(description="Always 'confirmed'")
+    order_id: str | None
+    reservations: list[ReservationOut]
+
+
+class StockOut(BaseModel):
+    sku: str
+    on_hand: int
+    reserved: int
+    committed: int
+    available: int
+
+
+class SetStockIn(_Body):
+    on_hand: StrictInt = Field(ge=0, le=10**12)
+
+
+class Error(BaseModel):
+    error: str = Field(description="Machine-readable code")
+    message: str = Field(description="Human-readable explanation")
+
+
+class OutOfStockError(Error):
+    available: int = Field(description="Units still available of the SKU asked for")
+    shortfalls: dict[str, int] = Field(description="Available units of each short SKU")
+
+
+class ValidationFailed(Error):
+    details: list[dict[str, object]]
+
+
+class ReservationsError(Error):
+    reservation_ids: list[str]

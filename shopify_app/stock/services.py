@@ -1,0 +1,162 @@
+"""Stock use cases: each is one unit of work (one transaction) over the locked repository.
+
+Web views, the CLI, webhooks and the worker call these; none of them touches rows directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .domain import (
+    AlreadyConfirmed,
+    Hold,
+    HoldNotFound,
+    HoldSource,
+    HoldStatus,
+    Line,
+    OutOfStock,
+    StockLevel,
+    check_confirmable,
+    merge_lines,
+)
+from .unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class LevelView:
+    """A SKU's figures as buyers see them: holds past their time no longer count."""
+
+    sku: str
+    on_hand: int
+    reserved: int
+    committed: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved - self.committed
+
+    @classmethod
+    def of(cls, level: StockLevel, due: int = 0) -> LevelView:
+        return cls(level.sku, level.on_hand, level.reserved - due, level.committed)
+
+
+def reserve(
+    uow: UnitOfWork,
+    lines: Iterable[Line],
+    *,
+    holder: str | None,
+    source: HoldSource,
+    ttl: timedelta,
+) -> list[Hold]:
+    """Hold every line, or none: OutOfStock names each SKU that falls short, with what it has.
+
+    A SKU that looks short first has its due holds expired, inside the same locked transaction,
+    so a buyer never loses a unit to a hold whose time is up (expiry is exact, not eventual).
+    """
+    demand = merge_lines(lines)
+    with uow:
+        levels = uow.stock.lock(demand)
+        for sku, quantity in demand.items():
+            level = levels[sku]
+            if level.available < quantity:
+                for hold in uow.stock.due_holds(sku):
+                    level.expire(hold)
+        short = {
+            sku: max(levels[sku].available, 0)
+            for sku, quantity in demand.items()
+            if levels[sku].available < quantity
+        }
+        if short:
+            uow.commit()  # keep the expiries: they are true whatever this request gets
+            raise OutOfStock(short)
+        created = []
+        for sku in sorted(demand):
+            hold = levels[sku].reserve(
+                demand[sku], holder=holder, source=source, now=uow.now, ttl=ttl
+            )
+            uow.stock.add_hold(hold)
+            created.append(hold)
+        uow.commit()
+    return created
+
+
+def _lock_holds(uow: UnitOfWork, ids: list[uuid.UUID]) -> tuple[dict[str, StockLevel], list[Hold]]:
+    """Lock the SKUs of the given holds, then read the holds again under those locks."""
+    first = uow.stock.holds_by_id(ids)
+    missing = set(ids) - first.keys()
+    if missing:
+        raise HoldNotFound(missing)
+    levels = uow.stock.lock(h.sku for h in first.values())
+    current = uow.stock.holds_by_id(ids)
+    return levels, [current[i] for i in ids]
+
+
+def confirm(uow: UnitOfWork, ids: Iterable[uuid.UUID], *, order_ref: str | None) -> list[Hold]:
+    """Turn holds into commitments for ``order_ref``; repeating it for the same order is a no-op.
+
+    HoldGone (expired or released) and AlreadyConfirmed (another order) change nothing at all.
+    """
+    id_list = list(dict.fromkeys(ids))
+    with uow:
+        levels, holds = _lock_holds(uow, id_list)
+        for hold in check_confirmable(holds, order_ref, uow.now):
+            levels[hold.sku].confirm(hold, order_ref)
+        uow.commit()
+    return holds
+
+
+def release(uow: UnitOfWork, hold_id: uuid.UUID) -> Hold:
+    """Give a hold's units back. Releasing a hold that already ended is a no-op."""
+    with uow:
+        levels, (hold,) = _lock_holds(uow, [hold_id])
+        if hold.status is HoldStatus.CONFIRMED:
+            raise AlreadyConfirmed([hold])
+        if hold.status is HoldStatus.ACTIVE:
+            levels[hold.sku].release(hold)
+            uow.commit()
+    return hold
+
+
+def set_on_hand(uow: UnitOfWork, sku: str, on_hand: int, *, reference: str) -> LevelView:
+    """Manual stock count: set ``on_hand`` (creating the SKU if new); audited as an adjustment."""
+    with uow:
+        level = uow.stock.lock_or_create(sku)
+        level.set_on_hand(on_hand, reference)
+        uow.commit()
+    return LevelView.of(level)
+
+
+def get_level(uow: UnitOfWork, sku: str) -> LevelView | None:
+    with uow:
+        found = uow.stock.levels(sku)
+    return LevelView.of(*found[0]) if found else None
+
+
+def list_levels(uow: UnitOfWork) -> list[LevelView]:
+    with uow:
+        return [LevelView.of(level, due) for level, due in uow.stock.levels()]
+
+
+def expire_due(uow: UnitOfWork, *, batch_skus: int = 50) -> int:
+    """The sweeper: expire every active hold past its time; returns how many were expired.
+
+    Each batch of SKUs is its own short transaction, locked in sorted order like any other, so the
+    sweeper never holds a hot SKU for long and never deadlocks with buyers.
+    """
+    expired = 0
+    while True:
+        with uow:
+            sku_batch = uow.stock.skus_with_due_holds(batch_skus)
+            if not sku_batch:
+                return expired
+            levels = uow.stock.lock(sku_batch)
+            for sku in sku_batch:
+                for hold in uow.stock.due_holds(sku):
+                    levels[sku].expire(hold)
+                    expired += 1
+            uow.commit()
+        if len(sku_batch) < batch_skus:
+            return expired

@@ -1,0 +1,81 @@
+"""Unit of work: one database transaction, rolled back unless ``commit()`` is called."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol, Self
+
+from sqlalchemy import Connection, Engine, RootTransaction
+
+from ..db import READ_ONLY
+from .repository import SqlStockRepository
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UnitOfWork(Protocol):
+    """What the services need: a repository, the transaction's time, commit and rollback."""
+
+    stock: SqlStockRepository
+    now: datetime
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class SqlAlchemyUnitOfWork:
+    """A transaction on ``engine``; each ``with`` block is a new one, so an instance can be reused.
+
+    ``now`` is read once when the transaction begins: every expiry decision in the transaction
+    uses the same instant.
+    """
+
+    def __init__(self, engine: Engine, clock: Clock = utc_now, *, read_only: bool = False) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.read_only = read_only
+        self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
+
+    def __enter__(self) -> Self:
+        connection = self.engine.connect()
+        if self.read_only:
+            connection = connection.execution_options(**{READ_ONLY: True})
+        self._connection = connection
+        try:
+            self._transaction = connection.begin()
+        except BaseException:
+            connection.close()
+            raise
+        self.now = self.clock()
+        self.stock = SqlStockRepository(connection, self.now)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._transaction is not None and self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = self._transaction = None
+
+    def commit(self) -> None:
+        if self._transaction is None:
+            raise RuntimeError("commit() outside a with block")
+        self.stock.flush()
+        self._transaction.commit()
+
+    def rollback(self) -> None:
+        if self._transaction is not None:
+            self._transaction.rollback()

@@ -1,0 +1,235 @@
+"""The ``/stock`` REST API: turn a request into a service call, and a result or error into JSON."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, request
+from spectree import Response as Answers
+
+from ..runtime import current_runtime
+from ..web.auth import require_bearer
+from ..web.errors import error_response
+from ..web.openapi import BEARER, api, check_json_body
+from . import services
+from .domain import (
+    AlreadyConfirmed,
+    Hold,
+    HoldGone,
+    HoldNotFound,
+    HoldSource,
+    HoldStatus,
+    Line,
+    OutOfStock,
+    UnknownSku,
+)
+from .schemas import (
+    ConfirmIn,
+    ConfirmOut,
+    Error,
+    OutOfStockError,
+    ReservationOut,
+    ReservationsError,
+    ReservationsOut,
+    ReserveIn,
+    ReserveLinesIn,
+    SetStockIn,
+    StockOut,
+    ValidationFailed,
+)
+
+bp = Blueprint("stock", __name__, url_prefix="/stock")
+TAGS = ["stock"]
+MAX_SKU_LENGTH = 255
+
+
+@bp.before_request
+def _authenticate_then_parse() -> Response | None:
+    return require_bearer(current_runtime().settings.stock_api_token) or check_json_body()
+
+
+# --- errors of the domain, as CONTRACT.md names them -------------------------------------------
+
+
+@bp.errorhandler(UnknownSku)
+def _unknown_sku(exc: UnknownSku) -> Response:
+    return error_response(404, "unknown_sku", str(exc), skus=exc.skus)
+
+
+@bp.errorhandler(OutOfStock)
+def _out_of_stock(exc: OutOfStock) -> Response:
+    return error_response(
+        409,
+        "out_of_stock",
+        "Esgotado: não há unidades suficientes deste produto.",
+        available=min(exc.available.values()),
+        shortfalls=exc.available,
+    )
+
+
+@bp.errorhandler(HoldNotFound)
+def _hold_not_found(exc: HoldNotFound) -> Response:
+    return error_response(404, "reservation_not_found", str(exc), reservation_ids=exc.ids)
+
+
+@bp.errorhandler(HoldGone)
+def _hold_gone(exc: HoldGone) -> Response:
+    released = all(h.status is HoldStatus.RELEASED for h in exc.holds)
+    code = "reservation_released" if released else "reservation_expired"
+    return error_response(410, code, str(exc), reservation_ids=exc.ids)
+
+
+@bp.errorhandler(AlreadyConfirmed)
+def _already_confirmed(exc: AlreadyConfirmed) -> Response:
+    return error_response(409, "already_confirmed", str(exc), reservation_ids=exc.ids)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _check_sku(sku: str) -> None:
+    if len(sku) > MAX_SKU_LENGTH:
+        raise UnknownSku([sku[:MAX_SKU_LENGTH] + "…"])
+
+
+def _ttl(seconds: int | None) -> timedelta:
+    return timedelta(seconds=seconds or current_runtime().settings.reservation_ttl_seconds)
+
+
+def _reservation(hold: Hold) -> dict[str, Any]:
+    return {
+        "reservation_id": str(hold.id),
+        "sku": hold.sku,
+        "quantity": hold.quantity,
+        "expires_at": hold.expires_at.isoformat(),
+    }
+
+
+def _level(view: services.LevelView) -> dict[str, Any]:
+    return {
+        "sku": view.sku,
+        "on_hand": view.on_hand,
+        "reserved": view.reserved,
+        "committed": view.committed,
+        "available": view.available,
+    }
+
+
+COMMON = {"HTTP_401": Error, "HTTP_413": Error, "HTTP_400": Error, "HTTP_422": ValidationFailed}
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@bp.get("/<sku>")
+@api.validate(
+    resp=Answers(HTTP_200=StockOut, HTTP_404=Error, HTTP_401=Error), tags=TAGS, security=BEARER
+)
+def show(sku: str) -> Any:
+    """The SKU's figures; holds past their time already excluded."""
+    _check_sku(sku)
+    view = services.get_level(current_runtime().uow(read_only=True), sku)
+    if view is None:
+        raise UnknownSku([sku])
+    return _level(view)
+
+
+@bp.put("/<sku>")
+@api.validate(
+    json=SetStockIn, resp=Answers(HTTP_200=StockOut, **COMMON), tags=TAGS, security=BEARER
+)
+def set_stock(sku: str) -> Any:
+    """Manual stock count: set on_hand (creates the SKU if new); audited in the movement ledger."""
+    if len(sku) > MAX_SKU_LENGTH:
+        return error_response(
+            422, "invalid_request", f"sku longer than {MAX_SKU_LENGTH} characters"
+        )
+    body: SetStockIn = request.context.json  # type: ignore[attr-defined]
+    view = services.set_on_hand(current_runtime().uow(), sku, body.on_hand, reference="api")
+    return _level(view)
+
+
+@bp.post("/<sku>/reserve")
+@api.validate(
+    json=ReserveIn,
+    resp=Answers(HTTP_200=ReservationOut, HTTP_409=OutOfStockError, HTTP_404=Error, **COMMON),
+    tags=TAGS,
+    security=BEARER,
+)
+def reserve(sku: str) -> Any:
+    """Hold `quantity` units of one SKU: 200 with the hold, or 409 when not enough is available."""
+    _check_sku(sku)
+    body: ReserveIn = request.context.json  # type: ignore[attr-defined]
+    (hold,) = services.reserve(
+        current_runtime().uow(),
+        [Line(sku, body.quantity)],
+        holder=body.holder,
+        source=HoldSource.API,
+        ttl=_ttl(body.ttl_seconds),
+    )
+    return _reservation(hold)
+
+
+@bp.post("/reserve")
+@api.validate(
+    json=ReserveLinesIn,
+    resp=Answers(HTTP_200=ReservationsOut, HTTP_409=OutOfStockError, HTTP_404=Error, **COMMON),
+    tags=TAGS,
+    security=BEARER,
+)
+def reserve_lines() -> Any:
+    """Hold several SKUs at once, all or nothing (one hold per SKU; repeated SKUs are summed)."""
+    body: ReserveLinesIn = request.context.json  # type: ignore[attr-defined]
+    holds = services.reserve(
+        current_runtime().uow(),
+        [Line(line.sku, line.quantity) for line in body.lines],
+        holder=body.holder,
+        source=HoldSource.API,
+        ttl=_ttl(body.ttl_seconds),
+    )
+    return {"reservations": [_reservation(h) for h in holds]}
+
+
+@bp.post("/confirm")
+@api.validate(
+    json=ConfirmIn,
+    resp=Answers(
+        HTTP_200=ConfirmOut,
+        HTTP_404=ReservationsError,
+        HTTP_409=ReservationsError,
+        HTTP_410=ReservationsError,
+        **COMMON,
+    ),
+    tags=TAGS,
+    security=BEARER,
+)
+def confirm() -> Any:
+    """Turn holds into sold units; 410 if one expired (nothing changes); same order again: 200."""
+    body: ConfirmIn = request.context.json  # type: ignore[attr-defined]
+    holds = services.confirm(current_runtime().uow(), body.ids, order_ref=body.order_id)
+    return {
+        "status": "confirmed",
+        "order_id": body.order_id,
+        "reservations": [_reservation(h) for h in holds],
+    }
+
+
+@bp.delete("/reservations/<reservation_id>")
+@api.validate(
+    resp=Answers(
+        HTTP_204=None, HTTP_404=ReservationsError, HTTP_409=ReservationsError, HTTP_401=Error
+    ),
+    tags=TAGS,
+    security=BEARER,
+)
+def release(reservation_id: str) -> Any:
+    """Give a hold's units back: 204 (also when it had already ended); 409 if it was confirmed."""
+    try:
+        hold_id = uuid.UUID(reservation_id)
+    except ValueError:
+        return error_response(
+            404, "reservation_not_found", "no such reservation", reservation_ids=[reservation_id]
+        )
+    services.release(current_runtime().uow(), hold_id)
+    return Response(status=204)

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every blueprint: JSON errors, bearer auth, OpenAPI, health."""
