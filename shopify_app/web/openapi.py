@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, redirect, request
-from spectree import SecurityScheme, SpecTree
+from spectree import SecurityScheme, SecuritySchemeData, SpecTree
 
 from .errors import error_response
 
@@ -48,7 +48,7 @@ api = SpecTree(
     annotations=False,
     before=_validation_error_as_json,
     security_schemes=[
-        SecurityScheme(name="bearer", data={"type": "http", "scheme": "bearer"}),
+        SecurityScheme(name="bearer", data=SecuritySchemeData(type="http", scheme="bearer")),
     ],
 )
 

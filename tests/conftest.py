@@ -1,0 +1,161 @@
+"""Shared fixtures: databases (SQLite file and a throwaway PostgreSQL), the app and its clients.
+
+PostgreSQL tests start their own cluster (tests/support/pgcluster.py). Where its binaries are
+missing they skip, unless REQUIRE_POSTGRES=1 (set by scripts/test, hence CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, create_engine, text
+
+from shopify_app import create_app
+from shopify_app.migrations_runner import upgrade
+from shopify_app.runtime import EXTENSION_KEY
+from shopify_app.stock.tables import metadata
+from tests.support.clock import FakeClock
+from tests.support.pgcluster import PgCluster, find_pg_bin
+
+TOKEN = "test-stock-token"
+REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network beyond 127.0.0.1 in tests: a stray call to Shopify or Bling fails loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise OSError(f"tests may only connect to loopback, not {host}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    if find_pg_bin() is None:
+        if REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL binaries not found and REQUIRE_POSTGRES=1")
+        pytest.skip("PostgreSQL binaries not found (REQUIRE_POSTGRES=1 makes this a failure)")
+    cluster = PgCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_migrated_url(pg_cluster: PgCluster) -> str:
+    """One migrated database for the session; tests get it emptied (see ``postgres_url``)."""
+    url = pg_cluster.create_database("bazico_test")
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_url(pg_migrated_url: str) -> str:
+    engine = create_engine(pg_migrated_url)
+    names = ", ".join(table.name for table in reversed(metadata.sorted_tables))
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return pg_migrated_url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path}/bazico.db"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Run the test once on SQLite (the default) and once on PostgreSQL (production)."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+def app_environ(database_url: str, **extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "STOCK_API_TOKEN": TOKEN, "APP_ENV": "test", **extra}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def app(database_url: str, clock: FakeClock) -> Iterator[Flask]:
+    app = create_app(app_environ(database_url), clock=clock)
+    engine = engine_of(app)
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+    yield app
+    engine.dispose()
+
+
+def engine_of(app: Flask) -> Engine:
+    return app.extensions[EXTENSION_KEY].engine
+
+
+@pytest.fixture
+def engine(app: Flask) -> Engine:
+    return engine_of(app)
+
+
+class ApiClient:
+    """The Flask test client with the bearer token on every call (unless told otherwise)."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def _headers(self, token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
+        out = dict(headers or {})
+        if token is not None:
+            out.setdefault("Authorization", f"Bearer {token}")
+        return out
+
+    def request(
+        self, method: str, path: str, *, token: str | None = TOKEN, headers: Any = None, **kw: Any
+    ) -> Any:
+        return self.client.open(path, method=method, headers=self._headers(token, headers), **kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.request("DELETE", path, **kw)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def api(client: FlaskClient) -> ApiClient:
+    return ApiClient(client)

@@ -1,0 +1,75 @@
+"""Assertions about the ledger as a whole, read straight from the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from shopify_app.stock.tables import holds, skus, stock_movements
+
+TABLES = (skus, holds, stock_movements)
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every ledger table, in a stable order: compare two to prove nothing changed."""
+    with engine.connect() as conn:
+        return {
+            table.name: sorted(
+                (tuple(row) for row in conn.execute(select(table))), key=lambda r: repr(r)
+            )
+            for table in TABLES
+        }
+
+
+def figures(engine: Engine, sku: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        row = conn.execute(select(skus).where(skus.c.sku == sku)).one()
+    return {
+        "on_hand": row.on_hand,
+        "reserved": row.reserved,
+        "committed": row.committed,
+        "available": row.on_hand - row.reserved - row.committed,
+    }
+
+
+def hold_count(engine: Engine, sku: str | None = None, status: str | None = None) -> int:
+    stmt = select(func.count()).select_from(holds)
+    if sku is not None:
+        stmt = stmt.where(holds.c.sku == sku)
+    if status is not None:
+        stmt = stmt.where(holds.c.status == status)
+    with engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def assert_ledger_balanced(engine: Engine) -> None:
+    """Counters equal the movement ledger's sums and the holds' statuses, for every SKU."""
+    with engine.connect() as conn:
+        rows = {r.sku: (r.on_hand, r.reserved, r.committed) for r in conn.execute(select(skus))}
+        sums = {
+            r[0]: (int(r[1]), int(r[2]), int(r[3]))
+            for r in conn.execute(
+                select(
+                    stock_movements.c.sku,
+                    func.sum(stock_movements.c.on_hand_delta),
+                    func.sum(stock_movements.c.reserved_delta),
+                    func.sum(stock_movements.c.committed_delta),
+                ).group_by(stock_movements.c.sku)
+            )
+        }
+        by_status: dict[tuple[str, str], int] = {
+            (r[0], r[1]): int(r[2])
+            for r in conn.execute(
+                select(holds.c.sku, holds.c.status, func.sum(holds.c.quantity)).group_by(
+                    holds.c.sku, holds.c.status
+                )
+            )
+        }
+    for sku, (on_hand, reserved, committed) in rows.items():
+        assert sums.get(sku, (0, 0, 0)) == (on_hand, reserved, committed), (
+            f"{sku}: row {(on_hand, reserved, committed)} != ledger {sums.get(sku)}"
+        )
+        assert reserved == by_status.get((sku, "active"), 0), f"{sku}: reserved != active holds"
+        assert committed == by_status.get((sku, "confirmed"), 0), f"{sku}: committed != sold"
+        assert min(on_hand, reserved, committed) >= 0, f"{sku}: negative figure"
