@@ -1,0 +1,155 @@
+"""Run the service the way Heroku does: commands from the Procfile, configuration from env only."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def procfile_commands(path: Path = REPO_ROOT / "Procfile") -> dict[str, str]:
+    commands = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (gunicorn's workers when ``pid`` is its master)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces; fields resume after its closing parenthesis.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+class ProcfileRunner:
+    """Starts Procfile process types with a given environment; stops them all on ``close``."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        venv_bin = str(Path(sys.executable).parent)
+        self.env = {
+            "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "LANG": "C.UTF-8",
+            **env,
+        }
+        self.commands = procfile_commands()
+        self.processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.log_dir = Path(tempfile.mkdtemp(prefix="bazico-procfile-"))
+
+    def run(self, name: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a one-off process type (``release``) to completion."""
+        return subprocess.run(
+            ["bash", "-c", self.commands[name]],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, name: str) -> subprocess.Popen[bytes]:
+        log_path = self.log_dir / f"{name}-{len(self.processes)}.log"
+        log = log_path.open("wb")
+        # exec, so the Procfile command itself (gunicorn's master) is the process we signal.
+        proc = subprocess.Popen(
+            ["bash", "-c", f"exec {self.commands[name]}"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.processes.append((proc, log_path))
+        return proc
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> str:
+        for candidate, path in self.processes:
+            if candidate is proc:
+                return path.read_text(errors="replace")
+        raise KeyError(proc.pid)
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 25) -> int:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        return proc.returncode
+
+    def close(self) -> None:
+        for proc, _ in self.processes:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before it was ready")
+        try:
+            status, _ = call(port, "GET", "/readyz", timeout=2)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"service on port {port} not ready after {timeout}s")
+
+
+def call(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = None,
+    timeout: float = 30,
+) -> tuple[int, Any]:
+    """One HTTP request on a fresh connection; returns (status, decoded JSON or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        payload = None if body is None else json.dumps(body)
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else None
+    finally:
+        conn.close()
