@@ -111,7 +111,9 @@ def _tail(path: Path, lines: int = 40) -> str:
 class PgCluster:
     """A private PostgreSQL server in a temporary directory, removed again by stop()."""
 
-    def __init__(self, bin_dir: Path | str | None = None, base_dir: Path | str | None = None):
+    def __init__(
+        self, bin_dir: Path | str | None = None, base_dir: Path | str | None = None
+    ) -> None:
         self.bin_dir: Path | None = Path(bin_dir) if bin_dir is not None else None
         self.base_dir: Path | str | None = base_dir
         self.user = SUPERUSER
@@ -181,8 +183,15 @@ class PgCluster:
             if self.bin_dir is not None and (root / "data" / "postmaster.pid").exists():
                 # The data is thrown away, so there is nothing to gain from a clean shutdown.
                 self._run(
-                    [str(self.bin_dir / "pg_ctl"), "-D", str(root / "data"),
-                     "-m", "immediate", "-w", "stop"],
+                    [
+                        str(self.bin_dir / "pg_ctl"),
+                        "-D",
+                        str(root / "data"),
+                        "-m",
+                        "immediate",
+                        "-w",
+                        "stop",
+                    ],
                     as_owner=True,
                     check=False,
                 )
@@ -224,8 +233,23 @@ class PgCluster:
             psql = Path(found)
         # TCP with trust auth works for any OS user, so psql needs no user switch even as root.
         self._run(
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.host,
-             "-p", str(self.port), "-U", self.user, "-d", "postgres", "-c", sql],
+            [
+                str(psql),
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ],
             as_owner=False,
         )
 
@@ -260,8 +284,14 @@ class PgCluster:
             return lambda cmd: [runuser, "-u", owner.pw_name, "--", *cmd]
         setpriv = shutil.which("setpriv")
         if setpriv:
-            return lambda cmd: [setpriv, f"--reuid={owner.pw_uid}", f"--regid={owner.pw_gid}",
-                                "--init-groups", "--", *cmd]
+            return lambda cmd: [
+                setpriv,
+                f"--reuid={owner.pw_uid}",
+                f"--regid={owner.pw_gid}",
+                "--init-groups",
+                "--",
+                *cmd,
+            ]
         su = shutil.which("su")
         if su:
             # -s because service accounts such as nobody have a nologin shell.
@@ -291,8 +321,17 @@ class PgCluster:
     def _initdb(self) -> None:
         assert self.bin_dir is not None
         self._run(
-            [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-             "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"],
+            [
+                str(self.bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
             as_owner=True,
         )
 
@@ -312,9 +351,19 @@ class PgCluster:
             port = _free_port()
             log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
             result = self._run(
-                [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l",
-                 str(self.log_path), "-o", f"-p {port}", "-w", "-t", str(_START_TIMEOUT_S),
-                 "start"],
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_path),
+                    "-o",
+                    f"-p {port}",
+                    "-w",
+                    "-t",
+                    str(_START_TIMEOUT_S),
+                    "start",
+                ],
                 as_owner=True,
                 check=False,
             )
@@ -338,15 +387,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tests.support.pgcluster",
         description="Run a throwaway PostgreSQL cluster until Ctrl-C or SIGTERM.",
     )
-    parser.add_argument("--database", metavar="NAME",
-                        help="also create this database and print its URL instead")
+    parser.add_argument(
+        "--database", metavar="NAME", help="also create this database and print its URL instead"
+    )
     args = parser.parse_args(argv)
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    # SIGTERM would otherwise kill the interpreter without running the cleanup below.
+    # SIGTERM would otherwise kill the interpreter without running the cleanup below, and a
+    # shell that starts us in the background (`... &`) leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     cluster = PgCluster()
     try:
         url = cluster.start()
