@@ -55,6 +55,7 @@ class Settings:
     db_max_overflow: int
     db_lock_timeout_ms: int
     worker_sweep_interval_seconds: float
+    worker_drift_check_seconds: float
 
     @property
     def is_development(self) -> bool:
@@ -188,6 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_max_overflow=r.int("DB_MAX_OVERFLOW", 2, minimum=0, maximum=100),
         db_lock_timeout_ms=r.int("DB_LOCK_TIMEOUT_MS", 5000, minimum=0, maximum=60_000),
         worker_sweep_interval_seconds=r.float("WORKER_SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.05),
+        worker_drift_check_seconds=r.float("WORKER_DRIFT_CHECK_SECONDS", 300.0, minimum=1.0),
     )
 
     if environment == "production":

@@ -19,9 +19,12 @@ class Runtime:
     engine: Engine
     clock: Clock = utc_now
 
-    def uow(self, *, read_only: bool = False) -> SqlAlchemyUnitOfWork:
-        """A fresh unit of work; one per request or job, never shared between threads."""
-        return SqlAlchemyUnitOfWork(self.engine, self.clock, read_only=read_only)
+    def uow(self, *, read_only: bool = False, snapshot: bool = False) -> SqlAlchemyUnitOfWork:
+        """A fresh unit of work; one per request or job, never shared between threads.
+
+        ``snapshot`` makes a read-only unit whose statements all see one consistent state.
+        """
+        return SqlAlchemyUnitOfWork(self.engine, self.clock, read_only=read_only, snapshot=snapshot)
 
 
 def current_runtime() -> Runtime:

@@ -1,6 +1,7 @@
 """The Procfile's ``worker``: background jobs on a schedule, stopped gracefully by SIGTERM.
 
-For now it runs the expiry sweeper; the outbox relay and Bling reconciliation join this loop.
+For now it runs the expiry sweeper and the ledger drift check; the outbox relay and Bling
+reconciliation join this loop as more jobs.
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.
@@ -12,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import click
@@ -24,19 +26,53 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(runtime: Runtime, stop: threading.Event) -> None:
-    """Sweep expired holds every ``WORKER_SWEEP_INTERVAL_SECONDS`` until ``stop`` is set."""
-    interval = runtime.settings.worker_sweep_interval_seconds
-    log.info("worker started (sweep every %.2fs)", interval)
+    """Run each job on its schedule until ``stop`` is set; a failing job never stops the others."""
+    settings = runtime.settings
+    jobs = [
+        _Job("expiry sweep", settings.worker_sweep_interval_seconds, _sweep),
+        _Job("ledger drift check", settings.worker_drift_check_seconds, _check_drift),
+    ]
+    log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
     while not stop.is_set():
-        started = time.monotonic()
-        try:
-            expired = services.expire_due(runtime.uow())
-            if expired:
-                log.info("reservation.expired count=%d", expired)
-        except Exception:  # the loop must outlive a database blip; the error is logged in full
-            log.exception("expiry sweep failed; retrying next round")
-        stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        for job in jobs:
+            if stop.is_set():
+                break
+            job.run_if_due(runtime)
+        stop.wait(max(0.0, min(job.next_at for job in jobs) - time.monotonic()))
     log.info("worker stopped")
+
+
+class _Job:
+    def __init__(self, name: str, every: float, action: Callable[[Runtime], None]) -> None:
+        self.name, self.every, self.action = name, every, action
+        self.next_at = time.monotonic()
+
+    def run_if_due(self, runtime: Runtime) -> None:
+        if time.monotonic() < self.next_at:
+            return
+        try:
+            self.action(runtime)
+        except Exception:  # the loop must outlive a database blip; the error is logged in full
+            log.exception("%s failed; retrying next round", self.name)
+        self.next_at = time.monotonic() + self.every
+
+
+def _sweep(runtime: Runtime) -> None:
+    expired = services.expire_due(runtime.uow())
+    if expired:
+        log.info("reservation.expired count=%d", expired)
+
+
+def _check_drift(runtime: Runtime) -> None:
+    for d in services.find_drift(runtime.uow(snapshot=True)):
+        log.error(
+            "ledger.drift sku=%s figure=%s counter=%d expected=%d source=%s",
+            d.sku,
+            d.figure,
+            d.counter,
+            d.expected,
+            d.source,
+        )
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -38,6 +38,19 @@ def show_command(sku: str | None) -> None:
         click.echo(_row(view))
 
 
+@stock_cli.command("check")
+def check_command() -> None:
+    """Recompute every counter from the movement ledger and the holds; exit 1 on any drift."""
+    drift = services.find_drift(current_runtime().uow(snapshot=True))
+    for d in drift:
+        click.echo(
+            f"DRIFT {d.sku} {d.figure}: counter {d.counter}, {d.source} say {d.expected}", err=True
+        )
+    if drift:
+        raise SystemExit(1)
+    click.echo("ledger consistent: every counter equals its movements and holds")
+
+
 def _row(view: services.LevelView) -> str:
     return (
         f"{view.sku:<24} {view.on_hand:>10} {view.reserved:>10} "

@@ -140,6 +140,45 @@ def list_levels(uow: UnitOfWork) -> list[LevelView]:
         return [LevelView.of(level, due) for level, due in uow.stock.levels()]
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A counter that disagrees with what it summarises: a bug to investigate, never to patch."""
+
+    sku: str
+    figure: str
+    counter: int
+    expected: int
+    source: str
+
+
+def find_drift(uow: UnitOfWork) -> list[Drift]:
+    """Recompute every SKU's counters from the movement ledger and the holds; list disagreements.
+
+    Give it a ``snapshot`` unit of work, so concurrent traffic cannot make a healthy ledger look
+    drifted.
+    """
+    with uow:
+        levels = [level for level, _due in uow.stock.levels()]
+        movements = uow.stock.movement_totals()
+        active = uow.stock.active_hold_totals()
+    found = []
+    for level in levels:
+        figures = (level.on_hand, level.reserved, level.committed)
+        for name, counter, expected in zip(
+            ("on_hand", "reserved", "committed"),
+            figures,
+            movements.get(level.sku, (0, 0, 0)),
+            strict=True,
+        ):
+            if counter != expected:
+                found.append(Drift(level.sku, name, counter, expected, "movements"))
+        if level.reserved != active.get(level.sku, 0):
+            found.append(
+                Drift(level.sku, "reserved", level.reserved, active.get(level.sku, 0), "holds")
+            )
+    return found
+
+
 def expire_due(uow: UnitOfWork, *, batch_skus: int = 50) -> int:
     """The sweeper: expire every active hold past its time; returns how many were expired.
 

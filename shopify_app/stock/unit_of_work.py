@@ -40,17 +40,30 @@ class SqlAlchemyUnitOfWork:
     uses the same instant.
     """
 
-    def __init__(self, engine: Engine, clock: Clock = utc_now, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock = utc_now,
+        *,
+        read_only: bool = False,
+        snapshot: bool = False,
+    ) -> None:
         self.engine = engine
         self.clock = clock
-        self.read_only = read_only
+        self.read_only = read_only or snapshot
+        self.snapshot = snapshot
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
 
     def __enter__(self) -> Self:
         connection = self.engine.connect()
         if self.read_only:
-            connection = connection.execution_options(**{READ_ONLY: True})
+            options: dict[str, object] = {READ_ONLY: True}
+            if self.snapshot and connection.dialect.name == "postgresql":
+                # Several statements, one snapshot (SQLite's read transaction is one already).
+                # Costs two extra round trips, so only reads that compare tables ask for it.
+                options["isolation_level"] = "REPEATABLE READ"
+            connection = connection.execution_options(**options)
         self._connection = connection
         try:
             self._transaction = connection.begin()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
+from tests.conftest import ApiClient
 from tests.support.ledger import assert_ledger_balanced, figures
 
 pytestmark = pytest.mark.integration
@@ -38,3 +39,22 @@ def test_stock_cli_refuses_bad_input(app: Flask, engine: Engine) -> None:
     assert runner.invoke(args=["stock", "set", "A", "lots"]).exit_code != 0
     result = runner.invoke(args=["stock", "show", "NOPE"])
     assert result.exit_code != 0 and "unknown SKU" in result.output
+
+
+def test_stock_check_finds_drift_between_counters_and_ledger(
+    app: Flask, engine: Engine, api: ApiClient
+) -> None:
+    api.put("/stock/A", json={"on_hand": 5})
+    api.post("/stock/A/reserve", json={"quantity": 2})
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["stock", "check"])
+    assert result.exit_code == 0, result.output
+    assert "ledger consistent" in result.output
+
+    # A write that bypasses the repository, like the counter bugs of Saleor and Medusa.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE skus SET reserved = reserved + 1 WHERE sku = 'A'"))
+    result = runner.invoke(args=["stock", "check"])
+    assert result.exit_code == 1
+    assert "DRIFT A reserved: counter 3, movements say 2" in result.output
+    assert "DRIFT A reserved: counter 3, holds say 2" in result.output
