@@ -21,7 +21,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,11 @@ import requests
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+# The repository's own helpers (Procfile parsing, /proc walking, throwaway PostgreSQL).
+sys.path.insert(0, str(REPO_ROOT))
+from tests.support.pgcluster import PgCluster  # noqa: E402
+from tests.support.procfile import children_of, free_port, procfile_commands  # noqa: E402
+
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 DEFAULT_PEER = REPO_ROOT.parent / "shared" / "peers" / "seed_reference"
 
@@ -143,12 +147,6 @@ def log_tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_ready(service: Service, url: str, headers: dict[str, str] | None = None) -> None:
     """Poll ``url`` until 200; fail fast if the process dies, since it will never answer."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -173,21 +171,6 @@ def wait_ready(service: Service, url: str, headers: dict[str, str] | None = None
     )
 
 
-def _proc_children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name in field 2 may contain spaces and parentheses: split after the last ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
 def _cmdline(pid: int) -> str:
     try:
         return (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")).decode()
@@ -207,7 +190,6 @@ def rss_mb(pid: int) -> float | None:
 
 def gunicorn_rss(root_pid: int) -> dict[str, Any]:
     """RSS of the gunicorn master and each worker under ``root_pid`` (bash may or may not exec)."""
-    children = _proc_children()
     queue = [root_pid]
     master: int | None = None
     while queue:  # breadth first, so the first gunicorn found is the master, not a worker
@@ -215,10 +197,10 @@ def gunicorn_rss(root_pid: int) -> dict[str, Any]:
         if "gunicorn" in _cmdline(pid):
             master = pid
             break
-        queue.extend(children.get(pid, []))
+        queue.extend(children_of(pid))
     if master is None:
         return {"master_pid": None, "master_mb": None, "workers_mb": []}
-    workers = sorted(children.get(master, []))
+    workers = children_of(master)
     return {
         "master_pid": master,
         "master_mb": rss_mb(master),
@@ -229,20 +211,6 @@ def gunicorn_rss(root_pid: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Our service
 # ---------------------------------------------------------------------------------------------
-
-
-def parse_procfile(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise BenchError(f"no Procfile at {path}; our service cannot be started")
-    entries: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)
-        if m:
-            entries[m.group(1)] = m.group(2)
-    return entries
 
 
 def service_env(
@@ -315,13 +283,6 @@ def database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    sys.path.insert(0, str(REPO_ROOT))
-    try:
-        from tests.support.pgcluster import PgCluster
-    except ImportError as exc:
-        raise BenchError(
-            f"cannot import tests.support.pgcluster ({exc}); pass --database-url instead"
-        ) from exc
     cluster = PgCluster()
     try:
         try:
@@ -507,7 +468,9 @@ def loud_warning(message: str) -> None:
 def start_ours(
     args: argparse.Namespace, stack: contextlib.ExitStack, token: str, log_dir: Path
 ) -> Target:
-    procfile = parse_procfile(REPO_ROOT / "Procfile")
+    if not (REPO_ROOT / "Procfile").is_file():
+        raise BenchError(f"no Procfile in {REPO_ROOT}; our service cannot be started")
+    procfile = procfile_commands(REPO_ROOT / "Procfile")
     if "web" not in procfile:
         raise BenchError("Procfile has no 'web' line")
     db_url = stack.enter_context(database(args.database_url))
