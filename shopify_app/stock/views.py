@@ -94,8 +94,10 @@ def _check_sku(sku: str) -> None:
         raise UnknownSku([sku[:MAX_SKU_LENGTH] + "…"])
 
 
-def _ttl(seconds: int | None) -> timedelta:
-    return timedelta(seconds=seconds or current_runtime().settings.reservation_ttl_seconds)
+def _reserve(lines: list[Line], holder: str | None, ttl_seconds: int | None) -> list[Hold]:
+    runtime = current_runtime()
+    ttl = timedelta(seconds=ttl_seconds or runtime.settings.reservation_ttl_seconds)
+    return services.reserve(runtime.uow(), lines, holder=holder, source=HoldSource.API, ttl=ttl)
 
 
 def _reservation(hold: Hold) -> dict[str, Any]:
@@ -161,13 +163,7 @@ def reserve(sku: str) -> Any:
     """Hold `quantity` units of one SKU: 200 with the hold, or 409 when not enough is available."""
     _check_sku(sku)
     body: ReserveIn = request.context.json  # type: ignore[attr-defined]
-    (hold,) = services.reserve(
-        current_runtime().uow(),
-        [Line(sku, body.quantity)],
-        holder=body.holder,
-        source=HoldSource.API,
-        ttl=_ttl(body.ttl_seconds),
-    )
+    (hold,) = _reserve([Line(sku, body.quantity)], body.holder, body.ttl_seconds)
     return _reservation(hold)
 
 
@@ -181,13 +177,8 @@ def reserve(sku: str) -> Any:
 def reserve_lines() -> Any:
     """Hold several SKUs at once, all or nothing (one hold per SKU; repeated SKUs are summed)."""
     body: ReserveLinesIn = request.context.json  # type: ignore[attr-defined]
-    holds = services.reserve(
-        current_runtime().uow(),
-        [Line(line.sku, line.quantity) for line in body.lines],
-        holder=body.holder,
-        source=HoldSource.API,
-        ttl=_ttl(body.ttl_seconds),
-    )
+    lines = [Line(line.sku, line.quantity) for line in body.lines]
+    holds = _reserve(lines, body.holder, body.ttl_seconds)
     return {"reservations": [_reservation(h) for h in holds]}
 
 
