@@ -38,7 +38,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
 
-    from . import db_cli, worker
+    from . import db_cli, shopify, worker
     from .stock import cli as stock_cli
     from .stock import views as stock_views
     from .web import errors, health, openapi
@@ -46,6 +46,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     errors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(stock_views.bp)
+    shopify.init_app(app)
     stock_cli.init_app(app)
     db_cli.init_app(app)
     worker.init_app(app)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/bazico.db"
+# carts/*, checkouts/* and orders/* webhooks need read_orders; the App Proxy needs write_app_proxy.
+DEFAULT_SHOPIFY_SCOPES = "read_orders,read_products,write_app_proxy"
 SHOP_DOMAIN_RE = re.compile(r"\A[a-z0-9][a-z0-9-]*\.myshopify\.com\Z")
 ENVIRONMENTS = ("development", "test", "production")
 
@@ -38,6 +40,8 @@ class Settings:
     shopify_api_secret_previous: str | None
     shopify_shop_domain: str | None
     shopify_access_token: str | None
+    shopify_admin_url: str
+    shopify_scopes: str
     app_url: str
     stock_api_token: str | None
     reservation_ttl_seconds: int
@@ -147,6 +151,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     port = r.int("PORT", 8000, minimum=1, maximum=65535)
     shop = r.str("SHOPIFY_SHOP_DOMAIN")
+    admin_url = r.str("SHOPIFY_ADMIN_URL")
+    if (
+        admin_url is not None
+        and "{shop}" not in admin_url
+        and not admin_url.startswith("http://127.")
+    ):
+        r.problems.append("SHOPIFY_ADMIN_URL must contain {shop} (or point at a 127.x stand-in)")
     if shop is not None and not SHOP_DOMAIN_RE.match(shop):
         r.problems.append(f"SHOPIFY_SHOP_DOMAIN must look like name.myshopify.com, got {shop!r}")
 
@@ -168,6 +179,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         shopify_api_secret_previous=r.str("SHOPIFY_API_SECRET_PREVIOUS"),
         shopify_shop_domain=shop,
         shopify_access_token=r.str("SHOPIFY_ACCESS_TOKEN"),
+        # Where a shop's Admin API lives; tests point it at a loopback stand-in for Shopify.
+        shopify_admin_url=r.str("SHOPIFY_ADMIN_URL", "https://{shop}") or "",
+        shopify_scopes=r.str("SHOPIFY_SCOPES", DEFAULT_SHOPIFY_SCOPES) or "",
         app_url=(r.str("APP_URL") or f"http://localhost:{port}").rstrip("/"),
         stock_api_token=r.str("STOCK_API_TOKEN"),
         reservation_ttl_seconds=r.int("RESERVATION_TTL_SECONDS", 900, minimum=1, maximum=86_400),

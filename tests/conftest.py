@@ -93,8 +93,20 @@ def database_url(request: pytest.FixtureRequest) -> str:
 # --- the app -------------------------------------------------------------------------------
 
 
+SHOPIFY_SECRET = "test-shopify-secret"
+SHOP = "bazico-test.myshopify.com"
+
+
 def app_environ(database_url: str, **extra: str) -> dict[str, str]:
-    return {"DATABASE_URL": database_url, "STOCK_API_TOKEN": TOKEN, "APP_ENV": "test", **extra}
+    return {
+        "DATABASE_URL": database_url,
+        "STOCK_API_TOKEN": TOKEN,
+        "APP_ENV": "test",
+        "SHOPIFY_API_KEY": "test-shopify-key",
+        "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
+        "SHOPIFY_SHOP_DOMAIN": SHOP,
+        **extra,
+    }
 
 
 @pytest.fixture

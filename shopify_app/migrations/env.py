@@ -6,7 +6,7 @@ from alembic import context
 
 from shopify_app.config import load_settings
 from shopify_app.db import make_engine
-from shopify_app.stock.tables import metadata
+from shopify_app.schema import metadata
 
 config = context.config
 target_metadata = metadata

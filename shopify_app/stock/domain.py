@@ -35,6 +35,8 @@ class Reason(enum.StrEnum):
     RELEASE = "release"
     EXPIRE = "expire"
     CONFIRM = "confirm"
+    COMMIT = "commit"
+    CANCEL = "cancel"
     ADJUST = "adjust"
 
 
@@ -130,6 +132,11 @@ class Hold:
     expires_at: datetime
     order_ref: str | None = None
 
+    def extend(self, until: datetime) -> None:
+        """Keep an active hold at least until ``until`` (a checkout in progress); never shortens."""
+        if self.status is HoldStatus.ACTIVE and until > self.expires_at:
+            self.expires_at = until
+
     def is_due(self, now: datetime) -> bool:
         """True when the hold is active but its time is up (it no longer counts for buyers)."""
         return self.status is HoldStatus.ACTIVE and self.expires_at <= now
@@ -209,6 +216,24 @@ class StockLevel:
                 committed=hold.quantity,
             )
         )
+
+    def commit(self, quantity: int, order_ref: str) -> int:
+        """Sell ``quantity`` units straight from ``available`` (an order line no hold covered).
+
+        Shopify has already sold them, so this never refuses: it returns how many units were
+        oversold (0 when available covered them), and ``available`` may then go negative.
+        """
+        if quantity < 1:
+            raise ValueError("quantity must be at least 1")
+        oversold = max(0, quantity - max(self.available, 0))
+        self._record(Movement(self.sku, Reason.COMMIT, order_ref, committed=quantity))
+        return oversold
+
+    def uncommit(self, quantity: int, order_ref: str) -> None:
+        """An order cancelled before Bling heard of it: its units are sellable again."""
+        if not 1 <= quantity <= self.committed:
+            raise ValueError(f"cannot uncommit {quantity} of {self.committed} committed")
+        self._record(Movement(self.sku, Reason.CANCEL, order_ref, committed=-quantity))
 
     def set_on_hand(self, on_hand: int, reference: str | None) -> None:
         """A manual adjustment: the counted stock replaces ``on_hand``; holds stay as they are."""

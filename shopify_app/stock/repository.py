@@ -43,13 +43,18 @@ class SqlStockRepository:
         self.now = now
         self._row_locks = connection.dialect.name == "postgresql"
         self._levels: dict[str, StockLevel] = {}
-        self._holds: dict[uuid.UUID, tuple[Hold, HoldStatus]] = {}
+        # Each hold read, with the (status, expires_at) it had then: flush writes what changed.
+        self._holds: dict[uuid.UUID, tuple[Hold, tuple[HoldStatus, datetime]]] = {}
         self._new_holds: list[Hold] = []
 
     # --- locking reads --------------------------------------------------------------------
 
-    def lock(self, sku_list: Iterable[str]) -> dict[str, StockLevel]:
-        """Lock the rows of ``sku_list`` in sorted order; UnknownSku if any is absent."""
+    def lock(self, sku_list: Iterable[str], *, missing_ok: bool = False) -> dict[str, StockLevel]:
+        """Lock the rows of ``sku_list`` in sorted order; UnknownSku if any is absent.
+
+        With ``missing_ok`` unknown SKUs are left out instead (Shopify lines for products whose
+        stock this service does not track).
+        """
         wanted = sorted(set(sku_list))
         stmt = (
             select(skus.c.sku, skus.c.on_hand, skus.c.reserved, skus.c.committed)
@@ -63,7 +68,7 @@ class SqlStockRepository:
             for row in self.connection.execute(stmt)
         }
         missing = set(wanted) - found.keys()
-        if missing:
+        if missing and not missing_ok:
             raise UnknownSku(missing)
         self._levels.update(found)
         return found
@@ -117,12 +122,28 @@ class SqlStockRepository:
         rows = self.connection.execute(select(holds).where(holds.c.id.in_(id_list)))
         return {row.id: self._track(_hold_from_row(row)) for row in rows}
 
+    def active_holds_of(self, holder: str) -> list[Hold]:
+        """The holder's active holds, oldest first. Lock their SKUs before changing them."""
+        rows = self.connection.execute(
+            select(holds)
+            .where(holds.c.holder == holder, holds.c.status == "active")
+            .order_by(holds.c.created_at, holds.c.id)
+        )
+        return [self._track(_hold_from_row(row)) for row in rows]
+
     def _track(self, hold: Hold) -> Hold:
-        self._holds[hold.id] = (hold, hold.status)
+        self._holds[hold.id] = (hold, (hold.status, hold.expires_at))
         return hold
 
     def add_hold(self, hold: Hold) -> None:
         self._new_holds.append(hold)
+
+    def forget_holders(self, holders: Iterable[str] | None) -> None:
+        """Privacy: drop the holder (a shopper's cart token) from holds; None means every one."""
+        stmt = update(holds).where(holds.c.holder.is_not(None))
+        if holders is not None:
+            stmt = stmt.where(holds.c.holder.in_(list(holders)))
+        self.connection.execute(stmt.values(holder=None, updated_at=self.now))
 
     # --- plain reads (no lock) ------------------------------------------------------------
 
@@ -196,12 +217,17 @@ class SqlStockRepository:
                     for h in self._new_holds
                 ],
             )
-        for hold, loaded_status in self._holds.values():
-            if hold.status is not loaded_status:
+        for hold, (loaded_status, loaded_expiry) in self._holds.values():
+            if (hold.status, hold.expires_at) != (loaded_status, loaded_expiry):
                 conn.execute(
                     update(holds)
                     .where(holds.c.id == hold.id, holds.c.status == loaded_status.value)
-                    .values(status=hold.status.value, order_ref=hold.order_ref, updated_at=now)
+                    .values(
+                        status=hold.status.value,
+                        order_ref=hold.order_ref,
+                        expires_at=hold.expires_at,
+                        updated_at=now,
+                    )
                 )
         movements: list[Movement] = []
         for level in self._levels.values():
@@ -238,4 +264,4 @@ class SqlStockRepository:
                 ],
             )
         self._new_holds = []
-        self._holds = {k: (h, h.status) for k, (h, _) in self._holds.items()}
+        self._holds = {k: (h, (h.status, h.expires_at)) for k, (h, _) in self._holds.items()}

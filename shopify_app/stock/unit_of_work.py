@@ -9,6 +9,7 @@ from typing import Protocol, Self
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from ..db import READ_ONLY
+from ..shopify.repository import SqlShopifyRepository
 from .repository import SqlStockRepository
 
 Clock = Callable[[], datetime]
@@ -22,6 +23,7 @@ class UnitOfWork(Protocol):
     """What the services need: a repository, the transaction's time, commit and rollback."""
 
     stock: SqlStockRepository
+    shopify: SqlShopifyRepository
     now: datetime
 
     def __enter__(self) -> Self: ...
@@ -72,6 +74,7 @@ class SqlAlchemyUnitOfWork:
             raise
         self.now = self.clock()
         self.stock = SqlStockRepository(connection, self.now)
+        self.shopify = SqlShopifyRepository(connection, self.now)
         return self
 
     def __exit__(self, *exc: object) -> None:

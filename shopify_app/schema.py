@@ -1,0 +1,8 @@
+"""Every table of the service on one ``metadata``: Alembic compares migrations against this."""
+
+from __future__ import annotations
+
+from .shopify import tables as _shopify_tables  # noqa: F401 - imported to register its tables
+from .stock.tables import metadata
+
+__all__ = ["metadata"]

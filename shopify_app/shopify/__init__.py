@@ -1,0 +1,17 @@
+"""The Shopify side of the app: webhooks in, the App Proxy for the storefront, OAuth install.
+
+Every call into the ShopifyAPI library goes through ``client.py`` only: that library is
+deprecated upstream, and its successor's import name (``shopify_app``) clashes with ours, so the
+switch must touch one module.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the Shopify blueprints and CLI commands."""
+    from . import webhooks
+
+    app.register_blueprint(webhooks.bp)

@@ -1,0 +1,356 @@
+"""What each webhook topic does to the ledger. Each handler runs inside the delivery's unit of
+work, after its receipt was recorded, so effect and receipt commit (or vanish) together.
+
+Lock order everywhere: the cart row first, then SKU rows in sorted order (repository.lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from ..stock.domain import Hold, HoldSource, HoldStatus, StockLevel
+from ..stock.unit_of_work import UnitOfWork
+from .payloads import (
+    CART_ATTRIBUTE,
+    LineItem,
+    PayloadError,
+    attribute,
+    cart_token_of,
+    demand_of,
+    line_items,
+    normalize_token,
+    order_id_of,
+    parse_time,
+)
+from .repository import Order, OrderLine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    shop: str
+    topic: str
+    webhook_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The hold lifetimes handlers apply (from RESERVATION_TTL_SECONDS, CHECKOUT_HOLD_SECONDS)."""
+
+    cart_ttl: timedelta
+    checkout_ttl: timedelta
+
+
+Handler = Callable[[UnitOfWork, Delivery, Policy], str]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*topics: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for topic in topics:
+            HANDLERS[topic] = handler
+        return handler
+
+    return register
+
+
+def _expire_due(uow: UnitOfWork, level: StockLevel) -> None:
+    for hold in uow.stock.due_holds(level.sku):
+        level.expire(hold)
+
+
+# --- carts -------------------------------------------------------------------------------------
+
+
+@handles("carts/create", "carts/update")
+def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Move the cart's holds to match its lines: reserve what is added (as far as stock allows,
+    recording the shortfall), release what is removed, and keep the rest alive for another TTL.
+
+    A webhook cannot refuse an add-to-cart (the storefront asks the App Proxy first); it only
+    keeps the ledger in step. Deliveries older than the last one applied change nothing.
+    """
+    payload = delivery.payload
+    token = cart_token_of(payload)
+    updated_at = parse_time(payload.get("updated_at"))
+    if updated_at is None:
+        raise PayloadError("cart without updated_at")
+    cart = uow.shopify.lock_cart(delivery.shop, token)
+    if cart.ordered or updated_at <= cart.cart_updated_at:
+        return "stale"
+    demand = demand_of(line_items(payload, context=f"cart {token}"))
+    holds = uow.stock.active_holds_of(token)
+    levels = uow.stock.lock(set(demand) | {h.sku for h in holds}, missing_ok=True)
+    _log_untracked(demand, levels, f"cart {token}")
+    shortfalls = {}
+    for sku in sorted(levels):
+        missing = _match(
+            uow,
+            levels[sku],
+            [h for h in holds if h.sku == sku],
+            demand.get(sku, 0),
+            holder=token,
+            ttl=policy.cart_ttl,
+        )
+        if missing:
+            shortfalls[sku] = missing
+    cart.cart_updated_at = updated_at
+    uow.shopify.save_cart(cart, shortfalls)
+    if shortfalls:
+        log.warning("cart.shortfall cart=%s shortfalls=%s", token, shortfalls)
+    return "applied"
+
+
+def _match(
+    uow: UnitOfWork,
+    level: StockLevel,
+    holds: list[Hold],
+    wanted: int,
+    *,
+    holder: str,
+    ttl: timedelta,
+) -> int:
+    """Make ``holder``'s holds on one SKU add up to ``wanted``; return the units not held."""
+    now = uow.now
+    live = []
+    for hold in holds:
+        if hold.is_due(now):
+            level.expire(hold)
+        else:
+            live.append(hold)
+    held = sum(h.quantity for h in live)
+    # Give back whole holds, newest first, until no more than wanted is held...
+    for hold in sorted(live, key=lambda h: h.created_at, reverse=True):
+        if held <= wanted:
+            break
+        level.release(hold)
+        live.remove(hold)
+        held -= hold.quantity
+    for hold in live:
+        hold.extend(now + ttl)
+    # ...then hold what is still missing, as far as available allows.
+    need = wanted - held
+    if need <= 0:
+        return 0
+    if level.available < need:
+        _expire_due(uow, level)
+    granted = min(need, max(level.available, 0))
+    if granted:
+        uow.stock.add_hold(
+            level.reserve(granted, holder=holder, source=HoldSource.CART, now=now, ttl=ttl)
+        )
+    return need - granted
+
+
+def _log_untracked(demand: dict[str, int], levels: dict[str, StockLevel], context: str) -> None:
+    untracked = sorted(set(demand) - levels.keys())
+    if untracked:
+        log.info("%s: SKUs not tracked here, skipped: %s", context, ", ".join(untracked))
+
+
+# --- checkouts -----------------------------------------------------------------------------
+
+
+@handles("checkouts/create", "checkouts/update")
+def extend_for_checkout(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """The shopper reached checkout: keep the cart's holds for CHECKOUT_HOLD_SECONDS."""
+    token = normalize_token(delivery.payload.get("cart_token"))
+    if token is None:
+        return "no_cart"
+    cart = uow.shopify.lock_cart(delivery.shop, token)
+    if cart.ordered:
+        return "stale"
+    cart.checkout_token = normalize_token(delivery.payload.get("token")) or cart.checkout_token
+    uow.shopify.save_cart(cart)
+    holds = uow.stock.active_holds_of(token)
+    levels = uow.stock.lock({h.sku for h in holds})
+    for hold in holds:
+        if hold.is_due(uow.now):
+            levels[hold.sku].expire(hold)  # too late: the unit may be someone else's by now
+        else:
+            hold.extend(uow.now + policy.checkout_ttl)
+    return "applied"
+
+
+# --- orders --------------------------------------------------------------------------------
+
+
+@handles("orders/create", "orders/paid")
+def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Sell the order's lines: consume the cart's holds, take uncovered units from available,
+    and record an oversell loudly when even that falls short (Shopify has sold it already).
+
+    ``orders/paid`` runs the same code, so an order whose ``orders/create`` never arrived is
+    still confirmed; whichever comes second finds the order recorded and does nothing.
+    """
+    payload = delivery.payload
+    order = Order(
+        delivery.shop,
+        order_id_of(payload),
+        payload.get("name") if isinstance(payload.get("name"), str) else None,
+        _holder_of(uow, delivery),
+    )
+    reference = f"shopify:{order.order_id}"
+    if order.cart_token is not None:
+        cart = uow.shopify.lock_cart(delivery.shop, order.cart_token)
+    if not uow.shopify.claim_order(order):
+        return "duplicate_order"
+    items = line_items(payload, context=f"order {order.order_id}")
+    holds = uow.stock.active_holds_of(order.cart_token) if order.cart_token else []
+    levels = uow.stock.lock({i.sku for i in items} | {h.sku for h in holds}, missing_ok=True)
+    _log_untracked(demand_of(items), levels, f"order {order.order_id}")
+    unused = {h.id: h for h in holds}
+    for sku, quantity in demand_of(items).items():
+        if sku in levels:
+            sold = _sell(uow, levels[sku], quantity, unused, reference)
+            order.lines.extend(_split(sold, [i for i in items if i.sku == sku]))
+    for hold in unused.values():  # the cart is done: nothing of it stays held
+        if hold.sku in levels and hold.status is HoldStatus.ACTIVE:
+            levels[hold.sku].release(hold)
+    if order.cart_token is not None:
+        cart.ordered = True
+        uow.shopify.save_cart(cart)
+    if order.oversold:
+        log.error(
+            "order.oversold order=%s name=%s lines=%s",
+            order.order_id,
+            order.name,
+            {line.sku: line.oversold for line in order.lines if line.oversold},
+        )
+    if payload.get("cancelled_at"):
+        # Created and cancelled before we heard of it: record both, sell nothing.
+        _cancel(levels, order, reference)
+        uow.shopify.save_order(order)
+        return "cancelled"
+    uow.shopify.save_order(order)
+    return "confirmed"
+
+
+def _holder_of(uow: UnitOfWork, delivery: Delivery) -> str | None:
+    payload = delivery.payload
+    token = normalize_token(payload.get("cart_token")) or attribute(payload, CART_ATTRIBUTE)
+    if token is None:
+        checkout = normalize_token(payload.get("checkout_token"))
+        if checkout is not None:
+            token = uow.shopify.cart_token_of_checkout(delivery.shop, checkout)
+    return token
+
+
+@dataclass
+class _Sold:
+    from_holds: int
+    from_available: int
+    oversold: int
+
+
+def _sell(
+    uow: UnitOfWork, level: StockLevel, quantity: int, unused: dict[Any, Hold], reference: str
+) -> _Sold:
+    """Sell ``quantity`` of one SKU (all the order's lines of it together)."""
+    remaining = quantity
+    from_holds = 0
+    for hold in [h for h in unused.values() if h.sku == level.sku]:
+        del unused[hold.id]
+        if hold.is_due(uow.now):
+            level.expire(hold)
+        elif hold.quantity <= remaining:
+            level.confirm(hold, reference)
+            remaining -= hold.quantity
+            from_holds += hold.quantity
+        else:
+            # Holds more than the line needs: give it back; the units it frees cover the rest.
+            level.release(hold)
+    oversold = 0
+    if remaining:
+        if level.available < remaining:
+            _expire_due(uow, level)
+        oversold = level.commit(remaining, reference)
+    return _Sold(from_holds, remaining, oversold)
+
+
+def _split(sold: _Sold, items: list[LineItem]) -> list[OrderLine]:
+    """Attribute a SKU's figures to its lines in order: holds first, the oversold part last."""
+    lines = []
+    holds_left, oversold_left = sold.from_holds, sold.oversold
+    for position, item in enumerate(items):
+        from_holds = min(item.quantity, holds_left)
+        holds_left -= from_holds
+        from_available = item.quantity - from_holds
+        # The oversold units are the last ones sold, so they sit on the last lines.
+        later = sum(i.quantity for i in items[position + 1 :])
+        oversold = min(from_available, max(0, oversold_left - later))
+        oversold_left -= oversold
+        lines.append(
+            OrderLine(item.line_id, item.sku, item.quantity, from_holds, from_available, oversold)
+        )
+    return lines
+
+
+def _cancel(levels: dict[str, StockLevel], order: Order, reference: str) -> None:
+    if order.forward_status == "pending":
+        for line in order.lines:
+            levels[line.sku].uncommit(line.quantity, reference)
+        order.forward_status = "cancelled"
+    elif order.forward_status == "forwarded":
+        order.forward_status = "reversal_pending"  # Bling has it: the worker must reverse it
+    order.status = "cancelled"
+
+
+@handles("orders/cancelled")
+def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Give back what Bling has not heard of yet; mark the rest for reversal in Bling."""
+    order_id = order_id_of(delivery.payload)
+    order = uow.shopify.order(delivery.shop, order_id, lock=True)
+    if order is None:
+        # Cancelled before its orders/create arrived: a tombstone makes that one a no-op.
+        tombstone = Order(delivery.shop, order_id, delivery.payload.get("name"), None)
+        tombstone.status, tombstone.forward_status = "cancelled", "cancelled"
+        uow.shopify.claim_order(tombstone)
+        return "unknown_order"
+    if order.status == "cancelled":
+        return "already_cancelled"
+    levels = uow.stock.lock({line.sku for line in order.lines})
+    _cancel(levels, order, f"shopify:{order_id}")
+    uow.shopify.save_order(order)
+    return "cancelled"
+
+
+# --- app life cycle and privacy --------------------------------------------------------------
+
+
+@handles("checkouts/delete", "orders/fulfilled")
+def acknowledge(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Nothing to do: a deleted checkout's holds run out on their own; fulfilment is Bling's."""
+    return "acknowledged"
+
+
+@handles("customers/data_request")
+def customer_data_request(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """We hold no customer profile; the orders asked about are listed for the merchant."""
+    requested = delivery.payload.get("orders_requested") or []
+    held = [i for i in requested if isinstance(i, int) and uow.shopify.order(delivery.shop, i)]
+    log.info("privacy.data_request orders_requested=%d orders_held=%s", len(requested), held)
+    return "answered"
+
+
+@handles("customers/redact")
+def customer_redact(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Forget the cart tokens that tie this customer's orders to their carts and holds."""
+    ids = [i for i in delivery.payload.get("orders_to_redact") or [] if isinstance(i, int)]
+    tokens = uow.shopify.forget_cart_tokens(delivery.shop, ids)
+    uow.stock.forget_holders(tokens)
+    return "redacted"
+
+
+@handles("shop/redact")
+def shop_redact(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """48 h after uninstall: erase the shop's carts, orders, deliveries and hold holders."""
+    uow.shopify.erase_shop(delivery.shop)
+    uow.stock.forget_holders(None)
+    return "redacted"

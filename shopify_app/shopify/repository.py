@@ -1,0 +1,232 @@
+"""Rows of the Shopify side: receipts, carts, orders. Same transaction as the stock repository.
+
+Lock order (with stock/repository.py): a cart row before any SKU row, SKU rows in sorted order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from .tables import carts, order_lines, orders, webhook_receipts
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Cart:
+    shop: str
+    token: str
+    checkout_token: str | None
+    cart_updated_at: datetime
+    ordered: bool
+
+
+@dataclass
+class OrderLine:
+    line_id: int
+    sku: str
+    quantity: int
+    from_holds: int
+    from_available: int
+    oversold: int
+
+
+@dataclass
+class Order:
+    shop: str
+    order_id: int
+    name: str | None
+    cart_token: str | None
+    status: str = "confirmed"
+    forward_status: str = "pending"
+    lines: list[OrderLine] = field(default_factory=list)
+
+    @property
+    def oversold(self) -> bool:
+        return any(line.oversold for line in self.lines)
+
+
+class SqlShopifyRepository:
+    def __init__(self, connection: Connection, now: datetime) -> None:
+        self.connection = connection
+        self.now = now
+        self._postgres = connection.dialect.name == "postgresql"
+
+    def _insert_ignore(self, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+
+    # --- webhook receipts -----------------------------------------------------------------
+
+    def record_receipt(self, shop: str, webhook_id: str, topic: str) -> bool:
+        """Note a delivery; False if it was seen before (a concurrent twin waits on the key)."""
+        stmt = self._insert_ignore(
+            webhook_receipts,
+            {"shop": shop, "webhook_id": webhook_id, "topic": topic, "received_at": self.now},
+            ["shop", "webhook_id"],
+        )
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING.
+        return self.connection.execute(stmt.returning(webhook_receipts.c.shop)).first() is not None
+
+    # --- carts ----------------------------------------------------------------------------
+
+    def lock_cart(self, shop: str, token: str) -> Cart:
+        """Lock the cart's row, creating it (as never updated) on first sight."""
+        self.connection.execute(
+            self._insert_ignore(
+                carts,
+                {
+                    "shop": shop,
+                    "token": token,
+                    "cart_updated_at": EPOCH,
+                    "ordered": False,
+                    "updated_at": self.now,
+                },
+                ["shop", "token"],
+            )
+        )
+        stmt = select(carts).where(carts.c.shop == shop, carts.c.token == token)
+        if self._postgres:
+            stmt = stmt.with_for_update()
+        row = self.connection.execute(stmt).one()
+        return Cart(row.shop, row.token, row.checkout_token, row.cart_updated_at, row.ordered)
+
+    def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None:
+        values: dict[str, Any] = {
+            "checkout_token": cart.checkout_token,
+            "cart_updated_at": cart.cart_updated_at,
+            "ordered": cart.ordered,
+            "updated_at": self.now,
+        }
+        if shortfalls is not None:
+            values["shortfalls"] = json.dumps(shortfalls, sort_keys=True) if shortfalls else None
+        self.connection.execute(
+            update(carts)
+            .where(carts.c.shop == cart.shop, carts.c.token == cart.token)
+            .values(**values)
+        )
+
+    def cart_token_of_checkout(self, shop: str, checkout_token: str) -> str | None:
+        return self.connection.execute(
+            select(carts.c.token).where(
+                carts.c.shop == shop, carts.c.checkout_token == checkout_token
+            )
+        ).scalar()
+
+    def shortfalls(self, shop: str, token: str) -> dict[str, int]:
+        raw = self.connection.execute(
+            select(carts.c.shortfalls).where(carts.c.shop == shop, carts.c.token == token)
+        ).scalar()
+        return json.loads(raw) if raw else {}
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def order(self, shop: str, order_id: int, *, lock: bool = False) -> Order | None:
+        stmt = select(orders).where(orders.c.shop == shop, orders.c.order_id == order_id)
+        if lock and self._postgres:
+            stmt = stmt.with_for_update()
+        row = self.connection.execute(stmt).one_or_none()
+        if row is None:
+            return None
+        lines = self.connection.execute(
+            select(order_lines)
+            .where(order_lines.c.shop == shop, order_lines.c.order_id == order_id)
+            .order_by(order_lines.c.line_id)
+        )
+        return Order(
+            shop,
+            order_id,
+            row.name,
+            row.cart_token,
+            row.status,
+            row.forward_status,
+            [
+                OrderLine(r.line_id, r.sku, r.quantity, r.from_holds, r.from_available, r.oversold)
+                for r in lines
+            ],
+        )
+
+    def claim_order(self, order: Order) -> bool:
+        """Insert the order row; False if this order was recorded before (idempotency)."""
+        stmt = (
+            self._insert_ignore(
+                orders,
+                {
+                    "shop": order.shop,
+                    "order_id": order.order_id,
+                    "name": order.name,
+                    "cart_token": order.cart_token,
+                    "status": order.status,
+                    "forward_status": order.forward_status,
+                    "oversold": False,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                },
+                ["shop", "order_id"],
+            )
+        ).returning(orders.c.order_id)
+        return self.connection.execute(stmt).first() is not None
+
+    def save_order(self, order: Order) -> None:
+        """Write the order's status and (new) lines after the ledger was changed for it."""
+        self.connection.execute(
+            update(orders)
+            .where(orders.c.shop == order.shop, orders.c.order_id == order.order_id)
+            .values(
+                status=order.status,
+                forward_status=order.forward_status,
+                oversold=order.oversold,
+                updated_at=self.now,
+            )
+        )
+        existing = set(
+            self.connection.execute(
+                select(order_lines.c.line_id).where(
+                    order_lines.c.shop == order.shop, order_lines.c.order_id == order.order_id
+                )
+            ).scalars()
+        )
+        new = [line for line in order.lines if line.line_id not in existing]
+        if new:
+            self.connection.execute(
+                insert(order_lines),
+                [{"shop": order.shop, "order_id": order.order_id, **line.__dict__} for line in new],
+            )
+
+    # --- privacy --------------------------------------------------------------------------
+
+    def forget_cart_tokens(self, shop: str, order_ids: Iterable[int]) -> list[str]:
+        """Drop the cart tokens (pseudonymous shopper ids) linked to these orders; return them."""
+        ids = list(order_ids)
+        tokens = [
+            t
+            for t in self.connection.execute(
+                select(orders.c.cart_token).where(orders.c.shop == shop, orders.c.order_id.in_(ids))
+            ).scalars()
+            if t
+        ]
+        if ids:
+            self.connection.execute(
+                update(orders)
+                .where(orders.c.shop == shop, orders.c.order_id.in_(ids))
+                .values(cart_token=None, updated_at=self.now)
+            )
+        if tokens:
+            self.connection.execute(
+                delete(carts).where(carts.c.shop == shop, carts.c.token.in_(tokens))
+            )
+        return tokens
+
+    def erase_shop(self, shop: str) -> None:
+        """shop/redact: nothing about the shop's carts, orders or deliveries stays."""
+        for table in (order_lines, orders, carts, webhook_receipts):
+            self.connection.execute(delete(table).where(table.c.shop == shop))

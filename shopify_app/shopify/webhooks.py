@@ -1,0 +1,82 @@
+"""``POST /webhooks/shopify``: verify, hand over, answer.
+
+The HMAC is checked on the raw bytes before anything parses them; a forged or foreign delivery
+gets 401 and touches nothing. The receipt (dedupe on X-Shopify-Webhook-Id) and the effect share
+one transaction, so a crash in between means Shopify's retry is applied rather than dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from ..config import SHOP_DOMAIN_RE, Settings
+from ..runtime import current_runtime
+from ..stock.unit_of_work import UnitOfWork
+from ..web.errors import error_response
+from .handlers import HANDLERS, Delivery, Policy
+from .payloads import PayloadError
+from .signatures import verify_webhook
+
+log = logging.getLogger(__name__)
+bp = Blueprint("shopify_webhooks", __name__)
+
+
+def webhook_secrets(settings: Settings) -> list[str]:
+    return [s for s in (settings.shopify_api_secret, settings.shopify_api_secret_previous) if s]
+
+
+def process(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Apply one verified delivery exactly once; returns what happened (for logs and tests)."""
+    handler = HANDLERS.get(delivery.topic)
+    with uow:
+        if not uow.shopify.record_receipt(delivery.shop, delivery.webhook_id, delivery.topic):
+            return "duplicate"
+        outcome = handler(uow, delivery, policy) if handler else "ignored_topic"
+        uow.commit()
+    return outcome
+
+
+def _header(name: str) -> str | None:
+    # Shopify's event deliveries drop the X- prefix; accept both spellings.
+    return request.headers.get(f"X-Shopify-{name}") or request.headers.get(f"Shopify-{name}")
+
+
+@bp.post("/webhooks/shopify")
+def receive() -> Any:
+    """One endpoint for every topic: 200 applied or duplicate, 401 unverified, 400 unreadable."""
+    runtime = current_runtime()
+    settings = runtime.settings
+    raw = request.get_data(cache=False)
+    if not verify_webhook(raw, _header("Hmac-Sha256"), webhook_secrets(settings)):
+        log.warning("webhook.rejected reason=hmac topic=%s", _header("Topic"))
+        return error_response(401, "invalid_hmac", "HMAC validation failed")
+    shop = (_header("Shop-Domain") or "").lower()
+    expected_shop = settings.shopify_shop_domain
+    if not SHOP_DOMAIN_RE.match(shop) or (expected_shop and shop != expected_shop):
+        log.warning("webhook.rejected reason=shop shop=%s", shop[:100])
+        return error_response(401, "unknown_shop", "deliveries from this shop are not accepted")
+    topic, webhook_id = _header("Topic"), _header("Webhook-Id")
+    if not topic or not webhook_id:
+        return error_response(400, "missing_header", "X-Shopify-Topic and -Webhook-Id required")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return error_response(400, "invalid_json", "the body is not valid JSON")
+    if not isinstance(payload, dict):
+        return error_response(400, "invalid_json", "the body must be a JSON object")
+    policy = Policy(
+        cart_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
+        checkout_ttl=timedelta(seconds=settings.checkout_hold_seconds),
+    )
+    delivery = Delivery(shop, topic, webhook_id[:255], payload)
+    try:
+        outcome = process(runtime.uow(), delivery, policy)
+    except PayloadError as exc:
+        return error_response(400, "invalid_payload", str(exc))
+    log.info("webhook.%s topic=%s shop=%s id=%s", outcome, topic, shop, webhook_id)
+    return Response(json.dumps({"status": outcome}), 200, mimetype="application/json")

@@ -1,0 +1,316 @@
+"""POST /webhooks/shopify: every saved delivery, signed as Shopify signs it, and every forgery.
+
+Runs on SQLite and on PostgreSQL (the ``database_url`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select
+
+from shopify_app.shopify.tables import carts, order_lines, orders, webhook_receipts
+from shopify_app.stock.tables import holds
+from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
+from tests.support.clock import FakeClock
+from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
+from tests.support.shopify_sender import FIXTURE_TOPICS, body_of, fixture, signed_headers
+
+pytestmark = pytest.mark.integration
+
+
+def deliver(
+    client: FlaskClient,
+    body: Any,
+    topic: str,
+    *,
+    secret: str = SHOPIFY_SECRET,
+    shop: str = SHOP,
+    webhook_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    raw = body_of(body)
+    sent = signed_headers(raw, topic, secret=secret, shop=shop, webhook_id=webhook_id)
+    sent.update(headers or {})
+    return client.post("/webhooks/shopify", data=raw, headers=sent)
+
+
+def rows(engine: Engine, table: Any) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(table)))
+
+
+def cart_payload(token: str, updated_at: str, lines: dict[str, int]) -> dict[str, Any]:
+    return {
+        "id": token,
+        "token": token,
+        "updated_at": updated_at,
+        "line_items": [
+            {"id": i + 1, "sku": sku, "quantity": qty, "variant_id": i + 1}
+            for i, (sku, qty) in enumerate(lines.items())
+        ],
+    }
+
+
+def order_payload(
+    order_id: int, cart_token: str | None, lines: dict[str, int], **extra: Any
+) -> Any:
+    return {
+        "id": order_id,
+        "name": f"#{order_id}",
+        "cart_token": cart_token,
+        "checkout_token": None,
+        "cancelled_at": None,
+        "note_attributes": [],
+        "line_items": [
+            {"id": 100 + i, "sku": sku, "quantity": qty}
+            for i, (sku, qty) in enumerate(lines.items())
+        ],
+        **extra,
+    }
+
+
+# --- every saved delivery: 200 and its documented effect ----------------------------------
+
+FIXTURE_SKUS = {
+    "example-shirt-s": 5,
+    "IPOD2008PINK": 4,
+    "SKU2006-001": 3,
+    "SKU2006-020": 3,
+    "SKU2006-035": 3,
+    "LENS-PROTECT-2YR": 3,
+    "CASE-LEATHER-PREM": 3,
+}
+
+
+def held_by(engine: Engine, holder: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        result = conn.execute(
+            select(holds.c.sku, holds.c.quantity).where(
+                holds.c.holder == holder, holds.c.status == "active"
+            )
+        )
+        held: dict[str, int] = {}
+        for r in result:
+            held[r.sku] = held.get(r.sku, 0) + r.quantity
+        return held
+
+
+def effect_cart_sample(engine: Engine, _: Any) -> None:
+    assert held_by(engine, "exampleCartId") == {"example-shirt-s": 3}
+    assert figures(engine, "example-shirt-s")["available"] == 2
+
+
+def effect_cart_2024(engine: Engine, _: Any) -> None:
+    assert held_by(engine, "eeafa272cebfd4b22385bc4b645e762c") == {"example-shirt-s": 3}
+
+
+def effect_checkout(engine: Engine, before: Any) -> None:
+    # The checkout's cart (the 2024 cart, delivered first by the test) keeps its holds longer,
+    # and the checkout token is remembered to link the order later.
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(carts).where(carts.c.token == "eeafa272cebfd4b22385bc4b645e762c")
+        ).one()
+        hold = conn.execute(select(holds).where(holds.c.holder == row.token)).one()
+    assert row.checkout_token == "123123123" or row.checkout_token is not None
+    assert (hold.expires_at - hold.created_at).total_seconds() > 1800 - 1
+
+
+def effect_nothing_on_ledger(engine: Engine, before: Any) -> None:
+    after = snapshot(engine)
+    for table in ("skus", "holds", "stock_movements", "orders", "order_lines", "carts"):
+        assert after[table] == before[table], table
+
+
+def effect_order_sample(engine: Engine, _: Any) -> None:
+    # The sample order #9999 arrives already cancelled: recorded, and nothing stays sold.
+    (order,) = rows(engine, orders)
+    assert (order.order_id, order.status, order.forward_status) == (
+        820982911946154508,
+        "cancelled",
+        "cancelled",
+    )
+    assert len(rows(engine, order_lines)) == 5
+    for sku in ("SKU2006-001", "SKU2006-020", "SKU2006-035", "LENS-PROTECT-2YR"):
+        assert figures(engine, sku) == {"on_hand": 3, "reserved": 0, "committed": 0, "available": 3}
+
+
+def effect_unknown_order_cancelled(engine: Engine, _: Any) -> None:
+    (order,) = rows(engine, orders)
+    assert order.status == "cancelled" and rows(engine, order_lines) == []
+
+
+EFFECTS: dict[str, tuple[list[str], Callable[[Engine, Any], None]]] = {
+    # fixture: (deliveries sent first, check)
+    "carts_create.json": ([], effect_cart_sample),
+    "carts_update.json": ([], effect_cart_sample),
+    "carts_create.raw_2024.json": ([], effect_cart_2024),
+    "checkouts_create.json": (["carts_create.raw_2024.json"], effect_checkout),
+    "checkouts_update.json": (["carts_create.raw_2024.json"], effect_checkout),
+    "checkouts_delete.json": (["carts_create.raw_2024.json"], effect_nothing_on_ledger),
+    "orders_create.json": ([], effect_order_sample),
+    "orders_paid.json": ([], effect_order_sample),
+    "orders_cancelled.json": ([], effect_unknown_order_cancelled),
+    "orders_fulfilled.json": ([], effect_nothing_on_ledger),
+    "customers_data_request.json": ([], effect_nothing_on_ledger),
+    "customers_redact.json": ([], effect_nothing_on_ledger),
+    "shop_redact.json": ([], effect_nothing_on_ledger),
+    "app_uninstalled.json": ([], effect_nothing_on_ledger),
+}
+
+
+def test_every_fixture_has_a_documented_effect() -> None:
+    assert set(EFFECTS) == set(FIXTURE_TOPICS)
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_TOPICS))
+def test_each_fixture_signed_is_applied(
+    name: str, client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    for sku, on_hand in FIXTURE_SKUS.items():
+        api.put(f"/stock/{sku}", json={"on_hand": on_hand})
+    setup, check = EFFECTS[name]
+    for earlier in setup:
+        assert deliver(client, fixture(earlier), FIXTURE_TOPICS[earlier]).status_code == 200
+    before = snapshot(engine)
+    response = deliver(client, fixture(name), FIXTURE_TOPICS[name])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["status"] != "ignored_topic"
+    check(engine, before)
+    assert len(rows(engine, webhook_receipts)) == len(setup) + 1 or name == "shop_redact.json"
+    assert_ledger_balanced(engine)
+
+
+# --- forgeries: 401 and nothing changes -------------------------------------------------------
+
+
+def _one_byte_changed(raw: bytes) -> bytes:
+    index = raw.index(b'"quantity": 3') + len(b'"quantity": ')
+    return raw[:index] + b"9" + raw[index + 1 :]
+
+
+@pytest.mark.parametrize(
+    "forge",
+    ["one_byte", "wrong_secret", "no_header", "empty_header", "other_shop", "bad_shop_domain"],
+)
+@pytest.mark.parametrize("name", sorted(FIXTURE_TOPICS))
+def test_forged_deliveries_are_401_and_change_nothing(
+    name: str, forge: str, client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    api.put("/stock/example-shirt-s", json={"on_hand": 5})
+    raw = fixture(name)
+    topic = FIXTURE_TOPICS[name]
+    before = snapshot(engine)
+    headers = signed_headers(raw, topic, secret=SHOPIFY_SECRET, shop=SHOP)
+    body = raw
+    if forge == "one_byte":
+        body = _one_byte_changed(raw) if b'"quantity": 3' in raw else raw + b" "
+    elif forge == "wrong_secret":
+        headers = signed_headers(raw, topic, secret="not-the-secret", shop=SHOP)
+    elif forge == "no_header":
+        del headers["X-Shopify-Hmac-Sha256"]
+    elif forge == "empty_header":
+        headers["X-Shopify-Hmac-Sha256"] = ""
+    elif forge == "other_shop":
+        headers["X-Shopify-Shop-Domain"] = "another-store.myshopify.com"
+    elif forge == "bad_shop_domain":
+        headers["X-Shopify-Shop-Domain"] = f"{SHOP}.evil.com"
+    response = client.post("/webhooks/shopify", data=body, headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"] in ("invalid_hmac", "unknown_shop")
+    assert snapshot(engine) == before
+
+
+def test_previous_secret_is_accepted_during_rotation(database_url: str, clock: FakeClock) -> None:
+    from shopify_app import create_app
+    from shopify_app.migrations_runner import upgrade
+    from tests.conftest import app_environ, engine_of
+
+    app = create_app(
+        app_environ(database_url, SHOPIFY_API_SECRET="new", SHOPIFY_API_SECRET_PREVIOUS="old"),
+        clock=clock,
+    )
+    if engine_of(app).dialect.name == "sqlite":
+        upgrade(engine_of(app))
+    client = app.test_client()
+    raw = fixture("orders_fulfilled.json")
+    assert deliver(client, raw, "orders/fulfilled", secret="old").status_code == 200
+    assert deliver(client, raw, "orders/fulfilled", secret="new").status_code == 200
+    assert deliver(client, raw, "orders/fulfilled", secret="older").status_code == 401
+    engine_of(app).dispose()
+
+
+def test_unreadable_bodies_are_400(client: FlaskClient, engine: Engine) -> None:
+    before = snapshot(engine)
+    assert deliver(client, b"{not json", "carts/update").status_code == 400
+    assert deliver(client, b"[1, 2]", "carts/update").status_code == 400
+    no_token = {"updated_at": "2026-11-27T12:00:00Z", "line_items": []}
+    assert deliver(client, no_token, "carts/update").status_code == 400
+    assert snapshot(engine) == before
+
+
+# --- duplicates and ordering ------------------------------------------------------------------
+
+
+def test_a_repeated_delivery_is_applied_once(
+    client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    api.put("/stock/TEE", json={"on_hand": 10})
+    order = order_payload(5001, None, {"TEE": 2})
+    first = deliver(client, order, "orders/create", webhook_id="wh-1")
+    assert first.get_json()["status"] == "confirmed"
+    before = snapshot(engine)
+    again = deliver(client, order, "orders/create", webhook_id="wh-1")
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
+    assert snapshot(engine) == before
+    # A second subscription's delivery of the same event has its own id: still sold once.
+    other = deliver(client, order, "orders/create", webhook_id="wh-2")
+    assert other.get_json()["status"] == "duplicate_order"
+    assert figures(engine, "TEE")["committed"] == 2
+    assert_ledger_balanced(engine)
+
+
+def test_cart_updates_out_of_order_end_as_if_in_order(
+    client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    for sku in ("A", "B", "C"):
+        api.put(f"/stock/{sku}", json={"on_hand": 20})
+    states = [
+        {"A": 1},
+        {"A": 3, "B": 1},
+        {"A": 2, "B": 2, "C": 1},
+        {"B": 4, "C": 1},
+        {"A": 1, "C": 3},
+    ]
+    updates = [
+        cart_payload("cart-x", f"2026-11-27T12:00:0{i}Z", lines) for i, lines in enumerate(states)
+    ]
+    random.Random(3).shuffle(updates)
+    outcomes = [deliver(client, u, "carts/update").get_json()["status"] for u in updates]
+    assert "stale" in outcomes
+    assert held_by(engine, "cart-x") == {"A": 1, "C": 3}
+    assert_ledger_balanced(engine)
+
+
+def test_cart_update_records_the_shortfall(
+    client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    api.put("/stock/LAST", json={"on_hand": 1})
+    api.post("/stock/LAST/reserve", json={"holder": "someone-else"})
+    api.put("/stock/LAST", json={"on_hand": 2})
+    deliver(
+        client,
+        cart_payload("c?key=abc", "2026-11-27T12:00:00Z", {"LAST": 3, "GHOST": 1}),
+        "carts/create",
+    )
+    assert held_by(engine, "c") == {"LAST": 1}, "the ?key= suffix is not part of the token"
+    with engine.connect() as conn:
+        shortfalls = conn.execute(select(carts.c.shortfalls).where(carts.c.token == "c")).scalar()
+    assert json.loads(shortfalls) == {"LAST": 2}
+    assert_ledger_balanced(engine)

@@ -1,0 +1,99 @@
+"""Deliver webhooks signed exactly as Shopify signs them (headers included).
+
+As a command, it sends a fixture to a running service, for trying things by hand::
+
+    python -m tests.support.shopify_sender tests/fixtures/shopify/carts_update.json \\
+        --url http://localhost:8000 --secret "$SHOPIFY_API_SECRET" --shop "$SHOPIFY_SHOP_DOMAIN"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shopify_app.shopify.signatures import webhook_signature
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shopify"
+API_VERSION = "2026-07"
+
+#: The topic each saved payload was published for (see tests/fixtures/shopify/README.md).
+FIXTURE_TOPICS = {
+    "app_uninstalled.json": "app/uninstalled",
+    "carts_create.json": "carts/create",
+    "carts_create.raw_2024.json": "carts/create",
+    "carts_update.json": "carts/update",
+    "checkouts_create.json": "checkouts/create",
+    "checkouts_delete.json": "checkouts/delete",
+    "checkouts_update.json": "checkouts/update",
+    "customers_data_request.json": "customers/data_request",
+    "customers_redact.json": "customers/redact",
+    "orders_cancelled.json": "orders/cancelled",
+    "orders_create.json": "orders/create",
+    "orders_fulfilled.json": "orders/fulfilled",
+    "orders_paid.json": "orders/paid",
+    "shop_redact.json": "shop/redact",
+}
+
+
+def signed_headers(
+    body: bytes,
+    topic: str,
+    *,
+    secret: str,
+    shop: str,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": webhook_signature(secret, body),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-API-Version": API_VERSION,
+        "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
+        "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+
+
+def fixture(name: str) -> bytes:
+    """A saved payload's exact bytes."""
+    return (FIXTURES / name).read_bytes()
+
+
+def body_of(payload: Any) -> bytes:
+    return json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("fixture", type=Path, help="a JSON payload file")
+    parser.add_argument("--url", default="http://localhost:8000", help="the service's base URL")
+    parser.add_argument("--secret", required=True, help="SHOPIFY_API_SECRET of the service")
+    parser.add_argument("--shop", required=True, help="X-Shopify-Shop-Domain to send")
+    parser.add_argument("--topic", help="default: from the file name (carts_update -> ...)")
+    parser.add_argument("--webhook-id", help="repeat an id to see the duplicate handling")
+    args = parser.parse_args(argv)
+    topic = args.topic or FIXTURE_TOPICS.get(args.fixture.name)
+    if topic is None:
+        parser.error(f"cannot tell the topic of {args.fixture.name}; pass --topic")
+    body = args.fixture.read_bytes()
+    headers = signed_headers(
+        body, topic, secret=args.secret, shop=args.shop, webhook_id=args.webhook_id
+    )
+    response = requests.post(
+        f"{args.url.rstrip('/')}/webhooks/shopify", data=body, headers=headers, timeout=10
+    )
+    print(response.status_code, response.text.strip())
+    return 0 if response.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
