@@ -14,23 +14,23 @@ Holder = Field(
 )
 
 
-class _Body(BaseModel):
+class RequestBody(BaseModel):
     # CONTRACT.md: unknown fields are ignored. Strict ints: "2" and 2.0 are not quantities.
     model_config = ConfigDict(extra="ignore")
 
 
-class ReserveIn(_Body):
+class ReserveIn(RequestBody):
     quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
     holder: str | None = Holder
     ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_TTL_SECONDS)
 
 
-class LineIn(_Body):
+class LineIn(RequestBody):
     sku: str = Field(min_length=1, max_length=255)
     quantity: StrictInt = Field(default=1, ge=1, le=MAX_QUANTITY)
 
 
-class ReserveLinesIn(_Body):
+class ReserveLinesIn(RequestBody):
     lines: list[LineIn] = Field(min_length=1, max_length=100)
     holder: str | None = Holder
     ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_TTL_SECONDS)
@@ -47,7 +47,7 @@ class ReservationsOut(BaseModel):
     reservations: list[ReservationOut]
 
 
-class ConfirmIn(_Body):
+class ConfirmIn(RequestBody):
     reservation_id: uuid.UUID | None = None
     reservation_ids: list[uuid.UUID] | None = Field(default=None, min_length=1, max_length=100)
     order_id: str | None = Field(default=None, min_length=1, max_length=255)
@@ -77,7 +77,7 @@ class StockOut(BaseModel):
     available: int
 
 
-class SetStockIn(_Body):
+class SetStockIn(RequestBody):
     on_hand: StrictInt = Field(ge=0, le=10**12)
 
 

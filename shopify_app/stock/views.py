@@ -53,12 +53,12 @@ def _authenticate_then_parse() -> Response | None:
 # --- errors of the domain, as CONTRACT.md names them -------------------------------------------
 
 
-@bp.errorhandler(UnknownSku)
+@bp.app_errorhandler(UnknownSku)
 def _unknown_sku(exc: UnknownSku) -> Response:
     return error_response(404, "unknown_sku", str(exc), skus=exc.skus)
 
 
-@bp.errorhandler(OutOfStock)
+@bp.app_errorhandler(OutOfStock)
 def _out_of_stock(exc: OutOfStock) -> Response:
     return error_response(
         409,
@@ -69,19 +69,19 @@ def _out_of_stock(exc: OutOfStock) -> Response:
     )
 
 
-@bp.errorhandler(HoldNotFound)
+@bp.app_errorhandler(HoldNotFound)
 def _hold_not_found(exc: HoldNotFound) -> Response:
     return error_response(404, "reservation_not_found", str(exc), reservation_ids=exc.ids)
 
 
-@bp.errorhandler(HoldGone)
+@bp.app_errorhandler(HoldGone)
 def _hold_gone(exc: HoldGone) -> Response:
     released = all(h.status is HoldStatus.RELEASED for h in exc.holds)
     code = "reservation_released" if released else "reservation_expired"
     return error_response(410, code, str(exc), reservation_ids=exc.ids)
 
 
-@bp.errorhandler(AlreadyConfirmed)
+@bp.app_errorhandler(AlreadyConfirmed)
 def _already_confirmed(exc: AlreadyConfirmed) -> Response:
     return error_response(409, "already_confirmed", str(exc), reservation_ids=exc.ids)
 
@@ -89,18 +89,24 @@ def _already_confirmed(exc: AlreadyConfirmed) -> Response:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _check_sku(sku: str) -> None:
+def check_sku(sku: str) -> None:
     if len(sku) > MAX_SKU_LENGTH:
         raise UnknownSku([sku[:MAX_SKU_LENGTH] + "…"])
 
 
-def _reserve(lines: list[Line], holder: str | None, ttl_seconds: int | None) -> list[Hold]:
+def reserve_for(
+    lines: list[Line],
+    holder: str | None,
+    ttl_seconds: int | None,
+    source: HoldSource = HoldSource.API,
+) -> list[Hold]:
+    """Reserve through the service layer with this process's unit of work and default TTL."""
     runtime = current_runtime()
     ttl = timedelta(seconds=ttl_seconds or runtime.settings.reservation_ttl_seconds)
-    return services.reserve(runtime.uow(), lines, holder=holder, source=HoldSource.API, ttl=ttl)
+    return services.reserve(runtime.uow(), lines, holder=holder, source=source, ttl=ttl)
 
 
-def _reservation(hold: Hold) -> dict[str, Any]:
+def hold_json(hold: Hold) -> dict[str, Any]:
     return {
         "reservation_id": str(hold.id),
         "sku": hold.sku,
@@ -109,7 +115,7 @@ def _reservation(hold: Hold) -> dict[str, Any]:
     }
 
 
-def _level(view: services.LevelView) -> dict[str, Any]:
+def level_json(view: services.LevelView) -> dict[str, Any]:
     return {
         "sku": view.sku,
         "on_hand": view.on_hand,
@@ -130,11 +136,11 @@ COMMON = {"HTTP_401": Error, "HTTP_413": Error, "HTTP_400": Error, "HTTP_422": V
 )
 def show(sku: str) -> Any:
     """The SKU's figures; holds past their time already excluded."""
-    _check_sku(sku)
+    check_sku(sku)
     view = services.get_level(current_runtime().uow(read_only=True), sku)
     if view is None:
         raise UnknownSku([sku])
-    return _level(view)
+    return level_json(view)
 
 
 @bp.put("/<sku>")
@@ -149,7 +155,7 @@ def set_stock(sku: str) -> Any:
         )
     body: SetStockIn = request.context.json  # type: ignore[attr-defined]
     view = services.set_on_hand(current_runtime().uow(), sku, body.on_hand, reference="api")
-    return _level(view)
+    return level_json(view)
 
 
 @bp.post("/<sku>/reserve")
@@ -161,10 +167,10 @@ def set_stock(sku: str) -> Any:
 )
 def reserve(sku: str) -> Any:
     """Hold `quantity` units of one SKU: 200 with the hold, or 409 when not enough is available."""
-    _check_sku(sku)
+    check_sku(sku)
     body: ReserveIn = request.context.json  # type: ignore[attr-defined]
-    (hold,) = _reserve([Line(sku, body.quantity)], body.holder, body.ttl_seconds)
-    return _reservation(hold)
+    (hold,) = reserve_for([Line(sku, body.quantity)], body.holder, body.ttl_seconds)
+    return hold_json(hold)
 
 
 @bp.post("/reserve")
@@ -178,8 +184,8 @@ def reserve_lines() -> Any:
     """Hold several SKUs at once, all or nothing (one hold per SKU; repeated SKUs are summed)."""
     body: ReserveLinesIn = request.context.json  # type: ignore[attr-defined]
     lines = [Line(line.sku, line.quantity) for line in body.lines]
-    holds = _reserve(lines, body.holder, body.ttl_seconds)
-    return {"reservations": [_reservation(h) for h in holds]}
+    holds = reserve_for(lines, body.holder, body.ttl_seconds)
+    return {"reservations": [hold_json(h) for h in holds]}
 
 
 @bp.post("/confirm")
@@ -202,7 +208,7 @@ def confirm() -> Any:
     return {
         "status": "confirmed",
         "order_id": body.order_id,
-        "reservations": [_reservation(h) for h in holds],
+        "reservations": [hold_json(h) for h in holds],
     }
 
 

@@ -1,0 +1,100 @@
+"""The App Proxy: the storefront asks for a hold before it adds to cart, and reads availability.
+
+Shopify forwards ``/apps/bazico/...`` on the shop's domain to ``/proxy/...`` here, signing the
+query string (``signature``: hex HMAC-SHA256 of the sorted ``key=value`` pairs). The body is not
+signed; it only names the shopper's own cart, which is what a hold is keyed by.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, request
+from pydantic import Field
+from spectree import Response as Answers
+
+from ..config import SHOP_DOMAIN_RE
+from ..runtime import current_runtime
+from ..stock import services
+from ..stock.domain import HoldSource, Line, UnknownSku
+from ..stock.schemas import (
+    MAX_QUANTITY,
+    Error,
+    OutOfStockError,
+    RequestBody,
+    ReservationOut,
+    StockOut,
+)
+from ..stock.views import check_sku, hold_json, level_json, reserve_for
+from ..web.errors import error_response
+from ..web.openapi import api, check_json_body
+from .payloads import normalize_token
+from .signatures import verify_proxy
+from .webhooks import webhook_secrets
+
+log = logging.getLogger(__name__)
+bp = Blueprint("shopify_proxy", __name__, url_prefix="/proxy")
+TAGS = ["storefront (App Proxy)"]
+#: How far a signed request's timestamp may be from now (Shopify's own libraries use 90 s).
+MAX_SKEW_SECONDS = 120
+
+
+class ProxyReserveIn(RequestBody):
+    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
+    cart_token: str = Field(min_length=1, max_length=512, description="The shopper's cart token")
+
+
+def _verify() -> Response | None:
+    runtime = current_runtime()
+    params = request.args.to_dict(flat=False)
+    if not verify_proxy(params, webhook_secrets(runtime.settings)):
+        return error_response(401, "invalid_signature", "App Proxy signature invalid")
+    shop = request.args.get("shop", "")
+    expected = runtime.settings.shopify_shop_domain
+    if not SHOP_DOMAIN_RE.match(shop) or (expected and shop != expected):
+        return error_response(401, "unknown_shop", "requests from this shop are not accepted")
+    try:
+        stamp = int(request.args.get("timestamp", ""))
+    except ValueError:
+        return error_response(401, "invalid_signature", "timestamp missing")
+    if abs(runtime.clock().timestamp() - stamp) > MAX_SKEW_SECONDS:
+        return error_response(401, "stale_request", "signed request too old (or from the future)")
+    return None
+
+
+@bp.before_request
+def _verify_then_parse() -> Response | None:
+    return _verify() or check_json_body()
+
+
+@bp.get("/stock/<sku>")
+@api.validate(resp=Answers(HTTP_200=StockOut, HTTP_404=Error, HTTP_401=Error), tags=TAGS)
+def show(sku: str) -> Any:
+    """Availability for the storefront (signed by Shopify's App Proxy)."""
+    check_sku(sku)
+    view = services.get_level(current_runtime().uow(read_only=True), sku)
+    if view is None:
+        raise UnknownSku([sku])
+    return level_json(view)
+
+
+@bp.post("/stock/<sku>/reserve")
+@api.validate(
+    json=ProxyReserveIn,
+    resp=Answers(
+        HTTP_200=ReservationOut,
+        HTTP_409=OutOfStockError,
+        HTTP_404=Error,
+        HTTP_401=Error,
+        HTTP_422=Error,
+    ),
+    tags=TAGS,
+)
+def reserve(sku: str) -> Any:
+    """Hold units for the shopper's cart before the theme adds them: 200, or 409 sold out."""
+    check_sku(sku)
+    body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
+    holder = normalize_token(body.cart_token)
+    (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY)
+    return hold_json(hold)
