@@ -12,6 +12,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the Shopify blueprints and CLI commands."""
-    from . import webhooks
+    from . import proxy, webhooks
 
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(proxy.bp)
