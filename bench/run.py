@@ -46,6 +46,8 @@ VENV_BIN = REPO_ROOT / ".venv" / "bin"
 DEFAULT_PEER = REPO_ROOT.parent / "shared" / "peers" / "seed_reference"
 
 WORKLOADS = ("hot", "spread", "read")
+BENCH_SHOPIFY_SECRET = "bench-shopify-secret"
+BENCH_SHOP = "bazico-bench.myshopify.com"
 # Reservations against 10^9 units can never run out, so any non-2xx there is a bug.
 RESERVE_WORKLOADS = frozenset({"hot", "spread"})
 SKU_COUNT = 1000
@@ -227,6 +229,9 @@ def service_env(
         "WEB_THREADS": str(threads),
         "APP_ENV": "development",
         "LOG_LEVEL": "WARNING",
+        # bench/webhooks.py signs deliveries with these, as Shopify would for this shop.
+        "SHOPIFY_API_SECRET": BENCH_SHOPIFY_SECRET,
+        "SHOPIFY_SHOP_DOMAIN": BENCH_SHOP,
     }
 
 

@@ -1,0 +1,163 @@
+"""Signed carts/update webhooks delivered concurrently to the Procfile's web: webhooks/s, p99.
+
+Each delivery is signed as Shopify signs it (HMAC of the raw body, a fresh X-Shopify-Webhook-Id)
+and moves one of many carts forward (a newer updated_at each time, 1-3 lines over 1,000 SKUs),
+so every request does the full work: verify, receipt, cart lock, SKU locks, holds.
+
+    python bench/webhooks.py --duration 15 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import itertools
+import json
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench
+
+from shopify_app.shopify.signatures import webhook_signature
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds of load")
+    parser.add_argument("--concurrency", type=int, default=32, help="client threads")
+    parser.add_argument("--carts", type=int, default=2000, help="distinct carts updated")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--database-url", help="use this database instead of a throwaway one")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    args.with_worker = False
+    return args
+
+
+class Deliveries:
+    """Thread-safe source of signed carts/update deliveries, each newer than the last."""
+
+    def __init__(self, carts: int) -> None:
+        self.carts = carts
+        self.counter = itertools.count()
+        self.lock = threading.Lock()
+        self.start = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+    def next(self, rng: random.Random) -> tuple[bytes, dict[str, str]]:
+        with self.lock:
+            n = next(self.counter)
+        token = f"bench-cart-{rng.randrange(self.carts)}"
+        lines = [
+            {
+                "id": i,
+                "sku": f"SKU-{rng.randint(1, bench.SKU_COUNT)}",
+                "quantity": rng.randint(1, 3),
+            }
+            for i in range(rng.randint(1, 3))
+        ]
+        updated = self.start + timedelta(milliseconds=n)
+        body = json.dumps(
+            {
+                "id": token,
+                "token": token,
+                "updated_at": updated.isoformat().replace("+00:00", "Z"),
+                "line_items": lines,
+            }
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "carts/update",
+            "X-Shopify-Hmac-Sha256": webhook_signature(bench.BENCH_SHOPIFY_SECRET, body),
+            "X-Shopify-Shop-Domain": bench.BENCH_SHOP,
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        }
+        return body, headers
+
+
+def load(port: int, args: argparse.Namespace) -> dict[str, object]:
+    deliveries = Deliveries(args.carts)
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + args.duration
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        seen: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            body, headers = deliveries.next(rng)
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/webhooks/shopify", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                seen["connection_error"] += 1
+                continue
+            mine.append(time.perf_counter() - started)
+            outcome = json.loads(data).get("status") if response.status == 200 else None
+            seen[f"{response.status} {outcome or ''}".strip()] += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            statuses.update(seen)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(args.concurrency)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - began
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    return {
+        "webhooks": len(latencies),
+        "seconds": round(elapsed, 2),
+        "webhooks_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 2),
+        "statuses": dict(statuses),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="bazico-bench-webhooks-"))
+    with contextlib.ExitStack() as stack:
+        target = bench.start_ours(args, stack, secrets.token_urlsafe(16), log_dir)
+        port = int(target.base_url.rsplit(":", 1)[1])
+        print(f"[ours] {args.concurrency} clients, {args.duration:g}s of signed carts/update")
+        result = load(port, args)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    failures = {k: v for k, v in result["statuses"].items() if not k.startswith("200")}
+    if failures:
+        print(f"WARNING: non-200 answers: {failures}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
