@@ -13,11 +13,15 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, request
+from pydantic import BaseModel, Field
+from spectree import Response as Answers
 
 from ..config import SHOP_DOMAIN_RE, Settings
 from ..runtime import current_runtime
+from ..stock.schemas import Error
 from ..stock.unit_of_work import UnitOfWork
 from ..web.errors import error_response
+from ..web.openapi import api
 from .handlers import HANDLERS, Delivery, Policy
 from .payloads import PayloadError
 from .signatures import verify_webhook
@@ -46,7 +50,15 @@ def _header(name: str) -> str | None:
     return request.headers.get(f"X-Shopify-{name}") or request.headers.get(f"Shopify-{name}")
 
 
+class WebhookOut(BaseModel):
+    status: str = Field(description="What happened: applied, duplicate, stale, confirmed, …")
+
+
 @bp.post("/webhooks/shopify")
+@api.validate(
+    resp=Answers(HTTP_200=WebhookOut, HTTP_400=Error, HTTP_401=Error, HTTP_413=Error),
+    tags=["shopify"],
+)
 def receive() -> Any:
     """One endpoint for every topic: 200 applied or duplicate, 401 unverified, 400 unreadable."""
     runtime = current_runtime()
