@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from .config import load_settings
+from .config import DEVELOPMENT_SECRET_KEY, load_settings
 from .db import make_engine
 from .runtime import EXTENSION_KEY, Runtime
 from .stock.unit_of_work import Clock, utc_now
@@ -31,7 +31,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
 
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key or "development-only-not-secret",
+        SECRET_KEY=settings.secret_key or DEVELOPMENT_SECRET_KEY,
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )

@@ -16,3 +16,8 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(proxy.bp)
+
+    from . import oauth, registration
+
+    app.register_blueprint(oauth.bp)
+    app.cli.add_command(registration.shopify_cli)

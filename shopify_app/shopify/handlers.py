@@ -27,6 +27,7 @@ from .payloads import (
     parse_time,
 )
 from .repository import Order, OrderLine
+from .shops import forget_shop
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +329,13 @@ def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
 def acknowledge(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     """Nothing to do: a deleted checkout's holds run out on their own; fulfilment is Bling's."""
     return "acknowledged"
+
+
+@handles("app/uninstalled")
+def app_uninstalled(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """The merchant removed the app: its tokens are useless now, so they are erased."""
+    forget_shop(uow, delivery.shop)
+    return "uninstalled"
 
 
 @handles("customers/data_request")

@@ -1,10 +1,10 @@
-"""Shopify's three signatures, each checked in constant time against every accepted secret.
+"""Shopify's webhook and App Proxy signatures, checked in constant time against each secret.
 
 - Webhooks: base64 HMAC-SHA256 of the **raw** body (``X-Shopify-Hmac-Sha256``).
 - App Proxy: hex HMAC-SHA256 of the sorted ``key=value`` pairs joined with no separator,
   multi-valued keys joined with ``,`` (``signature`` query parameter).
-- OAuth redirects: hex HMAC-SHA256 of the sorted ``key=value`` pairs joined with ``&`` (``hmac``).
 
+(OAuth redirects carry a third kind, checked through ShopifyAPI in ``client.py``.)
 Secrets are tried in order (current, then the previous one while a rotation is under way).
 """
 
@@ -56,22 +56,4 @@ def verify_proxy(params: Mapping[str, Sequence[str]], secrets: Sequence[str]) ->
         return False
     return _matches_any(
         (proxy_signature(s, params).encode() for s in secrets), given[0].lower().encode()
-    )
-
-
-def oauth_message(params: Mapping[str, str]) -> bytes:
-    pairs = sorted((k, v) for k, v in params.items() if k not in ("hmac", "signature"))
-    return "&".join(f"{k}={v}" for k, v in pairs).encode("utf-8")
-
-
-def oauth_signature(secret: str, params: Mapping[str, str]) -> str:
-    return _digest(secret, oauth_message(params)).hex()
-
-
-def verify_oauth(params: Mapping[str, str], secrets: Sequence[str]) -> bool:
-    given = params.get("hmac")
-    if not given or not secrets:
-        return False
-    return _matches_any(
-        (oauth_signature(s, params).encode() for s in secrets), given.lower().encode()
     )

@@ -14,11 +14,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
+from shopify_app.shopify.client import TokenGrant
+from shopify_app.shopify.shops import TokenCipher, save_tokens, shops
 from shopify_app.shopify.tables import carts, order_lines, orders, webhook_receipts
 from shopify_app.stock.tables import holds
 from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
 from tests.support.clock import FakeClock
-from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
+from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 from tests.support.shopify_sender import FIXTURE_TOPICS, body_of, fixture, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -141,6 +143,13 @@ def effect_order_sample(engine: Engine, _: Any) -> None:
         assert figures(engine, sku) == {"on_hand": 3, "reserved": 0, "committed": 0, "available": 3}
 
 
+def effect_uninstalled(engine: Engine, before: Any) -> None:
+    effect_nothing_on_ledger(engine, before)
+    (shop,) = rows(engine, shops)
+    assert shop.uninstalled_at is not None
+    assert shop.access_token_encrypted is None and shop.refresh_token_encrypted is None
+
+
 def effect_unknown_order_cancelled(engine: Engine, _: Any) -> None:
     (order,) = rows(engine, orders)
     assert order.status == "cancelled" and rows(engine, order_lines) == []
@@ -161,7 +170,7 @@ EFFECTS: dict[str, tuple[list[str], Callable[[Engine, Any], None]]] = {
     "customers_data_request.json": ([], effect_nothing_on_ledger),
     "customers_redact.json": ([], effect_nothing_on_ledger),
     "shop_redact.json": ([], effect_nothing_on_ledger),
-    "app_uninstalled.json": ([], effect_nothing_on_ledger),
+    "app_uninstalled.json": (["(installed)"], effect_uninstalled),
 }
 
 
@@ -177,14 +186,31 @@ def test_each_fixture_signed_is_applied(
         api.put(f"/stock/{sku}", json={"on_hand": on_hand})
     setup, check = EFFECTS[name]
     for earlier in setup:
+        if earlier == "(installed)":
+            install_tokens(engine)
+            continue
         assert deliver(client, fixture(earlier), FIXTURE_TOPICS[earlier]).status_code == 200
     before = snapshot(engine)
     response = deliver(client, fixture(name), FIXTURE_TOPICS[name])
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["status"] != "ignored_topic"
     check(engine, before)
-    assert len(rows(engine, webhook_receipts)) == len(setup) + 1 or name == "shop_redact.json"
+    deliveries = [d for d in setup if d != "(installed)"]
+    assert len(rows(engine, webhook_receipts)) == len(deliveries) + 1 or name == "shop_redact.json"
     assert_ledger_balanced(engine)
+
+
+def install_tokens(engine: Engine) -> None:
+    """The shop as a finished OAuth install leaves it: encrypted tokens stored."""
+    with engine.begin() as conn:
+        save_tokens(
+            conn,
+            TokenCipher("test-secret"),
+            SHOP,
+            TokenGrant("shpat_secret", "read_orders", 3600, "shprt_secret", 7776000),
+            issued_at=FakeClock().now,
+            now=FakeClock().now,
+        )
 
 
 # --- forgeries: 401 and nothing changes -------------------------------------------------------

@@ -8,7 +8,6 @@ import pytest
 
 from shopify_app.shopify.signatures import (
     proxy_message,
-    verify_oauth,
     verify_proxy,
     verify_webhook,
     webhook_signature,
@@ -53,16 +52,3 @@ def test_app_proxy_vector() -> None:
     assert not verify_proxy({**params, "signature": ["0" * 64]}, ["hush"])
     assert not verify_proxy({k: v for k, v in params.items() if k != "signature"}, ["hush"])
     assert not verify_proxy({**params, "signature": ["a", "b"]}, ["hush"])
-
-
-def test_oauth_vector() -> None:
-    params = {
-        "code": "0907a61c0c8d55e99db179b68161bc00",
-        "shop": "some-shop.myshopify.com",
-        "state": "0.6784241404160823",
-        "timestamp": "1337178173",
-        "hmac": "700e2dadb827fcc8609e9d5ce208b2e9cdaab9df07390d2cbca10d7c328fc4bf",
-    }
-    assert verify_oauth(params, ["hush"])
-    assert not verify_oauth({**params, "shop": "evil.myshopify.com"}, ["hush"])
-    assert not verify_oauth({k: v for k, v in params.items() if k != "hmac"}, ["hush"])
