@@ -16,8 +16,7 @@ from spectree import Response as Answers
 
 from ..config import SHOP_DOMAIN_RE
 from ..runtime import current_runtime
-from ..stock import services
-from ..stock.domain import HoldSource, Line, UnknownSku
+from ..stock.domain import HoldSource, Line
 from ..stock.schemas import (
     MAX_QUANTITY,
     Error,
@@ -26,7 +25,7 @@ from ..stock.schemas import (
     ReservationOut,
     StockOut,
 )
-from ..stock.views import check_sku, hold_json, level_json, reserve_for
+from ..stock.views import check_sku, hold_json, level_of, reserve_for
 from ..web.errors import error_response
 from ..web.openapi import api, check_json_body
 from .payloads import normalize_token
@@ -72,11 +71,7 @@ def _verify_then_parse() -> Response | None:
 @api.validate(resp=Answers(HTTP_200=StockOut, HTTP_404=Error, HTTP_401=Error), tags=TAGS)
 def show(sku: str) -> Any:
     """Availability for the storefront (signed by Shopify's App Proxy)."""
-    check_sku(sku)
-    view = services.get_level(current_runtime().uow(read_only=True), sku)
-    if view is None:
-        raise UnknownSku([sku])
-    return level_json(view)
+    return level_of(sku)
 
 
 @bp.post("/stock/<sku>/reserve")

@@ -115,6 +115,15 @@ def hold_json(hold: Hold) -> dict[str, Any]:
     }
 
 
+def level_of(sku: str) -> dict[str, Any]:
+    """The JSON figures of one SKU as buyers see them; UnknownSku (404) if it is not tracked."""
+    check_sku(sku)
+    view = services.get_level(current_runtime().uow(read_only=True), sku)
+    if view is None:
+        raise UnknownSku([sku])
+    return level_json(view)
+
+
 def level_json(view: services.LevelView) -> dict[str, Any]:
     return {
         "sku": view.sku,
@@ -136,11 +145,7 @@ COMMON = {"HTTP_401": Error, "HTTP_413": Error, "HTTP_400": Error, "HTTP_422": V
 )
 def show(sku: str) -> Any:
     """The SKU's figures; holds past their time already excluded."""
-    check_sku(sku)
-    view = services.get_level(current_runtime().uow(read_only=True), sku)
-    if view is None:
-        raise UnknownSku([sku])
-    return level_json(view)
+    return level_of(sku)
 
 
 @bp.put("/<sku>")

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from shopify_app import create_app
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY
+from shopify_app.shopify import registration
 from tests.support.clock import FakeClock
 from tests.support.shopify_standin import ShopifyStandIn
 
@@ -28,16 +29,7 @@ APP_URL = "https://stock.bazico.test"
 SHOP = "bazico-test.myshopify.com"
 SCOPES = "read_orders,read_products,write_app_proxy"
 WEBHOOK_URI = APP_URL + "/webhooks/shopify"
-TOPICS = {
-    "CARTS_CREATE",
-    "CARTS_UPDATE",
-    "CHECKOUTS_CREATE",
-    "CHECKOUTS_UPDATE",
-    "ORDERS_CREATE",
-    "ORDERS_PAID",
-    "ORDERS_CANCELLED",
-    "APP_UNINSTALLED",
-}
+TOPICS = set(registration.TOPICS)
 
 
 def standin(clock: FakeClock | None = None, **options: Any) -> ShopifyStandIn:
