@@ -37,6 +37,8 @@ class Reason(enum.StrEnum):
     CONFIRM = "confirm"
     COMMIT = "commit"
     CANCEL = "cancel"
+    ACKNOWLEDGE = "acknowledge"
+    SYNC = "sync"
     ADJUST = "adjust"
 
 
@@ -234,6 +236,31 @@ class StockLevel:
         if not 1 <= quantity <= self.committed:
             raise ValueError(f"cannot uncommit {quantity} of {self.committed} committed")
         self._record(Movement(self.sku, Reason.CANCEL, order_ref, committed=-quantity))
+
+    def acknowledge(self, quantity: int, order_ref: str) -> None:
+        """Bling posted the order's stock: the commitment becomes a smaller ``on_hand``.
+
+        ``available`` does not move: the units were already unavailable while committed.
+        """
+        if not 1 <= quantity <= self.committed:
+            raise ValueError(f"cannot acknowledge {quantity} of {self.committed} committed")
+        self._record(
+            Movement(
+                self.sku, Reason.ACKNOWLEDGE, order_ref, on_hand=-quantity, committed=-quantity
+            )
+        )
+
+    def apply_balance(self, balance: int, acknowledged_since: int, reference: str) -> None:
+        """Take Bling's balance, read at some time T, as the new ``on_hand``.
+
+        ``acknowledged_since`` is what this service acknowledged (and so already took off
+        ``on_hand``) after T: the balance read at T may predate those postings, so they are taken
+        off it again, and a slow sync never resurrects a sold unit. When Bling had in fact posted
+        them before T this undercounts until the next sync, which is the safe side.
+        """
+        target = max(0, balance - acknowledged_since)
+        if target != self.on_hand:
+            self._record(Movement(self.sku, Reason.SYNC, reference, on_hand=target - self.on_hand))
 
     def set_on_hand(self, on_hand: int, reference: str | None) -> None:
         """A manual adjustment: the counted stock replaces ``on_hand``; holds stay as they are."""

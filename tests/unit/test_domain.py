@@ -101,3 +101,26 @@ def test_hold_ids_are_random_uuids() -> None:
     level = StockLevel("A", 10, 0, 0)
     ids = {hold_of(level).id for _ in range(5)}
     assert len(ids) == 5 and all(isinstance(i, uuid.UUID) and i.version == 4 for i in ids)
+
+
+def test_acknowledge_turns_committed_into_a_smaller_on_hand() -> None:
+    level = StockLevel("A", 5, 1, 2)
+    level.acknowledge(2, "bling:1")
+    assert (level.on_hand, level.reserved, level.committed, level.available) == (3, 1, 0, 2)
+    with pytest.raises(ValueError):
+        level.acknowledge(1, "bling:2")  # nothing committed is left to acknowledge
+
+
+def test_a_balance_read_before_an_acknowledgement_never_resurrects_the_unit() -> None:
+    # Bling had 5; we sold 1 and Bling acknowledged it after our sync read the balance.
+    level = StockLevel("A", 5, 0, 1)
+    level.acknowledge(1, "bling:1")
+    assert level.on_hand == 4
+    level.apply_balance(5, acknowledged_since=1, reference="sync")  # stale read: still 5
+    assert level.on_hand == 4 and level.available == 4
+    level.apply_balance(4, acknowledged_since=0, reference="sync")  # a later read agrees
+    assert [m.reason for m in level.pending] == [Reason.ACKNOWLEDGE]
+    level.apply_balance(7, acknowledged_since=0, reference="sync")  # restocked in Bling
+    assert level.on_hand == 7 and level.pending[-1].on_hand == 3
+    level.apply_balance(0, acknowledged_since=2, reference="sync")
+    assert level.on_hand == 0, "never below zero"
