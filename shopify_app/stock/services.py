@@ -125,8 +125,9 @@ def set_on_hand(uow: UnitOfWork, sku: str, on_hand: int, *, reference: str) -> L
     with uow:
         level = uow.stock.lock_or_create(sku)
         level.set_on_hand(on_hand, reference)
+        due = sum(hold.quantity for hold in uow.stock.due_holds(sku))
         uow.commit()
-    return LevelView.of(level)
+    return LevelView.of(level, due)  # as GET shows it: holds past their time do not count
 
 
 def get_level(uow: UnitOfWork, sku: str) -> LevelView | None:

@@ -89,3 +89,14 @@ def test_releasing_a_due_hold_still_gives_its_units_back(
     assert api.delete(f"/stock/reservations/{hold}").status_code == 204
     assert figures(engine, "A") == {"on_hand": 2, "reserved": 0, "committed": 0, "available": 2}
     assert_ledger_balanced(engine)
+
+
+def test_put_answers_the_figures_get_would_show(
+    api: ApiClient, engine: Engine, clock: FakeClock
+) -> None:
+    api.put("/stock/A", json={"on_hand": 5})
+    api.post("/stock/A/reserve", json={"quantity": 2, "ttl_seconds": 60})
+    clock.advance(61)
+    put = api.put("/stock/A", json={"on_hand": 6}).get_json()
+    assert put == api.get("/stock/A").get_json()
+    assert put["reserved"] == 0 and put["available"] == 6
