@@ -39,6 +39,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
 
     from . import db_cli, shopify, worker
+    from .outbox import cli as outbox_cli
     from .stock import cli as stock_cli
     from .stock import views as stock_views
     from .web import errors, health, openapi
@@ -50,6 +51,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     stock_cli.init_app(app)
     db_cli.init_app(app)
     worker.init_app(app)
+    outbox_cli.init_app(app)
     openapi.init_app(app)  # last: spectree documents the routes registered so far
     return app
 

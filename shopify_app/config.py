@@ -63,6 +63,7 @@ class Settings:
     db_lock_timeout_ms: int
     worker_sweep_interval_seconds: float
     worker_drift_check_seconds: float
+    worker_outbox_interval_seconds: float
 
     @property
     def is_development(self) -> bool:
@@ -207,6 +208,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         db_lock_timeout_ms=r.int("DB_LOCK_TIMEOUT_MS", 5000, minimum=0, maximum=60_000),
         worker_sweep_interval_seconds=r.float("WORKER_SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.05),
         worker_drift_check_seconds=r.float("WORKER_DRIFT_CHECK_SECONDS", 300.0, minimum=1.0),
+        worker_outbox_interval_seconds=r.float("WORKER_OUTBOX_INTERVAL_SECONDS", 0.5, minimum=0.05),
     )
 
     if environment == "production":

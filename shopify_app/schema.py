@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .outbox import tables as _outbox_tables  # noqa: F401 - imported to register its tables
 from .shopify import shops as _shops  # noqa: F401 - imported to register its table
 from .shopify import tables as _shopify_tables  # noqa: F401 - imported to register its tables
 from .stock.tables import metadata

@@ -1,7 +1,7 @@
 """The Procfile's ``worker``: background jobs on a schedule, stopped gracefully by SIGTERM.
 
-For now it runs the expiry sweeper and the ledger drift check; the outbox relay and Bling
-reconciliation join this loop as more jobs.
+It runs the expiry sweeper, the ledger drift check and the outbox relay; Bling reconciliation
+joins this loop as one more job.
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.
@@ -19,10 +19,16 @@ from types import FrameType
 import click
 from flask import Flask
 
+from . import outbox
 from .runtime import Runtime, current_runtime
 from .stock import services
 
 log = logging.getLogger(__name__)
+
+# The relay drains due jobs in batches, but yields to the other jobs after this long, so a flood
+# of outbox work never stops holds from expiring.
+RELAY_BATCH = 20
+RELAY_ROUND_SECONDS = 10.0
 
 
 def run_worker(runtime: Runtime, stop: threading.Event) -> None:
@@ -31,6 +37,7 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
     jobs = [
         _Job("expiry sweep", settings.worker_sweep_interval_seconds, _sweep),
         _Job("ledger drift check", settings.worker_drift_check_seconds, _check_drift),
+        _Job("outbox relay", settings.worker_outbox_interval_seconds, lambda r: _relay(r, stop)),
     ]
     log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
     while not stop.is_set():
@@ -75,6 +82,14 @@ def _check_drift(runtime: Runtime) -> None:
         )
 
 
+def _relay(runtime: Runtime, stop: threading.Event) -> None:
+    # run_due checks ``stop`` between jobs: SIGTERM lets the running handler finish, then stops.
+    deadline = time.monotonic() + RELAY_ROUND_SECONDS
+    while not stop.is_set() and time.monotonic() < deadline:
+        if outbox.run_due(runtime, batch=RELAY_BATCH, stop=stop) < RELAY_BATCH:
+            return  # nothing more is due
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("worker received %s; finishing the current job", signal.Signals(signum).name)
@@ -86,7 +101,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 @click.command("worker")
 def worker_command() -> None:
-    """Run the background worker (expiry sweeper) until SIGTERM or Ctrl-C."""
+    """Run the background worker (expiry sweeper, outbox relay) until SIGTERM or Ctrl-C."""
     stop = threading.Event()
     _stop_on_signals(stop)
     run_worker(current_runtime(), stop)

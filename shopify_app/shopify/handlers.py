@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .. import outbox
+from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..stock.domain import Hold, HoldSource, HoldStatus, StockLevel
 from ..stock.unit_of_work import UnitOfWork
 from .payloads import (
@@ -226,11 +228,19 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         )
     if payload.get("cancelled_at"):
         # Created and cancelled before we heard of it: record both, sell nothing.
-        _cancel(levels, order, reference)
+        _cancel(uow, levels, order, reference)
         uow.shopify.save_order(order)
         return "cancelled"
     uow.shopify.save_order(order)
+    # Same transaction as the sale: the order reaches Bling if and only if it was confirmed here.
+    _enqueue(uow, FORWARD_ORDER, order)
     return "confirmed"
+
+
+def _enqueue(uow: UnitOfWork, kind: str, order: Order) -> None:
+    key = f"{order.shop}:{order.order_id}"
+    payload = {"shop": order.shop, "order_id": order.order_id}
+    outbox.enqueue(uow, kind, key, payload, now=uow.now)
 
 
 def _holder_of(uow: UnitOfWork, delivery: Delivery) -> str | None:
@@ -293,13 +303,14 @@ def _split(sold: _Sold, items: list[LineItem]) -> list[OrderLine]:
     return lines
 
 
-def _cancel(levels: dict[str, StockLevel], order: Order, reference: str) -> None:
+def _cancel(uow: UnitOfWork, levels: dict[str, StockLevel], order: Order, reference: str) -> None:
     if order.forward_status == "pending":
         for line in order.lines:
             levels[line.sku].uncommit(line.quantity, reference)
         order.forward_status = "cancelled"
     elif order.forward_status == "forwarded":
         order.forward_status = "reversal_pending"  # Bling has it: the worker must reverse it
+        _enqueue(uow, REVERSE_ORDER, order)
     order.status = "cancelled"
 
 
@@ -317,7 +328,7 @@ def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     if order.status == "cancelled":
         return "already_cancelled"
     levels = uow.stock.lock({line.sku for line in order.lines})
-    _cancel(levels, order, f"shopify:{order_id}")
+    _cancel(uow, levels, order, f"shopify:{order_id}")
     uow.shopify.save_order(order)
     return "cancelled"
 

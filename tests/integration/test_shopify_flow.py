@@ -159,3 +159,56 @@ def test_lines_without_sku_or_untracked_are_skipped(
     _, lines = order_row(engine, 7006)
     assert [li.sku for li in lines] == ["TEE"]
     assert_ledger_balanced(engine)
+
+
+def outbox_jobs_of(engine: Engine) -> list[tuple[str, str, str]]:
+    from shopify_app.outbox.tables import outbox_jobs
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(outbox_jobs.c.kind, outbox_jobs.c.key, outbox_jobs.c.status).order_by(
+                outbox_jobs.c.id
+            )
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_a_confirmed_order_is_queued_for_bling_once(
+    client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    from tests.conftest import SHOP
+
+    stock(api, TEE=5)
+    order = order_payload(7101, None, {"TEE": 1})
+    deliver(client, order, "orders/create")
+    deliver(client, order, "orders/paid")
+    assert outbox_jobs_of(engine) == [("bling.forward_order", f"{SHOP}:7101", "pending")]
+
+    # An order created already cancelled, or refused for a bad payload, queues nothing.
+    deliver(
+        client,
+        order_payload(7102, None, {"TEE": 1}, cancelled_at="2026-11-27T12:00:00Z"),
+        "orders/create",
+    )
+    assert deliver(client, {"name": "#no-id"}, "orders/create").status_code == 400
+    assert len(outbox_jobs_of(engine)) == 1
+
+
+def test_cancelling_an_order_bling_has_queues_its_reversal(
+    client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    from shopify_app.shopify.tables import orders as orders_table
+    from tests.conftest import SHOP
+
+    stock(api, TEE=5)
+    order = order_payload(7103, None, {"TEE": 2})
+    deliver(client, order, "orders/create")
+    with engine.begin() as conn:  # as the forwarder will record it once Bling has the order
+        conn.execute(
+            orders_table.update()
+            .where(orders_table.c.order_id == 7103)
+            .values(forward_status="forwarded")
+        )
+    assert deliver(client, order, "orders/cancelled").get_json()["status"] == "cancelled"
+    assert outbox_jobs_of(engine)[-1] == ("bling.reverse_order", f"{SHOP}:7103", "pending")
+    assert order_row(engine, 7103)[0].forward_status == "reversal_pending"

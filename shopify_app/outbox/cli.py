@@ -1,0 +1,56 @@
+"""``flask --app wsgi outbox …``: the queue for operators (figures, dead letters, retry)."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from ..runtime import current_runtime
+from . import service
+
+outbox_cli = AppGroup("outbox", help="Inspect the outbox and re-queue dead-lettered jobs.")
+
+
+@outbox_cli.command("retry")
+@click.argument("job_id", metavar="[ID]", type=int, required=False)
+def retry_command(job_id: int | None) -> None:
+    """Re-queue the dead job ID, or every dead job, with fresh attempts."""
+    runtime = current_runtime()
+    count = service.retry_dead(runtime, job_id)
+    if job_id is not None and count == 0:
+        job = service.get_job(runtime, job_id)
+        if job is None:
+            raise click.ClickException(f"no outbox job {job_id}")
+        raise click.ClickException(f"job {job_id} is {job.status}, not dead; nothing to retry")
+    click.echo(f"re-queued {count} dead job(s)")
+
+
+@outbox_cli.command("show")
+@click.option("--limit", default=20, show_default=True, help="How many dead jobs to list.")
+def show_command(limit: int) -> None:
+    """Print depth and age per kind, pauses and dead jobs."""
+    runtime = current_runtime()
+    figures = service.queue_figures(runtime)
+    click.echo(f"{'kind':<32} {'pending':>8} {'leased':>8} {'dead':>8} {'oldest pending':>15}")
+    for kind in sorted(figures.kinds):
+        f = figures.kinds[kind]
+        oldest = f.oldest_pending_age_seconds
+        age = "-" if oldest is None else f"{oldest:.0f}s"
+        click.echo(f"{kind:<32} {f.pending:>8} {f.leased:>8} {f.dead:>8} {age:>15}")
+    if not figures.kinds:
+        click.echo("(no pending or dead jobs)")
+    for kind, pause in sorted(figures.paused.items()):
+        click.echo(f"paused {kind} until {pause.until.isoformat()}: {pause.reason or ''}")
+    dead = service.dead_jobs(runtime, limit=limit)
+    if dead:
+        click.echo("dead jobs (newest first; `outbox retry ID` re-queues one):")
+    for job in dead:
+        click.echo(
+            f"  #{job.id} {job.kind} key={job.key} attempts={job.attempts} "
+            f"died={job.updated_at.isoformat()} error={job.last_error or ''}"
+        )
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(outbox_cli)
