@@ -1,0 +1,174 @@
+"""Bling webhooks (v3): signature check and event parsing (research/bling.md §5).
+
+- Signature: ``X-Bling-Signature-256: sha256=<hex>``, the HMAC-SHA256 of the **raw** body keyed
+  with the app's client secret. Check it on the bytes as received, before parsing: re-serialised
+  JSON is different bytes.
+- Envelope: ``{"eventId", "date", "version", "event": "<resource>.<action>", "companyId",
+  "data"}``. Deliveries repeat and arrive out of order: de-duplicate on ``event_id`` and treat a
+  balance as "as of ``date``".
+- Stock: ``stock.created|updated|deleted`` (physical postings; one ``deposito``) and
+  ``virtual_stock.updated`` (reservations by sales orders; a ``depositos`` list, and
+  ``vinculoComplexo: true`` when the product has so many links that Bling sends no balances:
+  read them through the API). ``StockChange`` gives both the same shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SIGNATURE_HEADER = "X-Bling-Signature-256"
+_PREFIX = "sha256="
+
+STOCK_EVENTS = frozenset({"stock.created", "stock.updated", "stock.deleted"})
+VIRTUAL_STOCK_EVENTS = frozenset({"virtual_stock.updated"})
+
+
+class InvalidEvent(ValueError):
+    """The body is not a Bling webhook envelope."""
+
+
+def sign(raw_body: bytes, client_secret: str) -> str:
+    """The header value Bling sends for this body: ``sha256=<lower-case hex>``."""
+    digest = hmac.new(client_secret.encode("utf-8"), raw_body, hashlib.sha256).hexdigest()
+    return _PREFIX + digest
+
+
+def verify_signature(raw_body: bytes, header_value: str | None, client_secret: str) -> bool:
+    """True when ``header_value`` is this body's signature under ``client_secret``.
+
+    Constant-time comparison; a missing header, a missing ``sha256=`` prefix or an empty secret
+    is a refusal, never an exception.
+    """
+    if not header_value or not client_secret:
+        return False
+    value = header_value.strip()
+    if value[: len(_PREFIX)].lower() != _PREFIX:
+        return False
+    received = value[len(_PREFIX) :].strip().lower().encode("ascii", "replace")
+    expected = sign(raw_body, client_secret)[len(_PREFIX) :].encode("ascii")
+    return hmac.compare_digest(received, expected)
+
+
+@dataclass(frozen=True)
+class DepositBalance:
+    deposit_id: int
+    physical: float | None  # saldoFisico
+    virtual: float | None  # saldoVirtual: physical minus reservations of open sales orders
+
+
+@dataclass(frozen=True)
+class StockChange:
+    """A product's balances as carried by a stock or virtual-stock event."""
+
+    product_id: int
+    deposits: tuple[DepositBalance, ...]
+    physical_total: float | None
+    virtual_total: float | None
+    operation: str | None = None  # E entrada, S saída, B balanço (stock.created/updated only)
+    quantity: float | None = None
+    complex_link: bool = False  # vinculoComplexo: balances absent, read them via the API
+
+    def virtual_in(self, deposit_id: int | None) -> float | None:
+        """``saldoVirtual`` of one deposit (None: not in this event), or the total."""
+        if deposit_id is None:
+            return self.virtual_total
+        for deposit in self.deposits:
+            if deposit.deposit_id == deposit_id:
+                return deposit.virtual
+        return None
+
+
+@dataclass(frozen=True)
+class BlingEvent:
+    event_id: str
+    event: str  # "<resource>.<action>", e.g. "stock.updated"
+    date: datetime | None
+    version: str | None
+    company_id: str | None
+    data: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def resource(self) -> str:
+        return self.event.partition(".")[0]
+
+    @property
+    def action(self) -> str:
+        return self.event.partition(".")[2]
+
+    def stock_change(self) -> StockChange | None:
+        """The balances of a stock/virtual_stock event; None for other events."""
+        if self.event not in STOCK_EVENTS | VIRTUAL_STOCK_EVENTS:
+            return None
+        product = self.data.get("produto") or {}
+        if not isinstance(product, Mapping) or product.get("id") is None:
+            raise InvalidEvent(f"{self.event} without produto.id")
+        raw_deposits = self.data.get("depositos")
+        if raw_deposits is None and isinstance(self.data.get("deposito"), Mapping):
+            raw_deposits = [self.data["deposito"]]
+        deposits = tuple(
+            DepositBalance(
+                int(d["id"]), _number(d.get("saldoFisico")), _number(d.get("saldoVirtual"))
+            )
+            for d in raw_deposits or ()
+            if isinstance(d, Mapping) and d.get("id") is not None
+        )
+        return StockChange(
+            product_id=int(product["id"]),
+            deposits=deposits,
+            physical_total=_number(self.data.get("saldoFisicoTotal")),
+            virtual_total=_number(self.data.get("saldoVirtualTotal")),
+            operation=self.data.get("operacao"),
+            quantity=_number(self.data.get("quantidade")),
+            complex_link=bool(self.data.get("vinculoComplexo")),
+        )
+
+
+def parse_event(raw: bytes | str | Mapping[str, Any]) -> BlingEvent:
+    """The envelope of a delivery (raw body or already-decoded JSON); ``InvalidEvent`` if not."""
+    if isinstance(raw, bytes | str):
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidEvent("webhook body is not JSON") from exc
+    else:
+        body = raw
+    if not isinstance(body, Mapping):
+        raise InvalidEvent("webhook body is not a JSON object")
+    event_id, event = body.get("eventId"), body.get("event")
+    if not isinstance(event_id, str) or not event_id:
+        raise InvalidEvent("webhook without eventId")
+    if not isinstance(event, str) or "." not in event:
+        raise InvalidEvent("webhook without an event name like 'stock.updated'")
+    data = body.get("data")
+    return BlingEvent(
+        event_id=event_id,
+        event=event,
+        date=_date(body.get("date")),
+        version=body.get("version"),
+        company_id=body.get("companyId"),
+        data=data if isinstance(data, Mapping) else {},
+    )
+
+
+def _date(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"
+    except ValueError as exc:
+        raise InvalidEvent(f"webhook date is not ISO 8601: {value!r}") from exc
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
