@@ -39,6 +39,10 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
 
     from . import db_cli, shopify, worker
+    from .erp import cli as bling_cli
+    from .erp import sync_cli as bling_sync_cli
+    from .erp import views as bling_views
+    from .erp import webhooks as bling_webhooks
     from .outbox import cli as outbox_cli
     from .stock import cli as stock_cli
     from .stock import views as stock_views
@@ -47,7 +51,11 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     errors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(stock_views.bp)
+    app.register_blueprint(bling_webhooks.bp)
     shopify.init_app(app)
+    app.register_blueprint(bling_views.bp)
+    bling_cli.init_app(app)
+    bling_sync_cli.init_app(app)
     stock_cli.init_app(app)
     db_cli.init_app(app)
     worker.init_app(app)

@@ -64,6 +64,7 @@ class Settings:
     worker_sweep_interval_seconds: float
     worker_drift_check_seconds: float
     worker_outbox_interval_seconds: float
+    worker_bling_sync_seconds: float
 
     @property
     def is_development(self) -> bool:
@@ -209,6 +210,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker_sweep_interval_seconds=r.float("WORKER_SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.05),
         worker_drift_check_seconds=r.float("WORKER_DRIFT_CHECK_SECONDS", 300.0, minimum=1.0),
         worker_outbox_interval_seconds=r.float("WORKER_OUTBOX_INTERVAL_SECONDS", 0.5, minimum=0.05),
+        # The reconciliation under Bling's webhooks: a full sync costs about one request per
+        # 50 SKUs plus one per 100 products, out of Bling's 3/s and 120,000/day.
+        worker_bling_sync_seconds=r.float("WORKER_BLING_SYNC_SECONDS", 900.0, minimum=1.0),
     )
 
     if environment == "production":
@@ -217,6 +221,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 r.problems.append(f"{name} is required when APP_ENV=production")
         if settings.secret_key is not None and len(settings.secret_key) < 16:
             r.problems.append("SECRET_KEY must be at least 16 characters long")
+    for name in ("BLING_DEPOSIT_ID", "BLING_STORE_ID", "BLING_PAYMENT_METHOD_ID"):
+        value = r.str(name)
+        if value is not None and not (value.isascii() and value.isdigit()):
+            r.problems.append(f"{name} must be a numeric Bling id, got {value!r}")
     bling_parts = (settings.bling_client_id, settings.bling_client_secret)
     if any(bling_parts) and not all(bling_parts):
         r.problems.append("BLING_CLIENT_ID and BLING_CLIENT_SECRET must be set together")

@@ -1,7 +1,7 @@
 """The Procfile's ``worker``: background jobs on a schedule, stopped gracefully by SIGTERM.
 
-It runs the expiry sweeper, the ledger drift check and the outbox relay; Bling reconciliation
-joins this loop as one more job.
+It runs the expiry sweeper, the ledger drift check, the outbox relay and the Bling
+reconciliation (a full stock sync; it does nothing while Bling is not connected).
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.
@@ -20,6 +20,7 @@ import click
 from flask import Flask
 
 from . import outbox
+from .erp.stock_sync import reconcile
 from .runtime import Runtime, current_runtime
 from .stock import services
 
@@ -38,6 +39,7 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
         _Job("expiry sweep", settings.worker_sweep_interval_seconds, _sweep),
         _Job("ledger drift check", settings.worker_drift_check_seconds, _check_drift),
         _Job("outbox relay", settings.worker_outbox_interval_seconds, lambda r: _relay(r, stop)),
+        _Job("bling reconciliation", settings.worker_bling_sync_seconds, reconcile),
     ]
     log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
     while not stop.is_set():
@@ -101,7 +103,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 @click.command("worker")
 def worker_command() -> None:
-    """Run the background worker (expiry sweeper, outbox relay) until SIGTERM or Ctrl-C."""
+    """Run the background worker (sweeper, outbox relay, Bling sync) until SIGTERM or Ctrl-C."""
     stop = threading.Event()
     _stop_on_signals(stop)
     run_worker(current_runtime(), stop)

@@ -109,3 +109,13 @@ def test_a_complete_production_environment_loads() -> None:
     assert settings.environment == "production" and not settings.is_development
     assert settings.app_url == "https://stock.bazico.com.br"
     assert settings.db_pool_size == 4
+
+
+def test_bling_ids_must_be_numeric() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"BLING_DEPOSIT_ID": "depósito 1", "BLING_STORE_ID": "12x"})
+    assert caught.value.problems == [
+        "BLING_DEPOSIT_ID must be a numeric Bling id, got 'depósito 1'",
+        "BLING_STORE_ID must be a numeric Bling id, got '12x'",
+    ]
+    assert load_settings({"BLING_DEPOSIT_ID": "14887164"}).bling_deposit_id == "14887164"

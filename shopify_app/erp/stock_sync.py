@@ -1,0 +1,367 @@
+"""Stock in from Bling: the full sync, the worker's reconciliation, and webhook stock events.
+
+Bling is the source of truth for ``on_hand`` (its ``saldoVirtual`` in ``BLING_DEPOSIT_ID``). A
+balance is always applied **race-free** (DESIGN.md): a balance that was current at T is taken
+minus what this service acknowledged since T (``bling_acks``), because Bling's number may predate
+those postings while ``on_hand`` already excludes them. T is noted *before* the balance request
+leaves (sync) or is the event's ``date`` (webhook).
+
+Transactions stay short and never span an HTTP call: Bling is read first, then each batch of SKUs
+is locked (sorted order, through the stock repository) and written in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from bling.client import BlingClient
+from bling.errors import BLING_TZ, BlingNotConnected
+from bling.products import BALANCE_BATCH, MAX_PAGE_SIZE, iter_products, stock_balances
+from bling.webhooks import BlingEvent
+
+from ..config import ConfigError, Settings
+from ..runtime import Runtime
+from ..stock.domain import StockLevel
+from ..stock.unit_of_work import Clock, UnitOfWork, utc_now
+from .connection import bling_client, is_configured
+from .stock_tables import bling_acks, bling_events, bling_products
+
+log = logging.getLogger(__name__)
+
+UowFactory = Callable[[], UnitOfWork]
+
+# A sync records its read time minus this as the SKU's ``balance_as_of``. Bling stamps events in
+# whole seconds on its own clock, so an event stamped a second before our read may still describe
+# a change made after it; such an event is applied rather than dropped (the next sync corrects
+# either choice, and dropping a real change is the worse error).
+CLOCK_TOLERANCE = timedelta(seconds=2)
+
+
+def sellable_units(balance: float) -> int:
+    """Bling's balance (a decimal: it allows fractional stock) as whole units that can be sold.
+
+    Rounded **down**: 2.5 units of a garment are 2 that exist, and rounding up would sell one
+    that does not. It is first rounded to 6 places, far below Bling's 4 decimals, so a float such
+    as 2.9999999999 read for 3 still counts 3.
+    """
+    return math.floor(round(balance, 6))
+
+
+def configured_deposit(settings: Settings) -> int | None:
+    """``BLING_DEPOSIT_ID`` as Bling's integer id; None means Bling's totals (its default)."""
+    raw = settings.bling_deposit_id
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError([f"BLING_DEPOSIT_ID must be an integer id, got {raw!r}"]) from None
+
+
+# --- rows of the Bling tables, in the caller's transaction -----------------------------------
+
+
+class BlingStockRows:
+    """Reads and writes of ``bling_*`` within one unit of work (it shares the stock repository's
+    connection, so everything commits or rolls back together)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.connection: Connection = uow.stock.connection
+        self.now = uow.now
+
+    def _insert(self, table: Any) -> Any:
+        if self.connection.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table)
+
+    def record_event(self, event: BlingEvent) -> bool:
+        """Note a delivery; False if its eventId was seen before (a concurrent twin waits)."""
+        stmt = (
+            self._insert(bling_events)
+            .values(event_id=event.event_id[:255], event=event.event[:64], received_at=self.now)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(bling_events.c.event_id)  # psycopg reports rowcount -1 for DO NOTHING
+        )
+        return self.connection.execute(stmt).first() is not None
+
+    def save_catalog(self, refs: dict[str, int]) -> None:
+        """Upsert SKU → product id; a product whose SKU changed in Bling loses its old row."""
+        if not refs:
+            return
+        self.connection.execute(
+            delete(bling_products).where(
+                bling_products.c.product_id.in_(list(refs.values())),
+                bling_products.c.sku.not_in(list(refs)),
+            )
+        )
+        stmt = self._insert(bling_products)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["sku"],
+            set_={"product_id": stmt.excluded.product_id, "updated_at": stmt.excluded.updated_at},
+            where=bling_products.c.product_id != stmt.excluded.product_id,
+        )
+        rows = [
+            {"sku": s, "product_id": p, "updated_at": self.now} for s, p in sorted(refs.items())
+        ]
+        self.connection.execute(stmt, rows)
+
+    def sku_of(self, product_id: int) -> str | None:
+        row = self.connection.execute(
+            select(bling_products.c.sku)
+            .where(bling_products.c.product_id == product_id)
+            .order_by(bling_products.c.updated_at.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else str(row.sku)
+
+    def balance_as_of(self, skus: Iterable[str]) -> dict[str, datetime | None]:
+        rows = self.connection.execute(
+            select(bling_products.c.sku, bling_products.c.balance_as_of).where(
+                bling_products.c.sku.in_(list(skus))
+            )
+        )
+        return {row.sku: row.balance_as_of for row in rows}
+
+    def mark_applied(self, skus: Iterable[str], as_of: datetime) -> None:
+        """Move ``balance_as_of`` forward to ``as_of`` (never back)."""
+        column = bling_products.c.balance_as_of
+        self.connection.execute(
+            update(bling_products)
+            .where(
+                bling_products.c.sku.in_(list(skus)),
+                or_(column.is_(None), column < as_of),
+            )
+            .values(balance_as_of=as_of)
+        )
+
+    def acknowledged_since(self, skus: Iterable[str], moment: datetime) -> dict[str, int]:
+        """Per SKU, the units acknowledged at or after ``moment`` (at: the order is unknown, and
+        subtracting is the side that never sells a unit twice)."""
+        rows = self.connection.execute(
+            select(bling_acks.c.sku, func.sum(bling_acks.c.quantity))
+            .where(and_(bling_acks.c.sku.in_(list(skus)), bling_acks.c.acknowledged_at >= moment))
+            .group_by(bling_acks.c.sku)
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def add_ack(self, sku: str, quantity: int, reference: str | None) -> None:
+        self.connection.execute(
+            insert(bling_acks).values(
+                sku=sku, quantity=quantity, reference=reference, acknowledged_at=self.now
+            )
+        )
+
+
+def record_acknowledgement(uow: UnitOfWork, sku: str, quantity: int, reference: str) -> None:
+    """Remember, in the caller's transaction, that ``quantity`` units of ``sku`` were just
+    acknowledged (Bling posted the order's stock and ``StockLevel.acknowledge`` took them off
+    ``on_hand``). Call it next to ``acknowledge``, under the same SKU lock: a balance read before
+    now is then applied without those units."""
+    if quantity < 1:
+        raise ValueError("quantity must be at least 1")
+    BlingStockRows(uow).add_ack(sku, quantity, reference[:255])
+
+
+# --- applying one balance ---------------------------------------------------------------------
+
+
+def _apply(level: StockLevel, balance: float, acknowledged_since: int, reference: str) -> bool:
+    """Apply a balance to a locked level, minus what was acknowledged since it was current
+    (``BlingStockRows.acknowledged_since``); True if on_hand moved."""
+    before = level.on_hand
+    level.apply_balance(sellable_units(balance), acknowledged_since, reference)
+    return level.on_hand != before
+
+
+def process_event(uow: UnitOfWork, event: BlingEvent, *, deposit_id: int | None) -> str:
+    """Apply one verified webhook delivery exactly once; returns what happened.
+
+    The receipt and the effect share one transaction. A stock event's balance is applied as of
+    its ``date``; an event older than the balance already applied to that SKU is ``stale``.
+    """
+    with uow:
+        rows = BlingStockRows(uow)
+        if not rows.record_event(event):
+            return "duplicate"
+        outcome = _stock_event(uow, rows, event, deposit_id)
+        uow.commit()
+    return outcome
+
+
+def _stock_event(
+    uow: UnitOfWork, rows: BlingStockRows, event: BlingEvent, deposit_id: int | None
+) -> str:
+    change = event.stock_change()
+    if change is None:
+        return "ignored"  # orders and products are not stock in; the receipt still counts
+    balance = change.virtual_in(deposit_id)
+    if balance is None or event.date is None:
+        # Another deposit, or vinculoComplexo without balances: the reconciliation reads them.
+        log.info("bling.event_without_balance id=%s product=%s", event.event_id, change.product_id)
+        return "ignored"
+    sku = rows.sku_of(change.product_id)
+    if sku is None:
+        log.warning("bling.unknown_product id=%s product=%s", event.event_id, change.product_id)
+        return "ignored_unknown_product"
+    # Bling documents UTC ("…Z"); a date without a zone is read on Bling's own clock.
+    as_of = event.date if event.date.tzinfo else event.date.replace(tzinfo=BLING_TZ)
+    level = uow.stock.lock_or_create(sku)  # Bling is the source of truth: it may add SKUs
+    applied_as_of = rows.balance_as_of([sku]).get(sku)
+    if applied_as_of is not None and as_of < applied_as_of:
+        log.info("bling.stale_event id=%s sku=%s date=%s", event.event_id, sku, as_of)
+        return "stale"
+    since = rows.acknowledged_since([sku], as_of).get(sku, 0)
+    _apply(level, balance, since, f"bling-event:{event.event_id}")
+    rows.mark_applied([sku], as_of)
+    return "applied"
+
+
+# --- the full sync ----------------------------------------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    products: int = 0  # Bling products with a SKU (active ones)
+    updated: int = 0  # SKUs whose on_hand changed
+    unchanged: int = 0
+    created: int = 0  # SKUs new to the ledger (also counted as updated or unchanged)
+    skipped: int = 0  # a webhook newer than our read had been applied meanwhile
+    duplicate_skus: int = 0  # SKUs carried by more than one Bling product (first one kept)
+
+    def summary(self) -> str:
+        return (
+            f"products={self.products} updated={self.updated} unchanged={self.unchanged} "
+            f"created={self.created} skipped={self.skipped}"
+        )
+
+
+def full_sync(
+    source: Runtime | UowFactory,
+    client: BlingClient,
+    *,
+    deposit_id: int | None,
+    batch_size: int = BALANCE_BATCH,
+    clock: Clock | None = None,
+) -> SyncReport:
+    """Read Bling's whole active catalog and its balances, and make ``on_hand`` follow them.
+
+    ``source`` is the Runtime (its units of work and clock) or a factory of units of work (then
+    ``clock``, default UTC now). SKUs unknown to the ledger are created: Bling is the source of
+    truth. SKUs the ledger has and Bling does not list are left as they are.
+    """
+    if isinstance(source, Runtime):
+        uow_factory: UowFactory = source.uow
+        clock = clock or source.clock
+    else:
+        uow_factory, clock = source, clock or utc_now
+    report = SyncReport()
+    catalog = _read_catalog(client, report)
+    for chunk in _chunks(sorted(catalog.items()), MAX_PAGE_SIZE):
+        with uow_factory() as uow:
+            BlingStockRows(uow).save_catalog(dict(chunk))
+            uow.commit()
+    for chunk in _chunks(sorted(catalog), batch_size):
+        ids = {catalog[sku]: sku for sku in chunk}
+        read_at = clock()  # before the request leaves: the balance is at least this recent
+        by_id = stock_balances(client, ids, deposit_id, batch_size=batch_size)
+        balances = {sku: by_id.get(product_id, 0.0) for product_id, sku in ids.items()}
+        _apply_batch(uow_factory, balances, read_at, report)
+    log.info("bling.synced %s", report.summary())
+    return report
+
+
+def _read_catalog(client: BlingClient, report: SyncReport) -> dict[str, int]:
+    catalog: dict[str, int] = {}
+    for ref in iter_products(client):
+        report.products += 1
+        if ref.codigo in catalog:
+            # Two active products with one SKU: which one's stock is sold is ambiguous. Keep the
+            # first (Bling lists oldest first) and say so; an operator must fix the catalog.
+            report.duplicate_skus += 1
+            log.warning(
+                "bling.duplicate_sku sku=%s ids=%s,%s", ref.codigo, catalog[ref.codigo], ref.id
+            )
+            continue
+        catalog[ref.codigo] = ref.id
+    return catalog
+
+
+def _apply_batch(
+    uow_factory: UowFactory, balances: dict[str, float], read_at: datetime, report: SyncReport
+) -> None:
+    wanted = sorted(balances)
+    with uow_factory() as uow:
+        levels = uow.stock.lock(wanted, missing_ok=True)
+        missing = [sku for sku in wanted if sku not in levels]
+        if not missing:
+            _apply_locked(uow, levels, balances, read_at, report)
+            uow.commit()
+            return
+    # New SKUs are created (zero stock) in a transaction of their own, one by one in sorted
+    # order, and the batch is then locked afresh: creating them while holding the locks above
+    # would take row locks out of sorted order, which is how deadlocks start.
+    with uow_factory() as uow:
+        for sku in missing:
+            uow.stock.lock_or_create(sku)
+        uow.commit()
+    report.created += len(missing)
+    with uow_factory() as uow:
+        levels = uow.stock.lock(wanted)
+        _apply_locked(uow, levels, balances, read_at, report)
+        uow.commit()
+
+
+def _apply_locked(
+    uow: UnitOfWork,
+    levels: dict[str, StockLevel],
+    balances: dict[str, float],
+    read_at: datetime,
+    report: SyncReport,
+) -> None:
+    rows = BlingStockRows(uow)
+    applied_as_of = rows.balance_as_of(levels)
+    since = rows.acknowledged_since(levels, read_at)  # under the locks: no ack can slip past
+    reference = f"bling-sync:{read_at.isoformat()}"
+    applied = []
+    for sku in sorted(levels):
+        newer = applied_as_of.get(sku)
+        if newer is not None and newer > read_at:
+            report.skipped += 1  # a webhook stamped after our read was applied meanwhile
+            continue
+        if _apply(levels[sku], balances[sku], since.get(sku, 0), reference):
+            report.updated += 1
+        else:
+            report.unchanged += 1
+        applied.append(sku)
+    rows.mark_applied(applied, read_at - CLOCK_TOLERANCE)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- the worker's reconciliation --------------------------------------------------------------
+
+
+def reconcile(runtime: Runtime) -> SyncReport | None:
+    """The worker's periodic full sync: the safety net under Bling's webhooks, which Bling
+    disables after three days of failed deliveries. Does nothing, quietly, while Bling is not
+    configured or not connected (None then)."""
+    if not is_configured(runtime.settings):
+        return None
+    try:
+        with bling_client(runtime) as client:
+            return full_sync(runtime, client, deposit_id=configured_deposit(runtime.settings))
+    except BlingNotConnected as exc:  # also when the connection is lost in the middle
+        log.debug("bling.reconcile_skipped reason=%s", exc)
+        return None

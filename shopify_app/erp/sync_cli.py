@@ -1,0 +1,48 @@
+"""``flask --app wsgi bling sync``: a full stock sync from Bling, by hand (CONTRACT.md).
+
+The worker runs the same sync on a schedule (stock_sync.reconcile); this is for the first fill
+after connecting Bling, and for an operator who does not want to wait for the next round.
+"""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from bling.errors import BlingError, BlingNotConnected
+
+from ..runtime import current_runtime
+from .cli import bling_cli
+from .connection import bling_client
+from .stock_sync import configured_deposit, full_sync
+
+
+@bling_cli.command("sync")
+def sync_command() -> None:
+    """Read every active Bling product and its balance, and set on_hand to match (race-free)."""
+    runtime = current_runtime()
+    try:
+        with bling_client(runtime) as client:
+            report = full_sync(runtime, client, deposit_id=configured_deposit(runtime.settings))
+    except BlingNotConnected as exc:
+        raise click.ClickException(str(exc)) from None
+    except BlingError as exc:
+        # What was applied before the failure stays applied: each batch commits on its own.
+        raise click.ClickException(f"Bling failed during the sync: {exc}") from None
+    click.echo(
+        f"products: {report.products}, SKUs updated: {report.updated}, "
+        f"unchanged: {report.unchanged}, created: {report.created}"
+    )
+    if report.skipped:
+        click.echo(f"{report.skipped} SKU(s) kept a newer balance from a Bling webhook")
+    if report.duplicate_skus:
+        click.echo(
+            f"warning: {report.duplicate_skus} SKU(s) belong to more than one active Bling "
+            "product; the first product's stock was used",
+            err=True,
+        )
+
+
+def init_app(app: Flask) -> None:
+    """Attach ``bling sync`` (importing this module did) and make sure the group is registered."""
+    app.cli.add_command(bling_cli)
