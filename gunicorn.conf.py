@@ -31,6 +31,7 @@ def post_fork(server, worker):
     app = server.app.wsgi()
     app.extensions[EXTENSION_KEY].engine.dispose(close=False)
 
+
 # gunicorn 24+ opens a control socket at one fixed path per user; several services on one host
 # (tests, benchmarks) would fight over it, and nothing here uses it.
 control_socket_disable = True

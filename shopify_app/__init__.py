@@ -40,6 +40,8 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
 
     from . import db_cli, shopify, worker
     from .erp import cli as bling_cli
+    from .erp import connection as bling_connection
+    from .erp import forwarding as bling_forwarding
     from .erp import sync_cli as bling_sync_cli
     from .erp import views as bling_views
     from .erp import webhooks as bling_webhooks
@@ -61,6 +63,8 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     worker.init_app(app)
     outbox_cli.init_app(app)
     openapi.init_app(app)  # last: spectree documents the routes registered so far
+    if bling_connection.is_configured(settings):
+        bling_forwarding.register()  # until then, confirmed orders wait in the outbox
     return app
 
 

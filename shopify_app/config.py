@@ -55,6 +55,7 @@ class Settings:
     bling_deposit_id: str | None
     bling_store_id: str | None
     bling_payment_method_id: str | None
+    bling_requests_per_second: int
     metrics_token: str | None
     log_level: str
     web_threads: int
@@ -199,6 +200,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bling_deposit_id=r.str("BLING_DEPOSIT_ID"),
         bling_store_id=r.str("BLING_STORE_ID"),
         bling_payment_method_id=r.str("BLING_PAYMENT_METHOD_ID"),
+        # Bling allows 3 requests/s per account (research/bling.md); shared by every process.
+        bling_requests_per_second=r.int("BLING_REQUESTS_PER_SECOND", 3, minimum=1, maximum=100),
         metrics_token=r.str("METRICS_TOKEN"),
         log_level=log_level,
         web_threads=web_threads,

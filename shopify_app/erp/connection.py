@@ -28,7 +28,7 @@ from bling.oauth import OAuthClient, StoredToken, TokenManager, authorization_ur
 from ..config import DEVELOPMENT_SECRET_KEY, Settings
 from ..runtime import Runtime
 from ..shopify.shops import TokenCipher
-from .ratelimit import SqlRateLimiter
+from .ratelimit import BLING_RATE, DEFAULT_MARGIN, SqlRateLimiter
 from .tokens import SqlTokenStore
 
 #: How long the merchant has between printing the URL and approving the app in Bling.
@@ -84,7 +84,13 @@ def bling_client(runtime: Runtime) -> BlingClient:
     manager = TokenManager(_oauth_client(settings, session), store, now=runtime.clock)
     # The limiter runs on the wall clock whatever the runtime's clock is: Bling counts real
     # seconds, and every process must measure them the same way.
-    limiter = SqlRateLimiter(runtime.engine, account=_account(settings))
+    rate = settings.bling_requests_per_second
+    limiter = SqlRateLimiter(
+        runtime.engine,
+        account=_account(settings),
+        rate=rate,
+        margin=DEFAULT_MARGIN * BLING_RATE / rate,  # the same relative slack at any rate
+    )
     return BlingClient(settings.bling_api_base_url, manager, limiter, session=session)
 
 

@@ -25,6 +25,7 @@ from .payloads import (
     demand_of,
     line_items,
     normalize_token,
+    order_details,
     order_id_of,
     parse_time,
 )
@@ -198,6 +199,7 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         order_id_of(payload),
         payload.get("name") if isinstance(payload.get("name"), str) else None,
         _holder_of(uow, delivery),
+        details=order_details(payload),
     )
     reference = f"shopify:{order.order_id}"
     if order.cart_token is not None:
@@ -232,8 +234,10 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         uow.shopify.save_order(order)
         return "cancelled"
     uow.shopify.save_order(order)
-    # Same transaction as the sale: the order reaches Bling if and only if it was confirmed here.
-    _enqueue(uow, FORWARD_ORDER, order)
+    if order.lines:
+        # Same transaction as the sale: the order reaches Bling if and only if it was confirmed
+        # here. An order of untracked products only has nothing of Bling's stock to post.
+        _enqueue(uow, FORWARD_ORDER, order)
     return "confirmed"
 
 
@@ -298,7 +302,16 @@ def _split(sold: _Sold, items: list[LineItem]) -> list[OrderLine]:
         oversold = min(from_available, max(0, oversold_left - later))
         oversold_left -= oversold
         lines.append(
-            OrderLine(item.line_id, item.sku, item.quantity, from_holds, from_available, oversold)
+            OrderLine(
+                item.line_id,
+                item.sku,
+                item.quantity,
+                from_holds,
+                from_available,
+                oversold,
+                item.unit_price_cents,
+                item.title,
+            )
         )
     return lines
 

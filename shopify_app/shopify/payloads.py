@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,31 @@ def parse_time(value: Any) -> datetime | None:
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+#: Money is kept in cents (integers): exact, and the same on SQLite and PostgreSQL.
+MAX_CENTS = 10**13  # a hundred billion reais: anything larger is not a price, it is a fuzzer
+
+
+def cents(value: Any) -> int | None:
+    """A Shopify money string ("89.99") or number as integer cents, rounded half up; None if
+    absent or unreadable (never an error: money only matters once the order reaches Bling)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        amount = Decimal(str(value)) * 100
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or abs(amount) >= MAX_CENTS:
+        return None
+    return int(amount.quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+
+
 @dataclass(frozen=True)
 class LineItem:
     line_id: int
     sku: str
     quantity: int
+    unit_price_cents: int | None = None  # ``price``: before discounts (they are order-level)
+    title: str | None = None
 
 
 def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
@@ -57,7 +78,16 @@ def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
             log.info("%s: line %s has no usable quantity; skipped", context, raw.get("id", index))
             continue
         line_id = raw.get("id") if isinstance(raw.get("id"), int) else index
-        items.append(LineItem(line_id, sku.strip(), quantity))
+        title = raw.get("name") or raw.get("title")
+        items.append(
+            LineItem(
+                line_id,
+                sku.strip(),
+                quantity,
+                cents(raw.get("price")),
+                title[:255] if isinstance(title, str) and title else None,
+            )
+        )
     return items
 
 
@@ -88,3 +118,44 @@ def order_id_of(payload: dict[str, Any]) -> int:
     if not isinstance(order_id, int) or isinstance(order_id, bool):
         raise PayloadError("order without a numeric id")
     return order_id
+
+
+@dataclass(frozen=True)
+class OrderDetails:
+    """What a Bling sales order needs from a Shopify order besides its lines.
+
+    The customer's name and e-mail are kept only until the order reaches Bling (they find or
+    create its contact there) and are erased by ``customers/redact``; an order without them goes
+    to Bling's built-in "Consumidor Final".
+    """
+
+    placed_at: datetime | None
+    shipping_cents: int | None
+    discount_cents: int | None
+    customer_name: str | None
+    customer_email: str | None
+
+
+def order_details(payload: dict[str, Any]) -> OrderDetails:
+    shipping_set = payload.get("total_shipping_price_set")
+    shipping = None
+    if isinstance(shipping_set, dict) and isinstance(shipping_set.get("shop_money"), dict):
+        shipping = cents(shipping_set["shop_money"].get("amount"))
+    if shipping is None:
+        lines = [s for s in payload.get("shipping_lines") or [] if isinstance(s, dict)]
+        prices = [cents(s.get("price")) for s in lines]
+        shipping = sum(p for p in prices if p is not None) if lines else None
+    customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
+    email = payload.get("email") or customer.get("email")
+    name = " ".join(
+        part.strip()
+        for part in (customer.get("first_name"), customer.get("last_name"))
+        if isinstance(part, str) and part.strip()
+    )
+    return OrderDetails(
+        placed_at=parse_time(payload.get("processed_at")) or parse_time(payload.get("created_at")),
+        shipping_cents=shipping,
+        discount_cents=cents(payload.get("total_discounts")),
+        customer_name=name[:255] or None,
+        customer_email=email.strip()[:255] if isinstance(email, str) and "@" in email else None,
+    )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from .payloads import OrderDetails
 from .tables import carts, order_lines, orders, webhook_receipts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,6 +36,8 @@ class OrderLine:
     from_holds: int
     from_available: int
     oversold: int
+    unit_price_cents: int | None = None
+    title: str | None = None
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Order:
     status: str = "confirmed"
     forward_status: str = "pending"
     lines: list[OrderLine] = field(default_factory=list)
+    details: OrderDetails | None = None
+    bling_order_id: int | None = None
+    bling_stock: str = "none"
 
     @property
     def oversold(self) -> bool:
@@ -150,9 +156,27 @@ class SqlShopifyRepository:
             row.status,
             row.forward_status,
             [
-                OrderLine(r.line_id, r.sku, r.quantity, r.from_holds, r.from_available, r.oversold)
+                OrderLine(
+                    r.line_id,
+                    r.sku,
+                    r.quantity,
+                    r.from_holds,
+                    r.from_available,
+                    r.oversold,
+                    r.unit_price_cents,
+                    r.title,
+                )
                 for r in lines
             ],
+            OrderDetails(
+                row.placed_at,
+                row.shipping_cents,
+                row.discount_cents,
+                row.customer_name,
+                row.customer_email,
+            ),
+            row.bling_order_id,
+            row.bling_stock,
         )
 
     def claim_order(self, order: Order) -> bool:
@@ -170,11 +194,20 @@ class SqlShopifyRepository:
                     "oversold": False,
                     "created_at": self.now,
                     "updated_at": self.now,
+                    **_details_columns(order.details),
                 },
                 ["shop", "order_id"],
             )
         ).returning(orders.c.order_id)
         return self.connection.execute(stmt).first() is not None
+
+    def update_order(self, shop: str, order_id: int, **values: Any) -> None:
+        """Set columns of one order (the Bling forwarder records its steps with this)."""
+        self.connection.execute(
+            update(orders)
+            .where(orders.c.shop == shop, orders.c.order_id == order_id)
+            .values(updated_at=self.now, **values)
+        )
 
     def save_order(self, order: Order) -> None:
         """Write the order's status and (new) lines after the ledger was changed for it."""
@@ -205,7 +238,8 @@ class SqlShopifyRepository:
     # --- privacy --------------------------------------------------------------------------
 
     def forget_cart_tokens(self, shop: str, order_ids: Iterable[int]) -> list[str]:
-        """Drop the cart tokens (pseudonymous shopper ids) linked to these orders; return them."""
+        """Drop the cart tokens (pseudonymous shopper ids) and the customer's name and e-mail
+        kept for Bling from these orders; return the tokens."""
         ids = list(order_ids)
         tokens = [
             t
@@ -218,7 +252,9 @@ class SqlShopifyRepository:
             self.connection.execute(
                 update(orders)
                 .where(orders.c.shop == shop, orders.c.order_id.in_(ids))
-                .values(cart_token=None, updated_at=self.now)
+                .values(
+                    cart_token=None, customer_name=None, customer_email=None, updated_at=self.now
+                )
             )
         if tokens:
             self.connection.execute(
@@ -230,3 +266,15 @@ class SqlShopifyRepository:
         """shop/redact: nothing about the shop's carts, orders or deliveries stays."""
         for table in (order_lines, orders, carts, webhook_receipts):
             self.connection.execute(delete(table).where(table.c.shop == shop))
+
+
+def _details_columns(details: OrderDetails | None) -> dict[str, Any]:
+    if details is None:
+        return {}
+    return {
+        "placed_at": details.placed_at,
+        "shipping_cents": details.shipping_cents,
+        "discount_cents": details.discount_cents,
+        "customer_name": details.customer_name,
+        "customer_email": details.customer_email,
+    }

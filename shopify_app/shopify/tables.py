@@ -61,10 +61,26 @@ orders = Table(
     Column("oversold", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # What the Bling sales order needs (money in cents); customer_* are erased on redact.
+    Column("placed_at", UTCDateTime, nullable=True),
+    Column("shipping_cents", BigInteger, nullable=True),
+    Column("discount_cents", BigInteger, nullable=True),
+    Column("customer_name", String(255), nullable=True),
+    Column("customer_email", String(255), nullable=True),
+    # Forwarding to Bling, one recorded step at a time (erp/forwarding.py): the sales order's id
+    # once known, then the stock posting: none → requested (sent; outcome unknown until
+    # answered) → posted, and on cancellation reversing → reversed.
+    Column("bling_order_id", BigInteger, nullable=True),
+    Column("bling_stock", String(16), nullable=False, server_default=text("'none'")),
+    Column("forwarded_at", UTCDateTime, nullable=True),
     CheckConstraint("status IN ('confirmed', 'cancelled')", name="status_known"),
     CheckConstraint(
-        "forward_status IN ('pending', 'forwarded', 'cancelled', 'reversal_pending')",
+        "forward_status IN ('pending', 'forwarded', 'cancelled', 'reversal_pending', 'reversed')",
         name="forward_status_known",
+    ),
+    CheckConstraint(
+        "bling_stock IN ('none', 'requested', 'posted', 'reversing', 'reversed')",
+        name="bling_stock_known",
     ),
     Index("ix_orders_forward_status", "forward_status"),
 )
@@ -80,6 +96,8 @@ order_lines = Table(
     Column("from_holds", Integer, nullable=False),
     Column("from_available", Integer, nullable=False),
     Column("oversold", Integer, nullable=False),
+    Column("unit_price_cents", BigInteger, nullable=True),
+    Column("title", String(255), nullable=True),
     ForeignKeyConstraint(["shop", "order_id"], ["orders.shop", "orders.order_id"]),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint("from_holds + from_available = quantity", name="covered_exactly"),

@@ -38,6 +38,7 @@ class Reason(enum.StrEnum):
     COMMIT = "commit"
     CANCEL = "cancel"
     ACKNOWLEDGE = "acknowledge"
+    RESTOCK = "restock"
     SYNC = "sync"
     ADJUST = "adjust"
 
@@ -249,6 +250,13 @@ class StockLevel:
                 self.sku, Reason.ACKNOWLEDGE, order_ref, on_hand=-quantity, committed=-quantity
             )
         )
+
+    def restock(self, quantity: int, order_ref: str) -> None:
+        """Bling reversed an acknowledged order's stock posting (the order was cancelled after it
+        reached Bling): its units are back on hand and sellable again."""
+        if quantity < 1:
+            raise ValueError("quantity must be at least 1")
+        self._record(Movement(self.sku, Reason.RESTOCK, order_ref, on_hand=quantity))
 
     def apply_balance(self, balance: int, acknowledged_since: int, reference: str) -> None:
         """Take Bling's balance, read at some time T, as the new ``on_hand``.

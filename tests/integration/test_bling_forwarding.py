@@ -1,0 +1,409 @@
+"""Orders out: confirmed Shopify orders reach the Bling stand-in exactly once, on SQLite and PG.
+
+The relay runs in this process (``outbox.run_due``) on a FakeClock, which the tests move past
+each backoff; Bling is the loopback stand-in, told to lose answers or refuse as each test needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import time, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from bling.errors import BLING_TZ
+from shopify_app import outbox
+from shopify_app.erp import connection
+from shopify_app.erp.stock_tables import bling_acks
+from shopify_app.outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
+from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
+from shopify_app.runtime import Runtime
+from shopify_app.shopify.tables import orders
+from shopify_app.stock import services
+from tests.conftest import SHOP, SHOPIFY_SECRET
+from tests.integration.test_bling_sync import bling_environ, make_app, runtime_of, sync
+from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
+from tests.support.clock import FakeClock
+from tests.support.ledger import assert_ledger_balanced, figures
+from tests.support.shopify_sender import body_of, signed_headers
+
+pytestmark = pytest.mark.integration
+
+
+def forwarding_environ(standin: BlingStandIn, **extra: str) -> dict[str, str]:
+    return {
+        **bling_environ(standin),
+        "BLING_PAYMENT_METHOD_ID": str(PAYMENT_METHOD_ID),
+        "BLING_REQUESTS_PER_SECOND": "50",  # the stand-in's limit is off here; see the e2e tests
+        **extra,
+    }
+
+
+@pytest.fixture
+def standin() -> Iterator[BlingStandIn]:
+    with BlingStandIn(products=[("BZ-TEE", 10), ("BZ-CAP", 4)], rate_limit=None) as server:
+        yield server
+
+
+@pytest.fixture
+def forwarding_app(database_url: str, clock: FakeClock, standin: BlingStandIn) -> Iterator[Flask]:
+    app = make_app(database_url, clock, **forwarding_environ(standin))
+    connection.connect(runtime_of(app), standin.authorize())
+    sync(app, standin)
+    yield app
+    runtime_of(app).engine.dispose()
+
+
+def shopify_order(order_id: int, lines: list[tuple[str, int, str]], **extra: Any) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "name": f"#{order_id}",
+        "email": None,
+        "cart_token": None,
+        "checkout_token": None,
+        "cancelled_at": None,
+        "processed_at": "2026-11-27T09:30:00-03:00",
+        "note_attributes": [],
+        "total_discounts": "0.00",
+        "total_shipping_price_set": {"shop_money": {"amount": "0.00", "currency_code": "BRL"}},
+        "line_items": [
+            {"id": n, "sku": sku, "quantity": qty, "price": price, "title": f"Peça {sku}"}
+            for n, (sku, qty, price) in enumerate(lines, start=1)
+        ],
+        **extra,
+    }
+
+
+def deliver(client: FlaskClient, payload: dict[str, Any], topic: str) -> dict[str, Any]:
+    raw = body_of(payload)
+    headers = signed_headers(raw, topic, secret=SHOPIFY_SECRET, shop=SHOP)
+    response = client.post("/webhooks/shopify", data=raw, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def drain(runtime: Runtime, clock: FakeClock, rounds: int = 40) -> None:
+    """Relay until nothing is pending, moving the clock past every backoff and pause."""
+    for _ in range(rounds):
+        outbox.run_due(runtime, batch=50)
+        with runtime.engine.connect() as conn:
+            pending = conn.execute(
+                select(outbox_jobs.c.id).where(outbox_jobs.c.status == "pending")
+            ).all()
+        if not pending:
+            return
+        clock.advance(3600)
+    raise AssertionError("the outbox did not drain")
+
+
+def order_row(runtime: Runtime, order_id: int) -> Any:
+    with runtime.engine.connect() as conn:
+        return conn.execute(select(orders).where(orders.c.order_id == order_id)).one()
+
+
+def job(runtime: Runtime, kind: str) -> Any:
+    with runtime.engine.connect() as conn:
+        return conn.execute(select(outbox_jobs).where(outbox_jobs.c.kind == kind)).one()
+
+
+def test_a_confirmed_order_becomes_one_sales_order_with_its_stock_posted(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    client = forwarding_app.test_client()
+    payload = shopify_order(
+        5001,
+        [("BZ-TEE", 2, "89.90"), ("BZ-CAP", 1, "49.90"), ("NOT-IN-BLING-LEDGER", 1, "5.00")],
+        email="maria@example.com",
+        customer={"first_name": "Maria", "last_name": "Silva", "email": "maria@example.com"},
+        total_discounts="10.00",
+        total_shipping_price_set={"shop_money": {"amount": "15.00", "currency_code": "BRL"}},
+    )
+    assert deliver(client, payload, "orders/create")["status"] == "confirmed"
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 10,
+        "reserved": 0,
+        "committed": 2,
+        "available": 8,
+    }
+
+    drain(runtime, clock)
+
+    (sales_order,) = standin.orders_with_store_number("#5001")
+    assert sales_order["data"] == "2026-11-27"
+    assert {(i["codigo"], i["quantidade"], i["valor"]) for i in sales_order["itens"]} == {
+        ("BZ-TEE", 2.0, 89.9),
+        ("BZ-CAP", 1.0, 49.9),
+    }
+    assert {i["produto"]["id"] for i in sales_order["itens"]} == {
+        standin.product_id("BZ-TEE"),
+        standin.product_id("BZ-CAP"),
+    }
+    # 2 × 89.90 + 49.90 + 15.00 shipping − 10.00 discount, in one installment
+    assert sales_order["total"] == pytest.approx(234.70)
+    assert sales_order["parcelas"][0]["valor"] == pytest.approx(234.70)
+    assert sales_order["parcelas"][0]["formaPagamento"]["id"] == PAYMENT_METHOD_ID
+    contact = standin.contacts[sales_order["contato"]["id"]]
+    assert (contact["nome"], contact["email"]) == ("Maria Silva", "maria@example.com")
+    assert standin.postings[sales_order["id"]] == 1
+    # Bling's own stock moved by the posting…
+    assert standin.balance(standin.product_id("BZ-TEE"))[0] == 8
+    # …and here the commitment became a smaller on_hand, remembered for later balances.
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 8,
+        "reserved": 0,
+        "committed": 0,
+        "available": 8,
+    }
+    assert figures(runtime.engine, "BZ-CAP")["committed"] == 0
+    row = order_row(runtime, 5001)
+    assert (row.forward_status, row.bling_stock) == ("forwarded", "posted")
+    assert row.bling_order_id == sales_order["id"]
+    with runtime.engine.connect() as conn:
+        acks = {(r.sku, r.quantity) for r in conn.execute(select(bling_acks))}
+    assert acks == {("BZ-TEE", 2), ("BZ-CAP", 1)}
+    assert job(runtime, FORWARD_ORDER).status == "done"
+    assert_ledger_balanced(runtime.engine)
+
+    # Shopify repeats the webhook: nothing new is queued, nothing reaches Bling again.
+    calls = len(standin.calls)
+    assert deliver(client, payload, "orders/create")["status"] in ("duplicate", "duplicate_order")
+    drain(runtime, clock)
+    assert len(standin.calls) == calls
+
+
+def test_an_anonymous_order_goes_to_consumidor_final(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    deliver(
+        forwarding_app.test_client(), shopify_order(5002, [("BZ-CAP", 1, "49.90")]), "orders/create"
+    )
+    drain(runtime, clock)
+    (sales_order,) = standin.orders_with_store_number("#5002")
+    assert sales_order["contato"]["id"] == 1  # the stand-in's built-in Consumidor Final
+    assert len(standin.contacts) == 1  # no contact was created
+
+
+def test_a_lost_answer_to_the_create_is_found_by_the_search_and_not_created_twice(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    deliver(
+        forwarding_app.test_client(), shopify_order(5003, [("BZ-TEE", 1, "89.90")]), "orders/create"
+    )
+    standin.lose_answers_rate = 1.0  # the create is applied, its answer never arrives
+    outbox.run_due(runtime)
+    assert len(standin.orders_with_store_number("#5003")) == 1
+    row = order_row(runtime, 5003)
+    assert row.bling_order_id is None and row.forward_status == "pending"
+    assert job(runtime, FORWARD_ORDER).status == "pending"
+
+    standin.lose_answers_rate = 0.0
+    drain(runtime, clock)
+    (sales_order,) = standin.orders_with_store_number("#5003")
+    assert standin.postings[sales_order["id"]] == 1
+    assert order_row(runtime, 5003).forward_status == "forwarded"
+    assert figures(runtime.engine, "BZ-TEE")["committed"] == 0
+
+
+def test_a_lost_answer_to_the_stock_posting_is_not_posted_twice(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    deliver(
+        forwarding_app.test_client(), shopify_order(5004, [("BZ-TEE", 3, "89.90")]), "orders/create"
+    )
+
+    original = standin.post_stock
+
+    def post_then_lose(*args: Any, **kw: Any) -> Any:
+        standin.lose_answers_rate = 1.0  # the posting is applied, its answer lost
+        return original(*args, **kw)
+
+    standin.post_stock = post_then_lose  # type: ignore[method-assign]
+    outbox.run_due(runtime)
+    standin.post_stock = original  # type: ignore[method-assign]
+    standin.lose_answers_rate = 0.0
+    (sales_order,) = standin.orders_with_store_number("#5004")
+    assert standin.postings[sales_order["id"]] == 1
+    assert order_row(runtime, 5004).bling_stock == "requested"
+    assert figures(runtime.engine, "BZ-TEE")["committed"] == 3  # not acknowledged yet
+
+    drain(runtime, clock)  # Bling refuses the second posting: it was the first one that counted
+    assert standin.postings[sales_order["id"]] == 1
+    row = order_row(runtime, 5004)
+    assert (row.forward_status, row.bling_stock) == ("forwarded", "posted")
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 7,
+        "reserved": 0,
+        "committed": 0,
+        "available": 7,
+    }
+    assert_ledger_balanced(runtime.engine)
+
+
+def test_an_order_cancelled_before_forwarding_never_reaches_bling(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    client = forwarding_app.test_client()
+    payload = shopify_order(5005, [("BZ-TEE", 1, "89.90")])
+    deliver(client, payload, "orders/create")
+    deliver(client, {**payload, "cancelled_at": "2026-11-27T10:00:00-03:00"}, "orders/cancelled")
+    drain(runtime, clock)
+    assert standin.orders_with_store_number("#5005") == []
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 10,
+        "reserved": 0,
+        "committed": 0,
+        "available": 10,
+    }
+    assert job(runtime, FORWARD_ORDER).status == "done"
+
+
+def test_an_order_cancelled_after_forwarding_is_reversed_in_bling_and_restocked(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    client = forwarding_app.test_client()
+    payload = shopify_order(5006, [("BZ-TEE", 2, "89.90")])
+    deliver(client, payload, "orders/create")
+    drain(runtime, clock)
+    assert figures(runtime.engine, "BZ-TEE")["on_hand"] == 8
+
+    deliver(client, {**payload, "cancelled_at": "2026-11-27T10:00:00-03:00"}, "orders/cancelled")
+    assert order_row(runtime, 5006).forward_status == "reversal_pending"
+    standin.lose_answers_rate = 1.0  # the reversal is applied, its answer lost: retried safely
+    outbox.run_due(runtime)
+    standin.lose_answers_rate = 0.0
+    drain(runtime, clock)
+
+    (sales_order,) = standin.orders_with_store_number("#5006")
+    assert standin.reversals[sales_order["id"]] == 1
+    assert standin.balance(standin.product_id("BZ-TEE"))[0] == 10
+    row = order_row(runtime, 5006)
+    assert (row.forward_status, row.bling_stock) == ("reversed", "reversed")
+    assert job(runtime, REVERSE_ORDER).status == "done"
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 10,
+        "reserved": 0,
+        "committed": 0,
+        "available": 10,
+    }
+    assert_ledger_balanced(runtime.engine)
+
+
+def test_a_cancellation_during_the_forward_reverses_what_the_forward_posted(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    client = forwarding_app.test_client()
+    payload = shopify_order(5007, [("BZ-CAP", 1, "49.90")])
+    deliver(client, payload, "orders/create")
+
+    original = standin.post_stock
+
+    def cancel_meanwhile(*args: Any, **kw: Any) -> Any:
+        # Shopify's cancellation lands while the worker is inside Bling (outside the stand-in's
+        # lock, from another thread, as the web process would).
+        import threading
+
+        done = threading.Event()
+
+        def cancel() -> None:
+            deliver(
+                client, {**payload, "cancelled_at": "2026-11-27T10:00:00-03:00"}, "orders/cancelled"
+            )
+            done.set()
+
+        threading.Thread(target=cancel).start()
+        standin._lock.release()
+        try:
+            assert done.wait(10)
+        finally:
+            standin._lock.acquire()
+        return original(*args, **kw)
+
+    standin.post_stock = cancel_meanwhile  # type: ignore[method-assign]
+    outbox.run_due(runtime)
+    standin.post_stock = original  # type: ignore[method-assign]
+    drain(runtime, clock)
+
+    (sales_order,) = standin.orders_with_store_number("#5007")
+    assert standin.postings[sales_order["id"]] == 1
+    assert standin.reversals[sales_order["id"]] == 1
+    assert standin.balance(standin.product_id("BZ-CAP"))[0] == 4
+    assert order_row(runtime, 5007).forward_status == "reversed"
+    # cancelled before any acknowledgement: the units came back once, through the cancellation
+    assert figures(runtime.engine, "BZ-CAP") == {
+        "on_hand": 4,
+        "reserved": 0,
+        "committed": 0,
+        "available": 4,
+    }
+    assert_ledger_balanced(runtime.engine)
+
+
+def test_the_daily_limit_pauses_forwarding_without_spending_attempts(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    runtime = runtime_of(forwarding_app)
+    deliver(
+        forwarding_app.test_client(), shopify_order(5008, [("BZ-TEE", 1, "89.90")]), "orders/create"
+    )
+    standin.daily_limit = standin.used_today  # today's budget is spent
+    outbox.run_due(runtime)
+    pending = job(runtime, FORWARD_ORDER)
+    assert (pending.status, pending.attempts) == ("pending", 0)
+    with runtime.engine.connect() as conn:
+        pause = conn.execute(select(outbox_pauses)).one()
+    assert pause.kind == FORWARD_ORDER and "daily" in pause.reason
+    assert standin.orders_with_store_number("#5008") == []
+
+    standin.daily_limit = None  # a new day in Bling: the pause lasts until its midnight
+    assert pause.until.astimezone(BLING_TZ).time() == time(0)
+    clock.now = pause.until + timedelta(seconds=1)
+    drain(runtime, clock)
+    assert len(standin.orders_with_store_number("#5008")) == 1
+    assert order_row(runtime, 5008).forward_status == "forwarded"
+
+
+def test_forwarding_waits_for_a_payment_method_and_for_the_catalog(
+    database_url: str, clock: FakeClock, standin: BlingStandIn
+) -> None:
+    environ = forwarding_environ(standin)
+    del environ["BLING_PAYMENT_METHOD_ID"]
+    app = make_app(database_url, clock, **environ)
+    runtime = runtime_of(app)
+    try:
+        connection.connect(runtime, standin.authorize())
+        services.set_on_hand(runtime.uow(), "BZ-TEE", 10, reference="count")  # no sync yet
+        deliver(app.test_client(), shopify_order(5009, [("BZ-TEE", 1, "89.90")]), "orders/create")
+        # No payment method: the kind waits, no attempt spent, nothing sent to Bling.
+        outbox.run_due(runtime)
+        assert job(runtime, FORWARD_ORDER).attempts == 0
+        with runtime.engine.connect() as conn:
+            assert (
+                "BLING_PAYMENT_METHOD_ID" in conn.execute(select(outbox_pauses.c.reason)).scalar()
+            )
+        assert standin.calls == []
+    finally:
+        runtime.engine.dispose()
+
+    app = make_app(database_url, clock, **forwarding_environ(standin))
+    runtime = runtime_of(app)
+    try:
+        clock.advance(3600)
+        outbox.run_due(runtime)  # the SKU is not mapped to a Bling product yet (no sync)
+        waiting = job(runtime, FORWARD_ORDER)
+        assert waiting.status == "pending" and "bling sync" in waiting.last_error
+        sync(app, standin)
+        drain(runtime, clock)
+        assert len(standin.orders_with_store_number("#5009")) == 1
+    finally:
+        runtime.engine.dispose()
