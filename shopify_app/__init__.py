@@ -64,7 +64,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     outbox_cli.init_app(app)
     openapi.init_app(app)  # last: spectree documents the routes registered so far
     if bling_connection.is_configured(settings):
-        bling_forwarding.register()  # until then, confirmed orders wait in the outbox
+        bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
     return app
 
 

@@ -56,6 +56,7 @@ class Settings:
     bling_store_id: str | None
     bling_payment_method_id: str | None
     bling_requests_per_second: int
+    bling_job_lease_seconds: float
     metrics_token: str | None
     log_level: str
     web_threads: int
@@ -202,6 +203,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bling_payment_method_id=r.str("BLING_PAYMENT_METHOD_ID"),
         # Bling allows 3 requests/s per account (research/bling.md); shared by every process.
         bling_requests_per_second=r.int("BLING_REQUESTS_PER_SECOND", 3, minimum=1, maximum=100),
+        # How long a worker owns a Bling job before another may take it over (a worker that
+        # died mid-job holds it this long); a forward starts no write after a third of it.
+        bling_job_lease_seconds=r.float("BLING_JOB_LEASE_SECONDS", 300.0, minimum=10.0),
         metrics_token=r.str("METRICS_TOKEN"),
         log_level=log_level,
         web_threads=web_threads,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -64,6 +65,7 @@ from bling.orders import (
 )
 
 from .. import outbox
+from ..config import Settings
 from ..outbox import JobPolicy, PauseKind, PermanentFailure, RetryLater
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..runtime import Runtime
@@ -81,18 +83,37 @@ WAIT_FOR_OPERATOR = timedelta(minutes=5)
 #: A SKU missing from the Bling catalog map: the next reconciliation may bring it.
 WAIT_FOR_CATALOG = 600.0
 
-# A forward makes at most ~8 Bling calls, each up to 20 s of timeouts plus the client's retries
-# and its wait for a rate-limit slot behind other workers: 300 s is well past its longest run.
-POLICY = JobPolicy(
-    backoff_base_seconds=2.0, backoff_cap_seconds=900.0, max_attempts=25, lease_seconds=300.0
-)
+
+def policy(lease_seconds: float) -> JobPolicy:
+    """Retries spread up to 5 minutes apart (a Bling outage is retried at a calm pace, and the
+    backlog drains soon after it ends); about a day of them before a job is dead-lettered."""
+    return JobPolicy(
+        backoff_base_seconds=1.0,
+        backoff_cap_seconds=300.0,
+        max_attempts=300,
+        lease_seconds=lease_seconds,
+    )
 
 
-def register(registry: outbox.Registry | None = None) -> None:
+class _Deadline:
+    """A second run of a job may start once its lease ends, and two runs that both search and
+    then both create would make two sales orders. So a run starts no Bling write after a third
+    of the lease: a write (no resend once sent; a few 429 retries) ends well inside the rest."""
+
+    def __init__(self, lease_seconds: float) -> None:
+        self.latest_write = time.monotonic() + lease_seconds / 3
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self.latest_write:
+            raise RetryLater(f"too late in this run to {what}; the next attempt will", delay=0)
+
+
+def register(settings: Settings, registry: outbox.Registry | None = None) -> None:
     """Run the Bling handlers for the order kinds the Shopify side enqueues."""
     target = registry or outbox.default_registry
-    target.register(FORWARD_ORDER, forward_order, policy=POLICY)
-    target.register(REVERSE_ORDER, reverse_order, policy=POLICY)
+    job_policy = policy(settings.bling_job_lease_seconds)
+    target.register(FORWARD_ORDER, forward_order, policy=job_policy)
+    target.register(REVERSE_ORDER, reverse_order, policy=job_policy)
 
 
 # --- FORWARD_ORDER ---------------------------------------------------------------------------
@@ -118,11 +139,13 @@ def forward_order(runtime: Runtime, payload: dict[str, Any]) -> None:
             runtime.clock() + WAIT_FOR_OPERATOR,
             "BLING_PAYMENT_METHOD_ID is unset: Bling needs it for the order's installment",
         )
+    deadline = _Deadline(settings.bling_job_lease_seconds)
     with _bling(runtime) as client:
         if order.bling_order_id is None:
             products = _product_ids(runtime, order)
-            order.bling_order_id = _ensure_sales_order(runtime, client, order, products)
+            order.bling_order_id = _ensure_sales_order(runtime, client, order, products, deadline)
         if order.bling_stock != "posted":
+            deadline.check("post the stock")
             _post_stock(runtime, client, order, order.bling_order_id)
         calls = client.http_calls
     outcome = _acknowledge(runtime, order)
@@ -138,7 +161,11 @@ def forward_order(runtime: Runtime, payload: dict[str, Any]) -> None:
 
 
 def _ensure_sales_order(
-    runtime: Runtime, client: BlingClient, order: Order, products: dict[str, int]
+    runtime: Runtime,
+    client: BlingClient,
+    order: Order,
+    products: dict[str, int],
+    deadline: _Deadline,
 ) -> int:
     settings = runtime.settings
     details = order.details
@@ -170,6 +197,7 @@ def _ensure_sales_order(
         discount=discount,
         internal_notes=f"Shopify order {order.order_id} ({order.shop})",
     )
+    deadline.check("create the sales order")
     try:
         bling_id, created = ensure_sales_order(client, sales_order)
     except BlingValidationError as exc:
@@ -286,7 +314,7 @@ def reverse_order(runtime: Runtime, payload: dict[str, Any]) -> None:
         return
     posted = order.bling_stock in ("requested", "posted", "reversing")
     if order.bling_order_id is not None and posted:
-        with _bling(runtime) as client:
+        with _bling(runtime) as client:  # one write only, at the start of the run
             _reverse_stock(runtime, client, order, order.bling_order_id)
     reference = f"shopify:{order.order_id}"
     with runtime.uow() as uow:
