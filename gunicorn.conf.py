@@ -4,6 +4,19 @@ Values come from the environment so one file serves a laptop, CI and dynos.
 """
 
 import os
+import shutil
+import tempfile
+
+# Prometheus multiprocess mode (shopify_app/observability/metrics.py): every worker writes its
+# samples to files in one directory and /metrics sums them, so totals are exact across workers
+# and across workers recycled by max_requests. It must be set before the app (and with it
+# prometheus_client) is imported, which preload_app does right after this file is read.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir:
+    shutil.rmtree(_metrics_dir, ignore_errors=True)  # counts of a previous run are not ours
+    os.makedirs(_metrics_dir, exist_ok=True)
+else:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bazico-metrics-")
 
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 # Heroku's Python buildpack sets WEB_CONCURRENCY from the dyno size.
@@ -19,9 +32,32 @@ keepalive = 95
 # Fail fast on a bad config in the master, and share the loaded code between workers.
 preload_app = True
 forwarded_allow_ips = "*"
+# Recycle a worker after this many requests (0: never), with jitter so they do not all restart
+# at once; metrics survive it (see above).
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn's own lines in the same ECS JSON as the app's (shopify_app/observability/logs.py).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"ecs": {"()": "shopify_app.observability.logs.make_formatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "ecs",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    # The app adds its own stdout handler to the root logger (logs.configure); none here.
+    "root": {"level": loglevel.upper(), "handlers": []},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def post_fork(server, worker):
@@ -30,6 +66,13 @@ def post_fork(server, worker):
 
     app = server.app.wsgi()
     app.extensions[EXTENSION_KEY].engine.dispose(close=False)
+
+
+def child_exit(server, worker):
+    """A worker ended (recycled, crashed, stopped): its live gauges go, its counts stay."""
+    from shopify_app.observability.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
 
 
 # gunicorn 24+ opens a control socket at one fixed path per user; several services on one host

@@ -35,6 +35,7 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from bling.errors import (
+    BlingDailyLimitReached,
     BlingError,
     BlingOutcomeUnknown,
     BlingRateLimited,
@@ -47,6 +48,25 @@ from bling.errors import (
 log = logging.getLogger(__name__)
 
 SAFE_TO_REPEAT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+#: Told of every HTTP call: (method, outcome, status); e.g. the app counts them in metrics.
+CallObserver = Callable[[str, str, int], None]
+
+
+def call_outcome(error: BlingError) -> str:
+    """One word for what went wrong with a call, for metrics and dashboards."""
+    if isinstance(error, BlingDailyLimitReached):
+        return "daily_limit"
+    if isinstance(error, BlingRateLimited):
+        return "rate_limited"
+    if isinstance(error, BlingUnauthorized):
+        return "unauthorized"
+    if isinstance(error, BlingServerError):
+        return "server_error"
+    if error.status is None:
+        return "no_answer"
+    return "client_error"
 
 
 class RateLimiter(Protocol):
@@ -147,8 +167,10 @@ class BlingClient:
         rng: random.Random | None = None,
         now: Callable[[], datetime] = _utcnow,
         session: requests.Session | None = None,
+        on_call: CallObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._on_call = on_call
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_base = backoff_base
@@ -260,6 +282,23 @@ class BlingClient:
     # --- one HTTP call -------------------------------------------------------------------------
 
     def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        token: str,
+    ) -> requests.Response | _Failed:
+        outcome = self._send_once(method, url, path, params, json, token)
+        if self._on_call is not None:
+            if isinstance(outcome, requests.Response):
+                self._on_call(method, "ok", outcome.status_code)
+            else:
+                self._on_call(method, call_outcome(outcome.error), outcome.error.status or 0)
+        return outcome
+
+    def _send_once(
         self,
         method: str,
         url: str,

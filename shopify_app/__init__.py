@@ -7,13 +7,13 @@ background loop; ``bling/`` (top level) the Bling ERP client.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 
 from flask import Flask
 
 from .config import DEVELOPMENT_SECRET_KEY, load_settings
 from .db import make_engine
+from .observability import logs
 from .runtime import EXTENSION_KEY, Runtime
 from .stock.unit_of_work import Clock, utc_now
 
@@ -27,7 +27,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     opened here, so gunicorn can load the app in its master before forking workers.
     """
     settings = load_settings(environ)
-    _configure_logging(settings.log_level)
+    logs.configure(settings.log_level)
 
     app = Flask(__name__)
     app.config.update(
@@ -45,12 +45,14 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     from .erp import sync_cli as bling_sync_cli
     from .erp import views as bling_views
     from .erp import webhooks as bling_webhooks
+    from .observability import http as observability_http
     from .outbox import cli as outbox_cli
     from .stock import cli as stock_cli
     from .stock import views as stock_views
     from .web import errors, health, openapi
 
     errors.init_app(app)
+    observability_http.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(stock_views.bp)
     app.register_blueprint(bling_webhooks.bp)
@@ -66,12 +68,3 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     if bling_connection.is_configured(settings):
         bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
     return app
-
-
-def _configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    root.setLevel(level)
-    # Alembic announces each of its plugins at INFO on every import; that is noise, not news.
-    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))

@@ -10,6 +10,7 @@ run redoes.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -18,9 +19,11 @@ from types import FrameType
 
 import click
 from flask import Flask
+from prometheus_client import start_http_server
 
 from . import outbox
 from .erp.stock_sync import reconcile
+from .observability import metrics
 from .runtime import Runtime, current_runtime
 from .stock import services
 
@@ -92,13 +95,32 @@ def _relay(runtime: Runtime, stop: threading.Event) -> None:
             return  # nothing more is due
 
 
+#: Heroku sends SIGKILL 30 s after SIGTERM. A job still running this long after SIGTERM (a slow
+#: Bling) is abandoned with the process: its lease runs out and another worker runs it again,
+#: which its idempotent steps allow. The worker never outlives the platform's patience.
+STOP_DEADLINE_SECONDS = 25.0
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("worker received %s; finishing the current job", signal.Signals(signum).name)
+        if not stop.is_set():
+            watchdog = threading.Timer(STOP_DEADLINE_SECONDS, _abandon)
+            watchdog.daemon = True
+            watchdog.start()
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def _abandon() -> None:
+    log.error(
+        "worker still busy %.0fs after SIGTERM; exiting, the job's lease hands it on",
+        STOP_DEADLINE_SECONDS,
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 @click.command("worker")
@@ -106,7 +128,13 @@ def worker_command() -> None:
     """Run the background worker (sweeper, outbox relay, Bling sync) until SIGTERM or Ctrl-C."""
     stop = threading.Event()
     _stop_on_signals(stop)
-    run_worker(current_runtime(), stop)
+    runtime = current_runtime()
+    port = runtime.settings.worker_metrics_port
+    if port is not None:
+        # Its own registry (multiprocess-aware): the web's /metrics is another dyno.
+        start_http_server(port, registry=metrics.scrape_registry())
+        log.info("worker metrics on port %d", port)
+    run_worker(runtime, stop)
 
 
 def init_app(app: Flask) -> None:

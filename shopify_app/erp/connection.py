@@ -26,6 +26,7 @@ from bling.errors import BlingNotConnected
 from bling.oauth import OAuthClient, StoredToken, TokenManager, authorization_url
 
 from ..config import DEVELOPMENT_SECRET_KEY, Settings
+from ..observability import metrics
 from ..runtime import Runtime
 from ..shopify.shops import TokenCipher
 from .ratelimit import BLING_RATE, DEFAULT_MARGIN, SqlRateLimiter
@@ -91,7 +92,13 @@ def bling_client(runtime: Runtime) -> BlingClient:
         rate=rate,
         margin=DEFAULT_MARGIN * BLING_RATE / rate,  # the same relative slack at any rate
     )
-    return BlingClient(settings.bling_api_base_url, manager, limiter, session=session)
+    return BlingClient(
+        settings.bling_api_base_url, manager, limiter, session=session, on_call=_count_call
+    )
+
+
+def _count_call(method: str, outcome: str, status: int) -> None:
+    metrics.BLING_REQUESTS.labels(method, outcome, str(status)).inc()
 
 
 # --- the authorization flow ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 
@@ -66,6 +66,7 @@ from bling.orders import (
 
 from .. import outbox
 from ..config import Settings
+from ..observability.events import emit
 from ..outbox import JobPolicy, PauseKind, PermanentFailure, RetryLater
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..runtime import Runtime
@@ -140,7 +141,7 @@ def forward_order(runtime: Runtime, payload: dict[str, Any]) -> None:
             "BLING_PAYMENT_METHOD_ID is unset: Bling needs it for the order's installment",
         )
     deadline = _Deadline(settings.bling_job_lease_seconds)
-    with _bling(runtime) as client:
+    with _bling(runtime, order) as client:
         if order.bling_order_id is None:
             products = _product_ids(runtime, order)
             order.bling_order_id = _ensure_sales_order(runtime, client, order, products, deadline)
@@ -149,14 +150,14 @@ def forward_order(runtime: Runtime, payload: dict[str, Any]) -> None:
             _post_stock(runtime, client, order, order.bling_order_id)
         calls = client.http_calls
     outcome = _acknowledge(runtime, order)
-    log.info(
-        "bling.forwarded shop=%s order=%s name=%s bling_order=%s calls=%d outcome=%s",
-        shop,
-        order_id,
-        order.name,
-        order.bling_order_id,
-        calls,
-        outcome,
+    emit(
+        "bling.forwarded",
+        shop=shop,
+        order=order_id,
+        name=order.name,
+        bling_order=order.bling_order_id,
+        calls=calls,
+        outcome=outcome,
     )
 
 
@@ -314,7 +315,7 @@ def reverse_order(runtime: Runtime, payload: dict[str, Any]) -> None:
         return
     posted = order.bling_stock in ("requested", "posted", "reversing")
     if order.bling_order_id is not None and posted:
-        with _bling(runtime) as client:  # one write only, at the start of the run
+        with _bling(runtime, order) as client:  # one write only, at the start of the run
             _reverse_stock(runtime, client, order, order.bling_order_id)
     reference = f"shopify:{order.order_id}"
     with runtime.uow() as uow:
@@ -350,21 +351,36 @@ def _reverse_stock(runtime: Runtime, client: BlingClient, order: Order, bling_id
 
 
 @contextmanager
-def _bling(runtime: Runtime) -> Iterator[BlingClient]:
-    """A Bling client whose failures are told to the outbox in its own terms."""
+def _bling(runtime: Runtime, order: Order) -> Iterator[BlingClient]:
+    """A Bling client whose failures are logged once (``bling.failed``) and told to the outbox
+    in its own terms."""
     try:
         with bling_client(runtime) as client:
             yield client
-    except BlingDailyLimitReached as exc:
-        raise PauseKind(exc.until, f"Bling's daily request limit is spent: {exc}") from exc
-    except (BlingNotConnected, InvalidGrant) as exc:
-        raise PauseKind(runtime.clock() + WAIT_FOR_OPERATOR, str(exc)) from exc
-    except BlingRateLimited as exc:
-        raise RetryLater(str(exc), delay=max(exc.retry_after, 1.0)) from exc
-    except (BlingOutcomeUnknown, BlingServerError, BlingUnavailable) as exc:
-        raise RetryLater(str(exc)) from exc
     except BlingError as exc:
-        raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
+        emit(
+            "bling.failed",
+            level=logging.WARNING,
+            shop=order.shop,
+            order=order.order_id,
+            error=type(exc).__name__,
+            status=exc.status,
+            reason=str(exc)[:300],
+        )
+        _raise_for_outbox(runtime, exc)
+
+
+def _raise_for_outbox(runtime: Runtime, error: BlingError) -> NoReturn:
+    if isinstance(error, BlingDailyLimitReached):
+        reason = f"Bling's daily request limit is spent: {error}"
+        raise PauseKind(error.until, reason) from error
+    if isinstance(error, BlingNotConnected | InvalidGrant):
+        raise PauseKind(runtime.clock() + WAIT_FOR_OPERATOR, str(error)) from error
+    if isinstance(error, BlingRateLimited):
+        raise RetryLater(str(error), delay=max(error.retry_after, 1.0)) from error
+    if isinstance(error, BlingOutcomeUnknown | BlingServerError | BlingUnavailable):
+        raise RetryLater(str(error)) from error
+    raise RetryLater(f"{type(error).__name__}: {error}") from error
 
 
 def _key(payload: dict[str, Any]) -> tuple[str, int]:

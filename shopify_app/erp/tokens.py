@@ -39,6 +39,7 @@ from bling.errors import BlingNotConnected, InvalidGrant
 from bling.oauth import StoredToken
 
 from ..db import READ_ONLY
+from ..observability import metrics
 from ..shopify.shops import TokenCipher, TokenUnreadable
 from ..stock.unit_of_work import Clock
 from .tables import REASON_LENGTH, bling_connection
@@ -132,8 +133,11 @@ class SqlTokenStore:
                     result = change(current)
                     if result != current:
                         self._write(connection, result)
+                        if current is not None and result is not None:
+                            metrics.TOKEN_REFRESHES.labels("bling", "ok").inc()
                     return result
             except InvalidGrant as exc:
+                metrics.TOKEN_REFRESHES.labels("bling", "failed").inc()
                 # Rolled back, lock released: whoever waited on it (a re-connect) may write now.
                 log.warning("bling.refresh_refused account=%s; reading the row again", self.account)
                 refused, error = tried, exc

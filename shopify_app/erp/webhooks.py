@@ -19,6 +19,7 @@ from spectree import Response as Answers
 
 from bling.webhooks import SIGNATURE_HEADER, InvalidEvent, parse_event, verify_signature
 
+from ..observability import metrics
 from ..runtime import current_runtime
 from ..stock.schemas import Error
 from ..web.errors import error_response
@@ -27,6 +28,10 @@ from .stock_sync import configured_deposit, process_event
 
 log = logging.getLogger(__name__)
 bp = Blueprint("bling_webhooks", __name__)
+
+BLING_RESOURCES = frozenset(
+    {"stock", "virtual_stock", "order", "product", "invoice", "consumer_invoice"}
+)
 
 
 class BlingWebhookOut(BaseModel):
@@ -53,11 +58,17 @@ def receive() -> Any:
     if not verify_signature(raw, request.headers.get(SIGNATURE_HEADER), secret):
         reason = "signature" if secret else "bling_not_configured"
         log.warning("bling.webhook_rejected reason=%s", reason)
+        metrics.WEBHOOKS.labels("bling", "unknown", "unauthorized").inc()
         return error_response(401, "invalid_signature", "X-Bling-Signature-256 does not match")
     try:
         event = parse_event(raw)
         outcome = process_event(runtime.uow(), event, deposit_id=configured_deposit(settings))
     except InvalidEvent as exc:
+        metrics.WEBHOOKS.labels("bling", "unknown", "invalid").inc()
         return error_response(400, "invalid_payload", str(exc))
+    # Bling's event names are "resource.action" (stock.updated…); keep the resource only.
+    resource = event.event.split(".", 1)[0] if event.event else "unknown"
+    topic = resource if resource in BLING_RESOURCES else "other"
+    metrics.WEBHOOKS.labels("bling", topic, outcome).inc()
     log.info("bling.webhook_%s event=%s id=%s", outcome, event.event, event.event_id)
     return Response(json.dumps({"status": outcome}), 200, mimetype="application/json")

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, exists, select, update
 
 from ..db import READ_ONLY
+from ..observability import logs, metrics
 from .registry import (
     PauseKind,
     PermanentFailure,
@@ -148,6 +149,15 @@ def run_claimed(
     registration = registry.get(job.kind)
     if registration is None:
         raise LookupError(f"no handler for outbox kind {job.kind!r}")
+    logs.bind_request_id(job.request_id)  # the job's lines join the request that queued it
+    try:
+        status = _run(runtime, job, registration, rng)
+    finally:
+        logs.clear_context()
+    return status
+
+
+def _run(runtime: Runtime, job: ClaimedJob, registration: Registration, rng: Rng) -> str:
     try:
         registration.handler(runtime, job.payload)
     except PauseKind as pause:
@@ -175,6 +185,7 @@ def run_claimed(
 def _record_done(runtime: Runtime, job: ClaimedJob) -> str:
     now = runtime.clock()
     values = {"status": DONE, "done_at": now, "last_error": None, "leased_by": None}
+    metrics.OUTBOX_JOBS.labels(job.kind, "done").inc()
     if _apply(runtime, job, now, values):
         log.info(
             "outbox.done kind=%s id=%d attempt=%d request_id=%s",
@@ -200,6 +211,7 @@ def _record_failure(
     policy = registration.policy
     error = reason[:ERROR_LENGTH]
     if final or job.attempts >= policy.max_attempts:
+        metrics.OUTBOX_JOBS.labels(job.kind, "dead").inc()
         values: dict[str, Any] = {"status": DEAD, "last_error": error, "leased_by": None}
         if _apply(runtime, job, now, values):
             log.error(
@@ -212,6 +224,7 @@ def _record_failure(
                 error,
             )
         return DEAD
+    metrics.OUTBOX_JOBS.labels(job.kind, "retry").inc()
     seconds = policy.backoff_seconds(job.attempts, rng) if delay is None else delay
     values = {"due_at": now + timedelta(seconds=seconds), "last_error": error, "leased_by": None}
     if _apply(runtime, job, now, values):
@@ -228,6 +241,7 @@ def _record_failure(
 
 
 def _record_pause(runtime: Runtime, job: ClaimedJob, pause: PauseKind) -> str:
+    metrics.OUTBOX_JOBS.labels(job.kind, "paused").inc()
     now = runtime.clock()
     # The job goes back as it was before the claim (attempt refunded, place in line kept); the
     # pause row, not its due_at, keeps the whole kind waiting.

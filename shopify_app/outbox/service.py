@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, func, select, update
 
 from ..db import READ_ONLY
+from ..observability.logs import current_request_id
 from .tables import ERROR_LENGTH, outbox_jobs, outbox_pauses
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ def enqueue(
     if delay < 0:
         raise ValueError("delay must be >= 0")
     connection = _connection_of(target)
+    request_id = current_request_id()
+    if request_id and "request_id" not in payload:
+        payload = {**payload, "request_id": request_id}  # the worker's logs join the request's
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     values = {
         "kind": kind,

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from .. import outbox
+from ..observability.events import holder_hash
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..stock.domain import Hold, HoldSource, HoldStatus, StockLevel
 from ..stock.unit_of_work import UnitOfWork
@@ -88,10 +89,11 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     cart = uow.shopify.lock_cart(delivery.shop, token)
     if cart.ordered or updated_at <= cart.cart_updated_at:
         return "stale"
-    demand = demand_of(line_items(payload, context=f"cart {token}"))
+    context = f"cart {holder_hash(token)}"
+    demand = demand_of(line_items(payload, context=context))
     holds = uow.stock.active_holds_of(token)
     levels = uow.stock.lock(set(demand) | {h.sku for h in holds}, missing_ok=True)
-    _log_untracked(demand, levels, f"cart {token}")
+    _log_untracked(demand, levels, context)
     shortfalls = {}
     for sku in sorted(levels):
         missing = _match(
@@ -106,8 +108,17 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
             shortfalls[sku] = missing
     cart.cart_updated_at = updated_at
     uow.shopify.save_cart(cart, shortfalls)
-    if shortfalls:
-        log.warning("cart.shortfall cart=%s shortfalls=%s", token, shortfalls)
+    for sku, missing in shortfalls.items():
+        # A webhook cannot refuse an add-to-cart; the units it could not hold are recorded.
+        uow.record(
+            "reservation.rejected",
+            level=logging.WARNING,
+            skus=[sku],
+            quantity=missing,
+            source="cart",
+            holder_hash=holder_hash(token),
+            outcome="sold_out",
+        )
     return "applied"
 
 
@@ -208,12 +219,20 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         return "duplicate_order"
     items = line_items(payload, context=f"order {order.order_id}")
     holds = uow.stock.active_holds_of(order.cart_token) if order.cart_token else []
+    # Holds the storefront confirmed through POST /stock/confirm for this very order are sold
+    # already: they cover their units, which must not be taken from available a second time.
+    early = (
+        uow.stock.holds_confirmed_for(order.cart_token, {str(order.order_id), order.name or ""})
+        if order.cart_token
+        else []
+    )
     levels = uow.stock.lock({i.sku for i in items} | {h.sku for h in holds}, missing_ok=True)
     _log_untracked(demand_of(items), levels, f"order {order.order_id}")
     unused = {h.id: h for h in holds}
     for sku, quantity in demand_of(items).items():
         if sku in levels:
-            sold = _sell(uow, levels[sku], quantity, unused, reference)
+            confirmed = sum(h.quantity for h in early if h.sku == sku)
+            sold = _sell(uow, levels[sku], quantity, unused, reference, confirmed)
             order.lines.extend(_split(sold, [i for i in items if i.sku == sku]))
     for hold in unused.values():  # the cart is done: nothing of it stays held
         if hold.sku in levels and hold.status is HoldStatus.ACTIVE:
@@ -222,11 +241,15 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         cart.ordered = True
         uow.shopify.save_cart(cart)
     if order.oversold:
-        log.error(
-            "order.oversold order=%s name=%s lines=%s",
-            order.order_id,
-            order.name,
-            {line.sku: line.oversold for line in order.lines if line.oversold},
+        oversold = {line.sku: line.oversold for line in order.lines if line.oversold}
+        uow.record(
+            "order.oversold",
+            level=logging.ERROR,
+            shop=order.shop,
+            order=order.order_id,
+            name=order.name,
+            lines=oversold,
+            units=sum(oversold.values()),
         )
     if payload.get("cancelled_at"):
         # Created and cancelled before we heard of it: record both, sell nothing.
@@ -234,6 +257,16 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         uow.shopify.save_order(order)
         return "cancelled"
     uow.shopify.save_order(order)
+    uow.record(
+        "order.confirmed",
+        channel="shopify",
+        shop=order.shop,
+        order=order.order_id,
+        name=order.name,
+        units=sum(line.quantity for line in order.lines),
+        from_holds=sum(line.from_holds for line in order.lines),
+        holder_hash=holder_hash(order.cart_token),
+    )
     if order.lines:
         # Same transaction as the sale: the order reaches Bling if and only if it was confirmed
         # here. An order of untracked products only has nothing of Bling's stock to post.
@@ -265,11 +298,25 @@ class _Sold:
 
 
 def _sell(
-    uow: UnitOfWork, level: StockLevel, quantity: int, unused: dict[Any, Hold], reference: str
+    uow: UnitOfWork,
+    level: StockLevel,
+    quantity: int,
+    unused: dict[Any, Hold],
+    reference: str,
+    confirmed: int = 0,
 ) -> _Sold:
-    """Sell ``quantity`` of one SKU (all the order's lines of it together)."""
-    remaining = quantity
-    from_holds = 0
+    """Sell ``quantity`` of one SKU (all the order's lines of it together); ``confirmed`` units
+    of it were committed for this order already (POST /stock/confirm)."""
+    from_holds = min(confirmed, quantity)
+    if confirmed > quantity:
+        log.warning(
+            "order.confirmed_more_than_ordered sku=%s order=%s confirmed=%d ordered=%d",
+            level.sku,
+            reference,
+            confirmed,
+            quantity,
+        )
+    remaining = quantity - from_holds
     for hold in [h for h in unused.values() if h.sku == level.sku]:
         del unused[hold.id]
         if hold.is_due(uow.now):
@@ -343,6 +390,9 @@ def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     levels = uow.stock.lock({line.sku for line in order.lines})
     _cancel(uow, levels, order, f"shopify:{order_id}")
     uow.shopify.save_order(order)
+    uow.record(
+        "order.cancelled", shop=order.shop, order=order_id, forward_status=order.forward_status
+    )
     return "cancelled"
 
 

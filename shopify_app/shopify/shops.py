@@ -44,6 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import DEVELOPMENT_SECRET_KEY, Settings
 from ..db import READ_ONLY
+from ..observability import metrics
 from ..runtime import Runtime
 from ..stock.tables import UTCDateTime, metadata
 from ..stock.unit_of_work import Clock, UnitOfWork
@@ -252,9 +253,11 @@ class TokenStore:
                     refresh_token=used,
                 )
             except client.InvalidGrant:
+                metrics.TOKEN_REFRESHES.labels("shopify", "failed").inc()
                 log.warning("shop %s: refresh token refused; reading the row again", shop)
             else:
                 save_tokens(connection, self.cipher, shop, grant, issued_at=now, now=now)
+                metrics.TOKEN_REFRESHES.labels("shopify", "ok").inc()
                 log.info("shop %s: access token refreshed", shop)
                 return grant.access_token
         # The refused transaction is over (rolled back, lock released): look again.

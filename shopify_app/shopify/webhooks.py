@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from spectree import Response as Answers
 
 from ..config import SHOP_DOMAIN_RE, Settings
+from ..observability import metrics
 from ..runtime import current_runtime
 from ..stock.schemas import Error
 from ..stock.unit_of_work import UnitOfWork
@@ -66,11 +67,13 @@ def receive() -> Any:
     raw = request.get_data(cache=False)
     if not verify_webhook(raw, _header("Hmac-Sha256"), webhook_secrets(settings)):
         log.warning("webhook.rejected reason=hmac topic=%s", _header("Topic"))
+        _count(_header("Topic"), "unauthorized")
         return error_response(401, "invalid_hmac", "HMAC validation failed")
     shop = (_header("Shop-Domain") or "").lower()
     expected_shop = settings.shopify_shop_domain
     if not SHOP_DOMAIN_RE.match(shop) or (expected_shop and shop != expected_shop):
         log.warning("webhook.rejected reason=shop shop=%s", shop[:100])
+        _count(_header("Topic"), "unauthorized")
         return error_response(401, "unknown_shop", "deliveries from this shop are not accepted")
     topic, webhook_id = _header("Topic"), _header("Webhook-Id")
     if not topic or not webhook_id:
@@ -89,6 +92,15 @@ def receive() -> Any:
     try:
         outcome = process(runtime.uow(), delivery, policy)
     except PayloadError as exc:
+        _count(topic, "invalid")
         return error_response(400, "invalid_payload", str(exc))
+    _count(topic, outcome)
     log.info("webhook.%s topic=%s shop=%s id=%s", outcome, topic, shop, webhook_id)
     return Response(json.dumps({"status": outcome}), 200, mimetype="application/json")
+
+
+def _count(topic: str | None, outcome: str) -> None:
+    # Topics come from the (verified, or refused) request: only known ones become label values,
+    # so a forger cannot grow the metric's series without bound.
+    label = topic if topic in HANDLERS else "other"
+    metrics.WEBHOOKS.labels("shopify", label, outcome).inc()

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from ..observability.events import Event, holder_hash
 from .domain import Hold, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
 from .tables import holds, skus, stock_movements
 
@@ -46,6 +47,7 @@ class SqlStockRepository:
         # Each hold read, with the (status, expires_at) it had then: flush writes what changed.
         self._holds: dict[uuid.UUID, tuple[Hold, tuple[HoldStatus, datetime]]] = {}
         self._new_holds: list[Hold] = []
+        self._events: list[Event] = []
 
     # --- locking reads --------------------------------------------------------------------
 
@@ -130,6 +132,23 @@ class SqlStockRepository:
             .order_by(holds.c.created_at, holds.c.id)
         )
         return [self._track(_hold_from_row(row)) for row in rows]
+
+    def holds_confirmed_for(self, holder: str, order_refs: Iterable[str]) -> list[Hold]:
+        """The holder's holds already confirmed for one of ``order_refs`` (``POST
+        /stock/confirm`` with the Shopify order's id or name)."""
+        refs = [ref for ref in order_refs if ref]
+        if not refs:
+            return []
+        rows = self.connection.execute(
+            select(holds)
+            .where(
+                holds.c.holder == holder,
+                holds.c.status == "confirmed",
+                holds.c.order_ref.in_(refs),
+            )
+            .order_by(holds.c.created_at, holds.c.id)
+        )
+        return [_hold_from_row(row) for row in rows]
 
     def _track(self, hold: Hold) -> Hold:
         self._holds[hold.id] = (hold, (hold.status, hold.expires_at))
@@ -263,5 +282,48 @@ class SqlStockRepository:
                     for m in movements
                 ],
             )
+        self._events.extend(_hold_events(self._new_holds, self._holds.values()))
         self._new_holds = []
         self._holds = {k: (h, (h.status, h.expires_at)) for k, (h, _) in self._holds.items()}
+
+    def take_events(self) -> list[Event]:
+        """The hold events of what was flushed (the unit of work emits them after commit)."""
+        events, self._events = self._events, []
+        return events
+
+
+_ENDED = {
+    HoldStatus.EXPIRED: "reservation.expired",
+    HoldStatus.RELEASED: "reservation.released",
+    HoldStatus.CONFIRMED: "reservation.confirmed",
+}
+
+
+def _hold_fields(hold: Hold) -> dict[str, Any]:
+    return {
+        "reservation_id": str(hold.id),
+        "sku": hold.sku,
+        "quantity": hold.quantity,
+        "source": hold.source.value,
+        "holder_hash": holder_hash(hold.holder),
+    }
+
+
+def _hold_events(
+    new: Iterable[Hold], tracked: Iterable[tuple[Hold, tuple[HoldStatus, datetime]]]
+) -> list[Event]:
+    events = [
+        Event(
+            "reservation.created",
+            {**_hold_fields(h), "expires_at": h.expires_at.isoformat(), "outcome": "granted"},
+        )
+        for h in new
+    ]
+    for hold, (loaded_status, _expiry) in tracked:
+        action = _ENDED.get(hold.status)
+        if action is not None and hold.status is not loaded_status:
+            fields = _hold_fields(hold)
+            if hold.status is HoldStatus.CONFIRMED:
+                fields["order"] = hold.order_ref
+            events.append(Event(action, fields))
+    return events

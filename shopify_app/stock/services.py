@@ -10,15 +10,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ..observability.events import emit, holder_hash
 from .domain import (
     AlreadyConfirmed,
     Hold,
+    HoldGone,
     HoldNotFound,
     HoldSource,
     HoldStatus,
     Line,
     OutOfStock,
     StockLevel,
+    UnknownSku,
     check_confirmable,
     merge_lines,
 )
@@ -58,7 +61,11 @@ def reserve(
     """
     demand = merge_lines(lines)
     with uow:
-        levels = uow.stock.lock(demand)
+        try:
+            levels = uow.stock.lock(demand)
+        except UnknownSku as exc:
+            _rejected(demand, holder, source, "unknown_sku", {sku: 0 for sku in exc.skus})
+            raise
         for sku, quantity in demand.items():
             level = levels[sku]
             if level.available < quantity:
@@ -71,6 +78,7 @@ def reserve(
         }
         if short:
             uow.commit()  # keep the expiries: they are true whatever this request gets
+            _rejected(demand, holder, source, "sold_out", short)
             raise OutOfStock(short)
         created = []
         for sku in sorted(demand):
@@ -81,6 +89,24 @@ def reserve(
             created.append(hold)
         uow.commit()
     return created
+
+
+def _rejected(
+    demand: dict[str, int],
+    holder: str | None,
+    source: HoldSource,
+    outcome: str,
+    available: dict[str, int],
+) -> None:
+    emit(
+        "reservation.rejected",
+        skus=sorted(demand),
+        quantity=sum(demand.values()),
+        available=available,
+        source=source.value,
+        holder_hash=holder_hash(holder),
+        outcome=outcome,
+    )
 
 
 def _lock_holds(uow: UnitOfWork, ids: list[uuid.UUID]) -> tuple[dict[str, StockLevel], list[Hold]]:
@@ -102,8 +128,21 @@ def confirm(uow: UnitOfWork, ids: Iterable[uuid.UUID], *, order_ref: str | None)
     id_list = list(dict.fromkeys(ids))
     with uow:
         levels, holds = _lock_holds(uow, id_list)
-        for hold in check_confirmable(holds, order_ref, uow.now):
+        try:
+            confirmable = check_confirmable(holds, order_ref, uow.now)
+        except HoldGone:
+            emit("order.confirmation_refused", channel="api", order=order_ref, outcome="expired")
+            raise
+        for hold in confirmable:
             levels[hold.sku].confirm(hold, order_ref)
+        if confirmable:
+            uow.record(
+                "order.confirmed",
+                channel="api",
+                order=order_ref,
+                units=sum(h.quantity for h in confirmable),
+                skus=sorted({h.sku for h in confirmable}),
+            )
         uow.commit()
     return holds
 

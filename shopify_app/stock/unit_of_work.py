@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
 from ..db import READ_ONLY
+from ..observability.events import Event, emit_all
 from ..shopify.repository import SqlShopifyRepository
 from .repository import SqlStockRepository
 
@@ -33,6 +35,8 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
     def rollback(self) -> None: ...
+
+    def record(self, action: str, **fields: Any) -> None: ...
 
 
 class SqlAlchemyUnitOfWork:
@@ -73,6 +77,7 @@ class SqlAlchemyUnitOfWork:
             connection.close()
             raise
         self.now = self.clock()
+        self.events: list[Event] = []
         self.stock = SqlStockRepository(connection, self.now)
         self.shopify = SqlShopifyRepository(connection, self.now)
         return self
@@ -91,6 +96,13 @@ class SqlAlchemyUnitOfWork:
             raise RuntimeError("commit() outside a with block")
         self.stock.flush()
         self._transaction.commit()
+        # Logged and counted only now that they are true.
+        emit_all([*self.stock.take_events(), *self.events])
+        self.events = []
+
+    def record(self, action: str, *, level: int = logging.INFO, **fields: Any) -> None:
+        """Queue a business event; ``commit()`` emits it once the transaction committed."""
+        self.events.append(Event(action, fields, level))
 
     def rollback(self) -> None:
         if self._transaction is not None:

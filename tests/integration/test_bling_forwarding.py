@@ -24,7 +24,7 @@ from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.runtime import Runtime
 from shopify_app.shopify.tables import orders
 from shopify_app.stock import services
-from tests.conftest import SHOP, SHOPIFY_SECRET
+from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.integration.test_bling_sync import bling_environ, make_app, runtime_of, sync
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
@@ -407,3 +407,43 @@ def test_forwarding_waits_for_a_payment_method_and_for_the_catalog(
         assert len(standin.orders_with_store_number("#5009")) == 1
     finally:
         runtime.engine.dispose()
+
+
+def test_holds_confirmed_through_the_api_are_sold_once_when_the_order_arrives(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """A storefront that confirms with POST /stock/confirm (order_id = Shopify's id) and then
+    Shopify's orders/create for the same cart: one sale, forwarded once, not two."""
+    runtime = runtime_of(forwarding_app)
+    client = forwarding_app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    hold = client.post(
+        "/stock/BZ-TEE/reserve", json={"quantity": 2, "holder": "cart-early"}, headers=auth
+    )
+    assert hold.status_code == 200
+    confirmed = client.post(
+        "/stock/confirm",
+        json={"reservation_id": hold.get_json()["reservation_id"], "order_id": "5010"},
+        headers=auth,
+    )
+    assert confirmed.status_code == 200
+    assert figures(runtime.engine, "BZ-TEE")["committed"] == 2
+
+    payload = shopify_order(5010, [("BZ-TEE", 3, "89.90")], cart_token="cart-early")
+    deliver(client, payload, "orders/create")
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 10,
+        "reserved": 0,
+        "committed": 3,  # the 2 confirmed early, and 1 more from available: not 5
+        "available": 7,
+    }
+    drain(runtime, clock)
+    (sales_order,) = standin.orders_with_store_number("#5010")
+    assert sales_order["itens"][0]["quantidade"] == 3.0
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 7,
+        "reserved": 0,
+        "committed": 0,
+        "available": 7,
+    }
+    assert_ledger_balanced(runtime.engine)

@@ -202,7 +202,7 @@ def test_refresh_is_single_flight_across_processes(postgres_url: str) -> None:
             (Path(workdir) / "go").touch()
             outputs = [r.communicate(timeout=60) for r in racers]
         assert [r.returncode for r in racers] == [0] * len(racers), outputs
-        tokens = {out.strip() for out, _ in outputs}
+        tokens = {out.strip().splitlines()[-1] for out, _ in outputs}  # after the JSON logs
         assert [c.status for c in stand_in.calls_of("refresh")] == [200], "exactly one refresh"
         assert tokens == {stand_in.issued[-1]["access_token"]}
 

@@ -68,17 +68,23 @@ def assert_ledger_balanced(engine: Engine) -> None:
         }
         # Sold and not yet acknowledged by Bling: holds confirmed through the REST API, plus the
         # lines of Shopify orders still waiting to be forwarded.
-        sold: dict[str, int] = {
-            r[0]: int(r[1])
-            for r in conn.execute(
-                select(holds.c.sku, func.sum(holds.c.quantity))
-                .where(
-                    holds.c.status == "confirmed",
-                    or_(holds.c.order_ref.is_(None), ~holds.c.order_ref.startswith("shopify:")),
-                )
-                .group_by(holds.c.sku)
-            )
+        # A hold confirmed through the API for a Shopify order (order_ref = its id or name) is
+        # counted by that order's lines once the order arrives.
+        adopted = {
+            (r.cart_token, ref)
+            for r in conn.execute(select(orders.c.cart_token, orders.c.order_id, orders.c.name))
+            for ref in (str(r.order_id), r.name)
+            if r.cart_token
         }
+        sold: dict[str, int] = {}
+        for r in conn.execute(
+            select(holds.c.sku, holds.c.quantity, holds.c.holder, holds.c.order_ref).where(
+                holds.c.status == "confirmed",
+                or_(holds.c.order_ref.is_(None), ~holds.c.order_ref.startswith("shopify:")),
+            )
+        ):
+            if (r.holder, r.order_ref) not in adopted:
+                sold[r.sku] = sold.get(r.sku, 0) + r.quantity
         for r in conn.execute(
             select(order_lines.c.sku, func.sum(order_lines.c.quantity))
             .join(

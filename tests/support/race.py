@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 # What a client sees when the worker serving it dies: the connection breaks, no answer comes.
-BROKEN = (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine)
+BROKEN = (
+    ConnectionError,
+    http.client.RemoteDisconnected,
+    http.client.BadStatusLine,
+    http.client.IncompleteRead,  # killed after the headers, before the body
+)
 
 
 @dataclass

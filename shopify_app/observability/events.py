@@ -1,0 +1,73 @@
+"""Business events (DESIGN.md, Operations): each logged once, as ``event.action``, and counted.
+
+``emit`` is for events that are true once called (a refusal, a Bling answer). Events of a
+transaction (a hold created, expired, an order confirmed) are queued on the unit of work with
+``UnitOfWork.record`` and emitted by ``commit()`` only after the database committed them: a
+rolled-back change is never logged as done.
+
+Shoppers are pseudonymous here: a cart token is a bearer of the cart, so logs carry
+``holder_hash`` (a short digest), never the token; e-mails never appear (``logs.scrub``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from . import metrics
+
+_log = structlog.get_logger("bazico.events")
+
+
+@dataclass(frozen=True)
+class Event:
+    action: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    level: int = logging.INFO
+    message: str | None = None
+
+
+def holder_hash(holder: str | None) -> str | None:
+    """A stable, short, one-way tag for a holder (cart token), to follow a cart through logs."""
+    if not holder:
+        return None
+    return hashlib.sha256(holder.encode()).hexdigest()[:12]
+
+
+def _channel(source: Any) -> str:
+    return {"checkout": "cart"}.get(str(source), str(source))
+
+
+def _count(action: str, fields: dict[str, Any]) -> None:
+    if action == "reservation.created":
+        metrics.RESERVATIONS.labels(_channel(fields.get("source")), "granted").inc()
+    elif action == "reservation.rejected":
+        outcome = str(fields.get("outcome", "sold_out"))
+        metrics.RESERVATIONS.labels(_channel(fields.get("source")), outcome).inc()
+    elif action == "reservation.expired":
+        metrics.EXPIRATIONS.inc()
+    elif action == "order.confirmed":
+        metrics.CONFIRMATIONS.labels(fields.get("channel", "shopify"), "confirmed").inc()
+    elif action == "order.confirmation_refused":
+        outcome = str(fields.get("outcome", "expired"))
+        metrics.CONFIRMATIONS.labels(fields.get("channel", "api"), outcome).inc()
+    elif action == "order.oversold":
+        metrics.OVERSOLD_UNITS.inc(int(fields.get("units", 0)))
+
+
+def emit(
+    action: str, *, level: int = logging.INFO, message: str | None = None, **fields: Any
+) -> None:
+    """Log the event once (``event.action``) and count it in its metric."""
+    _count(action, fields)
+    _log.log(level, message or action, event_action=action, **fields)
+
+
+def emit_all(events: Iterable[Event]) -> None:
+    for event in events:
+        emit(event.action, level=event.level, message=event.message, **event.fields)

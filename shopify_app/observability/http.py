@@ -1,0 +1,129 @@
+"""Per-request plumbing: the request id, the latency histogram, and ``GET /metrics``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..db import READ_ONLY
+from ..runtime import Runtime, current_runtime
+from ..web.auth import require_bearer
+from . import logs, metrics
+
+log = logging.getLogger(__name__)
+bp = Blueprint("metrics", __name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Heroku's router sends a UUID; accept any short, plain token and make one otherwise, so a
+# client cannot inject line breaks or megabytes into every log line of its request.
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.teardown_request(_clear)
+    app.register_blueprint(bp)
+
+
+def _start() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_id = request_id
+    g.started = time.perf_counter()
+    logs.bind_request_id(request_id)
+
+
+def _finish(response: Response) -> Response:
+    request_id = getattr(g, "request_id", None)
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    started = getattr(g, "started", None)
+    if started is not None:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.HTTP_REQUEST_DURATION.labels(
+            route, request.method, str(response.status_code)
+        ).observe(time.perf_counter() - started)
+    return response
+
+
+def _clear(_exc: BaseException | None) -> None:
+    logs.clear_context()
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Any:
+    """Prometheus text format; asks for ``METRICS_TOKEN`` as a bearer token when it is set."""
+    runtime = current_runtime()
+    token = runtime.settings.metrics_token
+    if token is not None:
+        refused = require_bearer(token)
+        if refused is not None:
+            return refused
+    from_database = CollectorRegistry(auto_describe=False)
+    from_database.register(DatabaseCollector(runtime))
+    body = generate_latest(metrics.scrape_registry()) + generate_latest(from_database)
+    response = Response(body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+class DatabaseCollector(Collector):
+    """Figures read from the database at scrape time: right whichever process did the work."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        from ..outbox import queue_figures
+        from ..stock.tables import skus
+
+        depth = GaugeMetricFamily(
+            metrics.OUTBOX_DEPTH,
+            "Outbox jobs waiting (pending) or dead-lettered, by kind.",
+            labels=["kind", "status"],
+        )
+        age = GaugeMetricFamily(
+            metrics.OUTBOX_OLDEST_AGE,
+            "Age of the oldest pending outbox job, by kind.",
+            labels=["kind"],
+        )
+        available = GaugeMetricFamily(
+            metrics.STOCK_AVAILABLE, "Available units of the hottest SKUs.", labels=["sku"]
+        )
+        reserved = GaugeMetricFamily(
+            metrics.STOCK_RESERVED, "Reserved units of the hottest SKUs.", labels=["sku"]
+        )
+        try:
+            figures = queue_figures(self.runtime)
+            hottest = (
+                select(skus.c.sku, skus.c.on_hand, skus.c.reserved, skus.c.committed)
+                .order_by((skus.c.reserved + skus.c.committed).desc(), skus.c.sku)
+                .limit(metrics.HOT_SKUS)
+            )
+            with self.runtime.engine.connect() as conn:
+                conn = conn.execution_options(**{READ_ONLY: True})
+                with conn.begin():
+                    rows = conn.execute(hottest).all()
+        except SQLAlchemyError as exc:  # /metrics must answer while the database is away
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            return
+        for kind, kind_figures in sorted(figures.kinds.items()):
+            depth.add_metric([kind, "pending"], kind_figures.pending)
+            depth.add_metric([kind, "dead"], kind_figures.dead)
+            age.add_metric([kind], kind_figures.oldest_pending_age_seconds or 0.0)
+        for row in rows:
+            available.add_metric([row.sku], row.on_hand - row.reserved - row.committed)
+            reserved.add_metric([row.sku], row.reserved)
+        yield from (depth, age, available, reserved)

@@ -1,0 +1,122 @@
+"""Prometheus metrics, exact across gunicorn workers (``prometheus_client`` multiprocess mode).
+
+``gunicorn.conf.py`` gives every web process one ``PROMETHEUS_MULTIPROC_DIR`` (made fresh when
+the master starts): each worker writes its samples to files there, ``/metrics`` sums them, and a
+worker recycled by ``max_requests`` leaves its counts behind (``mark_process_dead`` only drops its
+live gauges). Without that variable (a single process: tests, ``flask run``, the CLI) the
+default in-memory registry is used.
+
+The ``worker`` process is another dyno on Heroku and cannot share that directory: it serves its
+own registry on ``WORKER_METRICS_PORT`` when set. The figures that matter across dynos (outbox
+depth and age, dead jobs, available stock of the hottest SKUs) are read from the database at
+scrape time by ``DatabaseCollector``, so the web's ``/metrics`` has them whichever dyno did
+the work.
+
+Every name below is part of the contract with ``deploy/`` (dashboard and alert rules): a test
+checks that each query there names a metric listed in ``EXPORTED``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Latency buckets around what a reservation costs (ms) up to Shopify's 5 s webhook deadline.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+HTTP_REQUEST_DURATION = Histogram(
+    "bazico_http_request_duration_seconds",
+    "HTTP requests by route template, method and status, with their latency.",
+    ["route", "method", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+RESERVATIONS = Counter(
+    "bazico_reservations_total",
+    "Reservation requests by channel (api, proxy, cart) and outcome (granted, sold_out, "
+    "unknown_sku, rate_limited).",
+    ["channel", "outcome"],
+)
+CONFIRMATIONS = Counter(
+    "bazico_confirmations_total",
+    "Sales confirmed, by channel (api, shopify) and outcome (confirmed, expired, duplicate).",
+    ["channel", "outcome"],
+)
+EXPIRATIONS = Counter(
+    "bazico_expirations_total", "Holds that ran out of time and gave their units back."
+)
+OVERSOLD_UNITS = Counter(
+    "bazico_oversold_units_total",
+    "Units Shopify sold that the ledger could not cover (must stay 0).",
+)
+WEBHOOKS = Counter(
+    "bazico_webhooks_total",
+    "Webhook deliveries by source (shopify, bling), topic and outcome (the handler's outcome, "
+    "duplicate, unauthorized, invalid).",
+    ["source", "topic", "outcome"],
+)
+OUTBOX_JOBS = Counter(
+    "bazico_outbox_jobs_total",
+    "Outbox job runs by kind and outcome (done, retry, dead, paused).",
+    ["kind", "outcome"],
+)
+BLING_REQUESTS = Counter(
+    "bazico_bling_requests_total",
+    "Calls to Bling's API by method and outcome (ok, rate_limited, daily_limit, server_error, "
+    "client_error, unauthorized, no_answer) and HTTP status (0 when none came).",
+    ["method", "outcome", "status"],
+)
+TOKEN_REFRESHES = Counter(
+    "bazico_token_refreshes_total",
+    "OAuth access-token refreshes by provider (bling, shopify) and outcome (ok, failed).",
+    ["provider", "outcome"],
+)
+
+#: Read from the database at scrape time (``DatabaseCollector``).
+OUTBOX_DEPTH = "bazico_outbox_jobs"
+OUTBOX_OLDEST_AGE = "bazico_outbox_oldest_pending_age_seconds"
+STOCK_AVAILABLE = "bazico_stock_available"
+STOCK_RESERVED = "bazico_stock_reserved"
+
+#: Every metric family name /metrics can show (histograms and counters add their suffixes).
+EXPORTED = frozenset(
+    {
+        "bazico_http_request_duration_seconds",
+        "bazico_reservations_total",
+        "bazico_confirmations_total",
+        "bazico_expirations_total",
+        "bazico_oversold_units_total",
+        "bazico_webhooks_total",
+        "bazico_outbox_jobs_total",
+        "bazico_bling_requests_total",
+        "bazico_token_refreshes_total",
+        OUTBOX_DEPTH,
+        OUTBOX_OLDEST_AGE,
+        STOCK_AVAILABLE,
+        STOCK_RESERVED,
+    }
+)
+
+#: How many SKUs the stock gauges show: the hottest (most units held or sold, not yet in Bling).
+HOT_SKUS = 20
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def scrape_registry() -> CollectorRegistry:
+    """This process's metrics, or every web process's under gunicorn (multiprocess mode)."""
+    if multiprocess_dir() is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def mark_process_dead(pid: int) -> None:
+    """gunicorn's ``child_exit``: drop a dead worker's live gauges (its counts stay)."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(pid)
