@@ -13,12 +13,15 @@ from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from spectree import Response as Answers
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import READ_ONLY
 from ..runtime import Runtime, current_runtime
+from ..stock.schemas import Error
 from ..web.auth import require_bearer
+from ..web.openapi import api
 from . import logs, metrics
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ def _clear(_exc: BaseException | None) -> None:
 
 
 @bp.get("/metrics")
+@api.validate(resp=Answers(HTTP_200=None, HTTP_401=Error), tags=["operations"])
 def metrics_endpoint() -> Any:
     """Prometheus text format; asks for ``METRICS_TOKEN`` as a bearer token when it is set."""
     runtime = current_runtime()
