@@ -31,7 +31,9 @@ def make_engine(settings: Settings) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=10,
-        pool_pre_ping=True,
+        # No ping per checkout (a round trip on every request): a connection found dead fails
+        # its request once, and SQLAlchemy then discards every pooled connection that predates
+        # the failure, so after a database restart the pool is fresh again at once.
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "bazico", "options": options},
     )

@@ -122,6 +122,7 @@ def configure(level: str = "INFO") -> None:
     """Send every log record to stdout as ECS JSON (idempotent: ``create_app`` may run again)."""
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,  # below LOG_LEVEL: dropped before any work
             *_shared_processors(),  # the formatter stamps the time and formats exceptions
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],

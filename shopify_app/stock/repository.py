@@ -282,7 +282,7 @@ class SqlStockRepository:
                     for m in movements
                 ],
             )
-        self._events.extend(_hold_events(self._new_holds, self._holds.values()))
+        self._events.extend(hold_events(self._new_holds, self._holds.values()))
         self._new_holds = []
         self._holds = {k: (h, (h.status, h.expires_at)) for k, (h, _) in self._holds.items()}
 
@@ -309,7 +309,7 @@ def _hold_fields(hold: Hold) -> dict[str, Any]:
     }
 
 
-def _hold_events(
+def hold_events(
     new: Iterable[Hold], tracked: Iterable[tuple[Hold, tuple[HoldStatus, datetime]]]
 ) -> list[Event]:
     events = [

@@ -60,6 +60,11 @@ def reserve(
     so a buyer never loses a unit to a hold whose time is up (expiry is exact, not eventual).
     """
     demand = merge_lines(lines)
+    if len(demand) == 1:
+        ((sku, quantity),) = demand.items()
+        hold = uow.reserve_one(sku, quantity, holder=holder, source=source, ttl=ttl)
+        if hold is not None:
+            return [hold]  # one statement did it all; else the locked path below decides
     with uow:
         try:
             levels = uow.stock.lock(demand)
@@ -170,9 +175,8 @@ def set_on_hand(uow: UnitOfWork, sku: str, on_hand: int, *, reference: str) -> L
 
 
 def get_level(uow: UnitOfWork, sku: str) -> LevelView | None:
-    with uow:
-        found = uow.stock.levels(sku)
-    return LevelView.of(*found[0]) if found else None
+    found = uow.level_of(sku)
+    return None if found is None else LevelView.of(*found)
 
 
 def list_levels(uow: UnitOfWork) -> list[LevelView]:

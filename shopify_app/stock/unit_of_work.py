@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
@@ -12,7 +12,9 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from ..db import READ_ONLY
 from ..observability.events import Event, emit_all
 from ..shopify.repository import SqlShopifyRepository
-from .repository import SqlStockRepository
+from .domain import Hold, HoldSource, StockLevel
+from .fast_path import level_of, reserve_one
+from .repository import SqlStockRepository, hold_events
 
 Clock = Callable[[], datetime]
 
@@ -37,6 +39,12 @@ class UnitOfWork(Protocol):
     def rollback(self) -> None: ...
 
     def record(self, action: str, **fields: Any) -> None: ...
+
+    def reserve_one(
+        self, sku: str, quantity: int, *, holder: str | None, source: HoldSource, ttl: timedelta
+    ) -> Hold | None: ...
+
+    def level_of(self, sku: str) -> tuple[StockLevel, int] | None: ...
 
 
 class SqlAlchemyUnitOfWork:
@@ -65,10 +73,12 @@ class SqlAlchemyUnitOfWork:
         connection = self.engine.connect()
         if self.read_only:
             options: dict[str, object] = {READ_ONLY: True}
-            if self.snapshot and connection.dialect.name == "postgresql":
-                # Several statements, one snapshot (SQLite's read transaction is one already).
-                # Costs two extra round trips, so only reads that compare tables ask for it.
-                options["isolation_level"] = "REPEATABLE READ"
+            if connection.dialect.name == "postgresql":
+                # Several statements, one snapshot (SQLite's read transaction is one already):
+                # costs two extra round trips, so only reads that compare tables ask for it.
+                # Other reads run each statement on its own (autocommit): no BEGIN, no COMMIT,
+                # one round trip, and READ COMMITTED gave each statement its own snapshot anyway.
+                options["isolation_level"] = "REPEATABLE READ" if self.snapshot else "AUTOCOMMIT"
             connection = connection.execution_options(**options)
         self._connection = connection
         try:
@@ -99,6 +109,34 @@ class SqlAlchemyUnitOfWork:
         # Logged and counted only now that they are true.
         emit_all([*self.stock.take_events(), *self.events])
         self.events = []
+
+    def reserve_one(
+        self, sku: str, quantity: int, *, holder: str | None, source: HoldSource, ttl: timedelta
+    ) -> Hold | None:
+        """One SKU held in one committed statement (fast_path.py), outside any ``with``
+        block; None when it could not (SQLite, unknown SKU, not enough available): then use
+        the locked path."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        hold = reserve_one(
+            self.engine, sku, quantity, holder=holder, source=source, now=self.clock(), ttl=ttl
+        )
+        if hold is not None:
+            emit_all(hold_events([hold], []))
+        return hold
+
+    def level_of(self, sku: str) -> tuple[StockLevel, int] | None:
+        """One SKU's level and its due-but-unexpired units, read in one statement on PostgreSQL
+        (outside any ``with`` block); elsewhere through the repository."""
+        if self.engine.dialect.name == "postgresql":
+            found = level_of(self.engine, sku, self.clock())
+            if found is None:
+                return None
+            on_hand, reserved, committed, due = found
+            return StockLevel(sku, on_hand, reserved, committed), due
+        with self:
+            levels = self.stock.levels(sku)
+        return levels[0] if levels else None
 
     def record(self, action: str, *, level: int = logging.INFO, **fields: Any) -> None:
         """Queue a business event; ``commit()`` emits it once the transaction committed."""
