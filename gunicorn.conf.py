@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+from gunicorn import glogging
+
 # Prometheus multiprocess mode (shopify_app/observability/metrics.py): every worker writes its
 # samples to files in one directory and /metrics sums them, so totals are exact across workers
 # and across workers recycled by max_requests. It must be set before the app (and with it
@@ -36,7 +38,8 @@ forwarded_allow_ips = "*"
 # at once; metrics survive it (see above).
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
-accesslog = "-" if os.environ.get("ACCESS_LOG", "0") == "1" else None
+ACCESS_LOG = os.environ.get("ACCESS_LOG", "0") == "1"
+accesslog = "-" if ACCESS_LOG else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn's own lines in the same ECS JSON as the app's (shopify_app/observability/logs.py).
@@ -66,6 +69,19 @@ def post_fork(server, worker):
 
     app = server.app.wsgi()
     app.extensions[EXTENSION_KEY].engine.dispose(close=False)
+
+
+class _Logger(glogging.Logger):
+    """gunicorn builds every request's access-log fields whenever logging is configured by
+    dict, even with access logs off; skip that work unless ACCESS_LOG=1 (Heroku's router logs
+    each request already)."""
+
+    def access(self, resp, req, environ, request_time):
+        if ACCESS_LOG:
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = _Logger
 
 
 def child_exit(server, worker):

@@ -22,14 +22,13 @@ ledger, the counters and the holds agree (the property and race tests run over t
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from .domain import Hold, HoldSource, HoldStatus, Reason
+from .domain import Hold, HoldSource, HoldStatus, Reason, new_hold_id
 
 # Named %(…)s parameters: psycopg prepares the statement on the server after a few executions.
 _RESERVE_ONE = """
@@ -65,7 +64,7 @@ def reserve_one(
     ttl: timedelta,
 ) -> Hold | None:
     """The committed hold, or None when the statement changed nothing (use the locked path)."""
-    hold_id = uuid.uuid4()
+    hold_id = new_hold_id()
     params = {
         "id": hold_id,
         "sku": sku,
