@@ -23,6 +23,7 @@ ledger, the counters and the holds agree (the property and race tests run over t
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
@@ -133,10 +134,82 @@ def _execute_autocommit(
             if not driver.closed:
                 driver.autocommit = False
     except psycopg.Error as exc:
-        if engine.dialect.is_disconnect(exc, driver, None) or driver.broken:
-            fairy.invalidate(exc)
-            engine.dispose(close=False)
+        _discard_if_broken(engine, fairy, driver, exc)
         raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
     finally:
         fairy.close()
     return row
+
+
+# --- several reservations of one SKU, in one transaction ----------------------------------------
+
+_RESERVE_BATCH = """
+WITH level AS (
+    UPDATE skus
+       SET reserved = reserved + %(total)s, updated_at = %(now)s
+     WHERE sku = %(sku)s AND on_hand - reserved - committed >= %(total)s
+ RETURNING sku
+), wanted AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(quantities)s::int[], %(holders)s::text[],
+                         %(sources)s::text[], %(expires)s::timestamptz[])
+           AS r(id, quantity, holder, source, expires_at)
+), hold AS (
+    INSERT INTO holds (id, sku, quantity, holder, source, status, order_ref,
+                       created_at, expires_at, updated_at)
+    SELECT wanted.id, level.sku, wanted.quantity, wanted.holder, wanted.source, %(active)s,
+           NULL, %(now)s, wanted.expires_at, %(now)s
+      FROM level, wanted
+), movement AS (
+    INSERT INTO stock_movements (sku, reason, reference, on_hand_delta, reserved_delta,
+                                 committed_delta, created_at)
+    SELECT level.sku, %(reason)s, wanted.id::text, 0, wanted.quantity, 0, %(now)s
+      FROM level, wanted
+)
+SELECT count(*) FROM level
+"""
+
+
+def reserve_batch(engine: Engine, sku: str, holds: list[Hold], now: datetime) -> bool:
+    """Hold all of ``holds`` (prepared, one SKU) in one transaction, or none; True if held.
+
+    One conditional UPDATE takes the whole batch's units, so the batch never holds more than is
+    available; the holds and movements come from its RETURNING row. The transaction is explicit
+    (BEGIN pipelined with the statement, then COMMIT): until COMMIT is sent nothing is held, so
+    a process that dies after combining but before committing leaves no hold behind, and no
+    request of the batch is answered before the commit has returned.
+    """
+    params = {
+        "sku": sku,
+        "total": sum(h.quantity for h in holds),
+        "now": now,
+        "ids": [h.id for h in holds],
+        "quantities": [h.quantity for h in holds],
+        "holders": [h.holder for h in holds],
+        "sources": [h.source.value for h in holds],
+        "expires": [h.expires_at for h in holds],
+        "active": HoldStatus.ACTIVE.value,
+        "reason": Reason.RESERVE.value,
+    }
+    fairy = engine.raw_connection()
+    driver = fairy.driver_connection
+    try:
+        with driver.cursor() as cursor:
+            with driver.pipeline():  # BEGIN and the statement in one round trip
+                cursor.execute(_RESERVE_BATCH, params, prepare=True)
+            row = cursor.fetchone()
+        if row and row[0]:
+            driver.commit()
+            return True
+        driver.rollback()
+        return False
+    except psycopg.Error as exc:
+        _discard_if_broken(engine, fairy, driver, exc)
+        raise DBAPIError.instance(_RESERVE_BATCH, params, exc, psycopg.Error) from exc
+    finally:
+        fairy.close()  # the pool rolls back whatever is still open
+
+
+def _discard_if_broken(engine: Engine, fairy: Any, driver: Any, exc: Exception) -> None:
+    if engine.dialect.is_disconnect(exc, driver, None) or driver.broken:
+        fairy.invalidate(exc)
+        engine.dispose(close=False)

@@ -12,8 +12,9 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from ..db import READ_ONLY
 from ..observability.events import Event, emit_all
 from ..shopify.repository import SqlShopifyRepository
+from .combiner import combiner_for
 from .domain import Hold, HoldSource, StockLevel
-from .fast_path import level_of, reserve_one
+from .fast_path import level_of
 from .repository import SqlStockRepository, hold_events
 
 Clock = Callable[[], datetime]
@@ -113,13 +114,14 @@ class SqlAlchemyUnitOfWork:
     def reserve_one(
         self, sku: str, quantity: int, *, holder: str | None, source: HoldSource, ttl: timedelta
     ) -> Hold | None:
-        """One SKU held in one committed statement (fast_path.py), outside any ``with``
-        block; None when it could not (SQLite, unknown SKU, not enough available): then use
-        the locked path."""
+        """One SKU held in one short transaction shared with the process's concurrent
+        requests for it (combiner.py), outside any ``with`` block; None when it could not
+        (SQLite, unknown SKU, not enough available): then use the locked path."""
         if self.engine.dialect.name != "postgresql":
             return None
-        hold = reserve_one(
-            self.engine, sku, quantity, holder=holder, source=source, now=self.clock(), ttl=ttl
+        combiner = combiner_for(self.engine)  # group commit (combiner.py)
+        hold = combiner.reserve(
+            sku, quantity, holder=holder, source=source, ttl=ttl, clock=self.clock
         )
         if hold is not None:
             emit_all(hold_events([hold], []))
