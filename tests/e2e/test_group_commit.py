@@ -1,0 +1,202 @@
+"""Group commit (stock/combiner.py) on real PostgreSQL.
+
+1. Threads of one process racing for few units form real batches, and no batch ever holds a unit
+   it cannot cover: exactly the stock is held, never more, the ledger balances.
+2. A gunicorn worker killed after it combined requests and sent their transaction, but before
+   COMMIT, leaves no hold, and none of those clients got a 200.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+
+from shopify_app.config import load_settings
+from shopify_app.db import make_engine
+from shopify_app.stock import combiner as combiner_module
+from shopify_app.stock import services
+from shopify_app.stock.domain import HoldSource, Line, OutOfStock
+from shopify_app.stock.tables import holds
+from shopify_app.stock.unit_of_work import SqlAlchemyUnitOfWork
+from tests.conftest import TOKEN
+from tests.support.ledger import assert_ledger_balanced, figures
+from tests.support.procfile import ProcfileRunner, call, children_of, free_port, wait_ready
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+@pytest.fixture
+def engine(postgres_url: str) -> Iterator[Engine]:
+    engine = make_engine(load_settings({"DATABASE_URL": postgres_url, "DB_POOL_SIZE": "40"}))
+    yield engine
+    engine.dispose()
+
+
+def test_batches_form_and_never_hold_more_than_the_stock(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.set_on_hand(SqlAlchemyUnitOfWork(engine), "BZ-GC", 50, reference="count")
+    batch_sizes: list[int] = []
+    real_batch = combiner_module.reserve_batch
+
+    def counting_batch(*args: Any, **kw: Any) -> bool:  # a spy: the real statement runs
+        batch_sizes.append(len(args[2]))
+        return real_batch(*args, **kw)
+
+    monkeypatch.setattr(combiner_module, "reserve_batch", counting_batch)
+    rng = random.Random(7)
+    wanted = [rng.randint(1, 3) for _ in range(60)]  # ~120 units asked for 50 on hand
+    start = threading.Barrier(len(wanted))
+    granted: list[int] = []
+    refused: list[int] = []
+    lock = threading.Lock()
+
+    def buyer(quantity: int) -> None:
+        start.wait()
+        try:
+            services.reserve(
+                SqlAlchemyUnitOfWork(engine),
+                [Line("BZ-GC", quantity)],
+                holder=None,
+                source=HoldSource.API,
+                ttl=timedelta(minutes=15),
+            )
+        except OutOfStock:
+            with lock:
+                refused.append(quantity)
+            return
+        with lock:
+            granted.append(quantity)
+
+    threads = [threading.Thread(target=buyer, args=(q,)) for q in wanted]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert max(batch_sizes, default=0) >= 2, "concurrent requests were combined"
+    level = figures(engine, "BZ-GC")
+    assert level["reserved"] == sum(granted) <= 50
+    assert level["available"] >= 0
+    # Every refusal was true when it was made: what it asked for did not fit in what was left.
+    assert all(q > 50 - sum(granted) for q in refused)
+    assert len(granted) + len(refused) == len(wanted)
+    assert 50 - sum(granted) < 3, "the stock was sold down to less than the largest request"
+    assert_ledger_balanced(engine)
+
+
+def test_a_worker_killed_between_combine_and_commit_leaves_no_hold(
+    postgres_url: str,
+) -> None:
+    port = free_port()
+    runner = ProcfileRunner(
+        {
+            "DATABASE_URL": postgres_url,
+            "PORT": str(port),
+            "APP_ENV": "development",
+            "STOCK_API_TOKEN": TOKEN,
+            "WEB_CONCURRENCY": "1",
+            "WEB_THREADS": "8",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    blocker = create_engine(postgres_url)
+    try:
+        web = runner.start("web")
+        wait_ready(port, web)
+        assert call(port, "PUT", "/stock/BZ-KILL", {"on_hand": 100}, token=TOKEN)[0] == 200
+        worker_pid = _only_worker(web.pid)
+
+        with blocker.connect() as conn:
+            lock = conn.begin()
+            conn.execute(text("SELECT 1 FROM skus WHERE sku = 'BZ-KILL' FOR UPDATE"))
+            answers: dict[int, Any] = {}
+
+            def shopper(index: int) -> None:
+                try:
+                    answers[index] = call(
+                        port, "POST", "/stock/BZ-KILL/reserve", {"quantity": 1}, token=TOKEN
+                    )[0]
+                except OSError as exc:
+                    answers[index] = type(exc).__name__
+
+            first = threading.Thread(target=shopper, args=(0,))
+            first.start()
+            lone = _wait_for_waiting_statement(blocker, "RETURNING sku\n), hold")
+            others = [threading.Thread(target=shopper, args=(i,)) for i in range(1, 8)]
+            for thread in others:
+                thread.start()
+            time.sleep(1.0)  # the seven queue behind the first, in the worker's combiner
+            # Cancel the lone first statement: its request fails (503), and the seven, combined,
+            # go to PostgreSQL as one transaction, which waits on the test's lock.
+            with blocker.connect() as admin:
+                admin.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": lone})
+            _wait_for_waiting_statement(blocker, "unnest")  # the combined transaction
+
+            signal_worker(worker_pid, signal.SIGKILL)  # combined and sent, never committed
+            time.sleep(0.5)
+            lock.rollback()  # the batch's statement may run now; its COMMIT never comes
+
+        first.join(30)
+        for thread in others:
+            thread.join(30)
+        assert answers[0] == 503
+        assert 200 not in answers.values(), answers
+        assert Counter(a for i, a in answers.items() if i > 0).keys() <= {
+            "RemoteDisconnected",
+            "ConnectionResetError",
+            "IncompleteRead",
+        }
+        time.sleep(1.0)  # let PostgreSQL notice the dead client and roll back
+        with blocker.connect() as conn:
+            held = conn.execute(select(holds).where(holds.c.sku == "BZ-KILL")).all()
+        assert held == []
+        assert figures(blocker, "BZ-KILL")["reserved"] == 0
+        # The master replaced the worker: the service goes on.
+        wait_ready(port, web)
+        assert call(port, "POST", "/stock/BZ-KILL/reserve", {"quantity": 1}, token=TOKEN)[0] == 200
+    finally:
+        runner.close()
+        blocker.dispose()
+
+
+def _only_worker(master_pid: int) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        workers = children_of(master_pid)
+        if len(workers) == 1:
+            return workers[0]
+        time.sleep(0.1)
+    raise AssertionError("expected exactly one gunicorn worker")
+
+
+def signal_worker(pid: int, sig: signal.Signals) -> None:
+    os.kill(pid, sig)
+
+
+def _wait_for_waiting_statement(engine: Engine, fragment: str, timeout: float = 15) -> int:
+    """The pid of the backend whose query contains ``fragment`` and waits on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT pid, query FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        for pid, query in rows:
+            if fragment in (query or ""):
+                return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"no statement with {fragment!r} waiting on the lock")
