@@ -1,17 +1,19 @@
-"""Group commit: concurrent reservations of one SKU in one process share one transaction.
+"""Group commit: concurrent single-SKU reservations in one process share one transaction.
 
 Under a flash sale every request wants the same row. Instead of each taking the row lock and
-committing in turn, the requests of one gunicorn process that arrive while a transaction for
-their SKU is in flight wait for it, and the next transaction carries them all
-(``fast_path.reserve_batch``): one conditional UPDATE for their total, their holds and movements
-inserted from it, one COMMIT. Nothing waits on a timer: a lone request goes at once, and a batch
-is simply whatever queued meanwhile, up to ``MAX_BATCH``.
+committing in turn, the requests of one gunicorn process that arrive while a reservation
+transaction is in flight wait for it, and the next transaction carries them all
+(``fast_path.reserve_batch``): per SKU one conditional UPDATE for the total asked of it, their
+holds and movements inserted from it, one COMMIT. Nothing waits on a timer: a lone request goes
+at once (one autocommit statement), and a batch is whatever queued meanwhile, up to
+``MAX_BATCH``, whatever its SKUs.
 
 Each request still gets its own hold and its own answer, after the commit, in arrival order.
-A batch is all or nothing: when the SKU cannot cover the whole batch, nothing of it is held and
-each of its requests is tried alone (``fast_path.reserve_one``), then, if that cannot either,
-through the locked path, which expires due holds and says "sold out" or "unknown SKU". So a
-batch never holds a unit it cannot cover, and scarcity is decided exactly as without batching.
+A batch is all or nothing per SKU: when a SKU cannot cover what the batch asks of it, nothing of
+that is held and each of those requests is tried alone (``fast_path.reserve_one``), then, if that
+cannot either, through the locked path, which expires due holds and says "sold out" or "unknown
+SKU". So a batch never holds a unit it cannot cover, and scarcity is decided exactly as without
+batching.
 
 Leadership passes along the queue: the request at its head runs the transaction for the batch
 it heads, answers it, and wakes the next head to lead the following batch, so no request waits
@@ -54,7 +56,7 @@ class ReserveCombiner:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        self._queues: dict[str, list[_Request]] = {}
+        self._queue: list[_Request] = []
 
     def reserve(
         self,
@@ -81,13 +83,12 @@ class ReserveCombiner:
         )
         request = _Request(hold, ttl, clock)
         with self._lock:
-            queue = self._queues.setdefault(sku, [])
-            queue.append(request)
-            request.lead = len(queue) == 1  # nobody is leading this SKU: this request does
+            self._queue.append(request)
+            request.lead = len(self._queue) == 1  # nobody is leading: this request does
         while not request.finished:
             if request.lead:
                 request.lead = False
-                self._lead(sku)
+                self._lead()
             else:
                 request.wake.wait()
                 request.wake.clear()
@@ -95,51 +96,48 @@ class ReserveCombiner:
             raise request.error
         return request.result
 
-    def _lead(self, sku: str) -> None:
+    def _lead(self) -> None:
         with self._lock:
-            queue = self._queues[sku]
-            batch = queue[:MAX_BATCH]
+            batch = self._queue[:MAX_BATCH]
         try:
-            self._run(sku, batch)
+            self._run(batch)
         except BaseException as exc:  # the whole batch learns it; none of it was committed
             for request in batch:
                 request.error = exc
         with self._lock:
-            del queue[: len(batch)]
-            successor = queue[0] if queue else None
+            del self._queue[: len(batch)]
+            successor = self._queue[0] if self._queue else None
             if successor is not None:
                 successor.lead = True
-            else:
-                del self._queues[sku]
         for request in batch:
             request.finished = True
             request.wake.set()
         if successor is not None:
             successor.wake.set()
 
-    def _run(self, sku: str, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Request]) -> None:
         clock = batch[0].clock
-        now = clock()
         if len(batch) == 1:
             # Nothing to combine: one autocommit statement, one round trip (fast_path.py).
-            self._alone(sku, batch[0], clock)
+            self._alone(batch[0], clock)
             return
+        now = clock()
         holds = [_stamped(r.hold, now, r.ttl) for r in batch]
-        if reserve_batch(self.engine, sku, holds, now):
-            for request, hold in zip(batch, holds, strict=True):
-                request.result = hold
-            return
-        for request in batch:  # the batch does not fit: each on its own, in arrival order
-            try:
-                self._alone(sku, request, clock)
+        taken = reserve_batch(self.engine, holds, now)
+        for request in batch:
+            if request.hold.sku in taken:
+                request.result = request.hold
+                continue
+            try:  # its SKU could not cover the batch: on its own, in arrival order
+                self._alone(request, clock)
             except BaseException as exc:
                 request.error = exc
 
-    def _alone(self, sku: str, request: _Request, clock: Callable[[], datetime]) -> None:
+    def _alone(self, request: _Request, clock: Callable[[], datetime]) -> None:
         hold = request.hold
         request.result = reserve_one(
             self.engine,
-            sku,
+            hold.sku,
             hold.quantity,
             holder=hold.holder,
             source=hold.source,

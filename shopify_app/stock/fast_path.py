@@ -141,52 +141,60 @@ def _execute_autocommit(
     return row
 
 
-# --- several reservations of one SKU, in one transaction ----------------------------------------
+# --- several reservations, of one SKU or several, in one transaction ---------------------------
 
 _RESERVE_BATCH = """
-WITH level AS (
+WITH wanted AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(skus)s::text[], %(quantities)s::int[],
+                         %(holders)s::text[], %(sources)s::text[], %(expires)s::timestamptz[])
+           AS r(id, sku, quantity, holder, source, expires_at)
+), totals AS (
+    SELECT sku, sum(quantity) AS total FROM wanted GROUP BY sku
+), locked AS (
+    SELECT skus.sku FROM skus JOIN totals USING (sku) ORDER BY skus.sku FOR UPDATE OF skus
+), level AS (
     UPDATE skus
-       SET reserved = reserved + %(total)s, updated_at = %(now)s
-     WHERE sku = %(sku)s AND on_hand - reserved - committed >= %(total)s
- RETURNING sku
-), wanted AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(quantities)s::int[], %(holders)s::text[],
-                         %(sources)s::text[], %(expires)s::timestamptz[])
-           AS r(id, quantity, holder, source, expires_at)
+       SET reserved = skus.reserved + totals.total, updated_at = %(now)s
+      FROM totals
+     WHERE skus.sku = totals.sku
+       AND skus.sku IN (SELECT sku FROM locked)
+       AND skus.on_hand - skus.reserved - skus.committed >= totals.total
+ RETURNING skus.sku
 ), hold AS (
     INSERT INTO holds (id, sku, quantity, holder, source, status, order_ref,
                        created_at, expires_at, updated_at)
-    SELECT wanted.id, level.sku, wanted.quantity, wanted.holder, wanted.source, %(active)s,
+    SELECT wanted.id, wanted.sku, wanted.quantity, wanted.holder, wanted.source, %(active)s,
            NULL, %(now)s, wanted.expires_at, %(now)s
-      FROM level, wanted
+      FROM wanted JOIN level USING (sku)
 ), movement AS (
     INSERT INTO stock_movements (sku, reason, reference, on_hand_delta, reserved_delta,
                                  committed_delta, created_at)
-    SELECT level.sku, %(reason)s, wanted.id::text, 0, wanted.quantity, 0, %(now)s
-      FROM level, wanted
+    SELECT wanted.sku, %(reason)s, wanted.id::text, 0, wanted.quantity, 0, %(now)s
+      FROM wanted JOIN level USING (sku)
 )
-SELECT count(*) FROM level
+SELECT sku FROM level
 """
 
 
-def reserve_batch(engine: Engine, sku: str, holds: list[Hold], now: datetime) -> bool:
-    """Hold all of ``holds`` (prepared, one SKU) in one transaction, or none; True if held.
+def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
+    """Hold ``holds`` (prepared; any SKUs) in one transaction; the SKUs whose holds were taken.
 
-    One conditional UPDATE takes the whole batch's units, so the batch never holds more than is
-    available; the holds and movements come from its RETURNING row. The transaction is explicit
+    Per SKU all or nothing: one conditional UPDATE per SKU row takes the total of the batch's
+    holds for it, so the batch never holds more than is available, and the holds and movements
+    are inserted only for the SKUs it updated. The rows are locked first, in sorted SKU order,
+    like every other multi-row transaction here (no deadlock). The transaction is explicit
     (BEGIN pipelined with the statement, then COMMIT): until COMMIT is sent nothing is held, so
     a process that dies after combining but before committing leaves no hold behind, and no
     request of the batch is answered before the commit has returned.
     """
     params = {
-        "sku": sku,
-        "total": sum(h.quantity for h in holds),
-        "now": now,
         "ids": [h.id for h in holds],
+        "skus": [h.sku for h in holds],
         "quantities": [h.quantity for h in holds],
         "holders": [h.holder for h in holds],
         "sources": [h.source.value for h in holds],
         "expires": [h.expires_at for h in holds],
+        "now": now,
         "active": HoldStatus.ACTIVE.value,
         "reason": Reason.RESERVE.value,
     }
@@ -196,12 +204,12 @@ def reserve_batch(engine: Engine, sku: str, holds: list[Hold], now: datetime) ->
         with driver.cursor() as cursor:
             with driver.pipeline():  # BEGIN and the statement in one round trip
                 cursor.execute(_RESERVE_BATCH, params, prepare=True)
-            row = cursor.fetchone()
-        if row and row[0]:
+            taken = {str(row[0]) for row in cursor.fetchall()}
+        if taken:
             driver.commit()
-            return True
-        driver.rollback()
-        return False
+        else:
+            driver.rollback()
+        return taken
     except psycopg.Error as exc:
         _discard_if_broken(engine, fairy, driver, exc)
         raise DBAPIError.instance(_RESERVE_BATCH, params, exc, psycopg.Error) from exc

@@ -50,7 +50,7 @@ def test_batches_form_and_never_hold_more_than_the_stock(
     real_batch = combiner_module.reserve_batch
 
     def counting_batch(*args: Any, **kw: Any) -> bool:  # a spy: the real statement runs
-        batch_sizes.append(len(args[2]))
+        batch_sizes.append(len(args[1]))
         return real_batch(*args, **kw)
 
     monkeypatch.setattr(combiner_module, "reserve_batch", counting_batch)
