@@ -28,26 +28,89 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
 
 from .domain import Hold, HoldSource, HoldStatus, new_hold_id
-from .fast_path import reserve_batch, reserve_one
+from .fast_path import level_of, levels_of, reserve_batch, reserve_one
 
 #: The most requests one transaction carries (the statement's arrays grow with it).
 MAX_BATCH = 64
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
 @dataclass
-class _Request:
-    hold: Hold
-    ttl: timedelta
-    clock: Callable[[], datetime]
-    result: Hold | None = None
+class _Waiter(Generic[T, R]):
+    item: T
+    result: R | None = None
     error: BaseException | None = None
     finished: bool = False
     lead: bool = False
     wake: threading.Event = field(default_factory=threading.Event)
+
+
+class GroupRunner(Generic[T, R]):
+    """Runs items in batches: whoever heads the queue runs the batch it heads (up to
+    ``MAX_BATCH`` items) with ``run_batch``, answers every item of it, and wakes the next head.
+
+    ``run_batch(items)`` returns one result (or exception) per item, in order; if it raises,
+    every item of the batch gets that exception.
+    """
+
+    def __init__(self, run_batch: Callable[[list[T]], list[R | BaseException]]) -> None:
+        self._run_batch = run_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter[T, R]] = []
+
+    def submit(self, item: T) -> R | None:
+        waiter: _Waiter[T, R] = _Waiter(item)
+        with self._lock:
+            self._queue.append(waiter)
+            waiter.lead = len(self._queue) == 1  # nobody is leading: this one does
+        while not waiter.finished:
+            if waiter.lead:
+                waiter.lead = False
+                self._lead()
+            else:
+                waiter.wake.wait()
+                waiter.wake.clear()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch = self._queue[:MAX_BATCH]
+        try:
+            results = self._run_batch([w.item for w in batch])
+        except BaseException as exc:  # the whole batch learns it
+            results = [exc] * len(batch)
+        for waiter, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                waiter.error = result
+            else:
+                waiter.result = result
+        with self._lock:
+            del self._queue[: len(batch)]
+            successor = self._queue[0] if self._queue else None
+            if successor is not None:
+                successor.lead = True
+        for waiter in batch:
+            waiter.finished = True
+            waiter.wake.set()
+        if successor is not None:
+            successor.wake.set()
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    hold: Hold
+    ttl: timedelta
+    clock: Callable[[], datetime]
 
 
 class ReserveCombiner:
@@ -55,8 +118,7 @@ class ReserveCombiner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._lock = threading.Lock()
-        self._queue: list[_Request] = []
+        self._runner: GroupRunner[_Reservation, Hold] = GroupRunner(self._run)
 
     def reserve(
         self,
@@ -81,69 +143,63 @@ class ReserveCombiner:
             created_at=placeholder,  # both set from the batch's time
             expires_at=placeholder,
         )
-        request = _Request(hold, ttl, clock)
-        with self._lock:
-            self._queue.append(request)
-            request.lead = len(self._queue) == 1  # nobody is leading: this request does
-        while not request.finished:
-            if request.lead:
-                request.lead = False
-                self._lead()
-            else:
-                request.wake.wait()
-                request.wake.clear()
-        if request.error is not None:
-            raise request.error
-        return request.result
+        return self._runner.submit(_Reservation(hold, ttl, clock))
 
-    def _lead(self) -> None:
-        with self._lock:
-            batch = self._queue[:MAX_BATCH]
-        try:
-            self._run(batch)
-        except BaseException as exc:  # the whole batch learns it; none of it was committed
-            for request in batch:
-                request.error = exc
-        with self._lock:
-            del self._queue[: len(batch)]
-            successor = self._queue[0] if self._queue else None
-            if successor is not None:
-                successor.lead = True
-        for request in batch:
-            request.finished = True
-            request.wake.set()
-        if successor is not None:
-            successor.wake.set()
-
-    def _run(self, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Reservation]) -> list[Hold | BaseException | None]:
         clock = batch[0].clock
         if len(batch) == 1:
             # Nothing to combine: one autocommit statement, one round trip (fast_path.py).
-            self._alone(batch[0], clock)
-            return
+            return [self._alone(batch[0], clock)]
         now = clock()
         holds = [_stamped(r.hold, now, r.ttl) for r in batch]
         taken = reserve_batch(self.engine, holds, now)
-        for request in batch:
-            if request.hold.sku in taken:
-                request.result = request.hold
+        results: list[Hold | BaseException | None] = []
+        for reservation in batch:
+            if reservation.hold.sku in taken:
+                results.append(reservation.hold)
                 continue
             try:  # its SKU could not cover the batch: on its own, in arrival order
-                self._alone(request, clock)
+                results.append(self._alone(reservation, clock))
             except BaseException as exc:
-                request.error = exc
+                results.append(exc)
+        return results
 
-    def _alone(self, request: _Request, clock: Callable[[], datetime]) -> None:
-        hold = request.hold
-        request.result = reserve_one(
+    def _alone(self, reservation: _Reservation, clock: Callable[[], datetime]) -> Hold | None:
+        hold = reservation.hold
+        return reserve_one(
             self.engine,
             hold.sku,
             hold.quantity,
             holder=hold.holder,
             source=hold.source,
             now=clock(),
-            ttl=request.ttl,
+            ttl=reservation.ttl,
         )
+
+
+Level = tuple[int, int, int, int]  # on_hand, reserved, committed, due
+
+
+class ReadCombiner:
+    """Concurrent reads of single SKUs in one process share one statement (``levels_of``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._runner: GroupRunner[tuple[str, Callable[[], datetime]], Level | None] = GroupRunner(
+            self._run
+        )
+
+    def level_of(self, sku: str, clock: Callable[[], datetime]) -> Level | None:
+        return self._runner.submit((sku, clock))
+
+    def _run(
+        self, batch: list[tuple[str, Callable[[], datetime]]]
+    ) -> list[Level | BaseException | None]:
+        now = batch[0][1]()
+        if len(batch) == 1:
+            return [level_of(self.engine, batch[0][0], now)]
+        found = levels_of(self.engine, sorted({sku for sku, _ in batch}), now)
+        return [found.get(sku) for sku, _ in batch]
 
 
 def _stamped(hold: Hold, now: datetime, ttl: timedelta) -> Hold:
@@ -151,17 +207,28 @@ def _stamped(hold: Hold, now: datetime, ttl: timedelta) -> Hold:
     return hold
 
 
-_combiners: weakref.WeakKeyDictionary[Engine, ReserveCombiner] = weakref.WeakKeyDictionary()
+_combiners: weakref.WeakKeyDictionary[Engine, tuple[ReserveCombiner, ReadCombiner]] = (
+    weakref.WeakKeyDictionary()
+)
 _combiners_lock = threading.Lock()
 
 
-def combiner_for(engine: Engine) -> ReserveCombiner:
-    """The process's combiner for ``engine`` (one queue per SKU across all its threads)."""
+def _pair(engine: Engine) -> tuple[ReserveCombiner, ReadCombiner]:
     with _combiners_lock:
         found = _combiners.get(engine)
         if found is None:
-            found = _combiners[engine] = ReserveCombiner(engine)
+            found = _combiners[engine] = (ReserveCombiner(engine), ReadCombiner(engine))
         return found
+
+
+def combiner_for(engine: Engine) -> ReserveCombiner:
+    """The process's reservation combiner for ``engine`` (shared by all its threads)."""
+    return _pair(engine)[0]
+
+
+def read_combiner_for(engine: Engine) -> ReadCombiner:
+    """The process's read combiner for ``engine`` (shared by all its threads)."""
+    return _pair(engine)[1]
 
 
 def _forget_after_fork() -> None:

@@ -109,10 +109,28 @@ def level_of(engine: Engine, sku: str, now: datetime) -> tuple[int, int, int, in
     return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
+_LEVELS = """
+SELECT sku, on_hand, reserved, committed,
+       (SELECT coalesce(sum(quantity), 0) FROM holds
+         WHERE holds.sku = skus.sku AND status = %(active)s AND expires_at <= %(now)s)
+  FROM skus WHERE sku = ANY(%(skus)s::text[])
+"""
+
+
+def levels_of(
+    engine: Engine, skus: list[str], now: datetime
+) -> dict[str, tuple[int, int, int, int]]:
+    """``level_of`` for several SKUs in one statement (unknown ones are absent)."""
+    params = {"skus": skus, "now": now, "active": HoldStatus.ACTIVE.value}
+    rows = _execute_autocommit(engine, _LEVELS, params, all_rows=True)
+    return {str(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
+
+
 def _execute_autocommit(
-    engine: Engine, sql: str, params: dict[str, object]
-) -> tuple[object, ...] | None:
-    """Run one statement as its own transaction on a pooled psycopg connection; its first row.
+    engine: Engine, sql: str, params: dict[str, object], *, all_rows: bool = False
+) -> Any:
+    """Run one statement as its own transaction on a pooled psycopg connection; its first row
+    (every row with ``all_rows``).
 
     Straight on the driver: SQLAlchemy's execution layer costs more Python time than the
     statement costs PostgreSQL on this path. The pool still owns the connection (checkout and
@@ -129,7 +147,7 @@ def _execute_autocommit(
         try:
             with driver.cursor() as cursor:
                 cursor.execute(sql, params, prepare=True)
-                row = cursor.fetchone()
+                row = cursor.fetchall() if all_rows else cursor.fetchone()
         finally:
             if not driver.closed:
                 driver.autocommit = False

@@ -12,9 +12,8 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from ..db import READ_ONLY
 from ..observability.events import Event, emit_all
 from ..shopify.repository import SqlShopifyRepository
-from .combiner import combiner_for
+from .combiner import combiner_for, read_combiner_for
 from .domain import Hold, HoldSource, StockLevel
-from .fast_path import level_of
 from .repository import SqlStockRepository, hold_events
 
 Clock = Callable[[], datetime]
@@ -128,10 +127,11 @@ class SqlAlchemyUnitOfWork:
         return hold
 
     def level_of(self, sku: str) -> tuple[StockLevel, int] | None:
-        """One SKU's level and its due-but-unexpired units, read in one statement on PostgreSQL
-        (outside any ``with`` block); elsewhere through the repository."""
+        """One SKU's level and its due-but-unexpired units: on PostgreSQL one statement shared
+        with the process's concurrent reads (combiner.py), outside any ``with`` block;
+        elsewhere through the repository."""
         if self.engine.dialect.name == "postgresql":
-            found = level_of(self.engine, sku, self.clock())
+            found = read_combiner_for(self.engine).level_of(sku, self.clock)
             if found is None:
                 return None
             on_hand, reserved, committed, due = found
