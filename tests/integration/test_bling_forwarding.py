@@ -111,7 +111,11 @@ def job(runtime: Runtime, kind: str) -> Any:
 
 
 def test_a_confirmed_order_becomes_one_sales_order_with_its_stock_posted(
-    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+    forwarding_app: Flask,
+    standin: BlingStandIn,
+    clock: FakeClock,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     runtime = runtime_of(forwarding_app)
     client = forwarding_app.test_client()
@@ -168,6 +172,12 @@ def test_a_confirmed_order_becomes_one_sales_order_with_its_stock_posted(
     assert acks == {("BZ-TEE", 2), ("BZ-CAP", 1)}
     assert job(runtime, FORWARD_ORDER).status == "done"
     assert_ledger_balanced(runtime.engine)
+
+    # The customer's e-mail went to Bling, and to no log line; nor did Bling's tokens.
+    logged = capsys.readouterr().out + caplog.text
+    assert "maria@example.com" not in logged
+    for token in [*standin._access, *standin._refresh_tokens]:
+        assert token not in logged
 
     # Shopify repeats the webhook: nothing new is queued, nothing reaches Bling again.
     calls = len(standin.calls)

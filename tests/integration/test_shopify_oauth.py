@@ -249,7 +249,12 @@ def test_callback_refuses_scopes_the_merchant_removed(
 
 
 def test_good_callback_stores_tokens_encrypted_and_registers_webhooks(
-    shop_app: Flask, shop_client: FlaskClient, stand_in: ShopifyStandIn, clock: FakeClock
+    shop_app: Flask,
+    shop_client: FlaskClient,
+    stand_in: ShopifyStandIn,
+    clock: FakeClock,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     response = install(shop_client, stand_in, clock)
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -292,6 +297,11 @@ def test_good_callback_stores_tokens_encrypted_and_registers_webhooks(
     engine: Engine = shop_app.extensions[EXTENSION_KEY].engine
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(shops)).scalar() == 1
+    # Neither token, nor the OAuth code, reached a log line or an answer.
+    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    answers = response.get_data(as_text=True) + again.get_data(as_text=True)
+    for secret in (grant["access_token"], grant["refresh_token"], grant["access_token"][6:]):
+        assert secret not in logged and secret not in answers
 
 
 def test_callback_signed_with_the_previous_secret_is_accepted_during_rotation(
