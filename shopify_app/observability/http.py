@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import READ_ONLY
 from ..runtime import Runtime, current_runtime
+from ..stock.domain import new_hold_id  # buffered urandom: no syscall per request
 from ..stock.schemas import Error
 from ..web.auth import require_bearer
 from ..web.openapi import api
@@ -42,7 +42,7 @@ def init_app(app: Flask) -> None:
 
 def _start() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else new_hold_id().hex
     g.request_id = request_id
     g.started = time.perf_counter()
     logs.bind_request_id(request_id)
