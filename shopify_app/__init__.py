@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from .config import DEVELOPMENT_SECRET_KEY, load_settings
 from .db import make_engine
@@ -36,6 +37,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = LazyCookieSessions()
     app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
 
     from . import db_cli, shopify, worker
@@ -68,3 +70,13 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     if bling_connection.is_configured(settings):
         bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
     return app
+
+
+class LazyCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building a signer for requests that carry no
+    session cookie (every API and webhook call): an empty session is all they can have."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)

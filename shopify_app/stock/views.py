@@ -12,7 +12,7 @@ from spectree import Response as Answers
 from ..runtime import current_runtime
 from ..web.auth import require_bearer
 from ..web.errors import error_response
-from ..web.openapi import BEARER, api, check_json_body, parse_body, self_parsing
+from ..web.openapi import BEARER, api, check_json_body, documented, parse_body, self_parsing
 from . import services
 from .domain import (
     AlreadyConfirmed,
@@ -140,11 +140,10 @@ COMMON = {"HTTP_401": Error, "HTTP_413": Error, "HTTP_400": Error, "HTTP_422": V
 
 
 @bp.get("/<sku>")
-@api.validate(
-    resp=Answers(HTTP_200=StockOut, HTTP_404=Error, HTTP_401=Error),
-    tags=TAGS,
-    security=BEARER,
-    skip_validation=True,  # the hot read: its answer is built from typed figures
+@documented(  # the hot read: its answer is built from typed figures
+    api.validate(
+        resp=Answers(HTTP_200=StockOut, HTTP_404=Error, HTTP_401=Error), tags=TAGS, security=BEARER
+    )
 )
 def show(sku: str) -> Any:
     """The SKU's figures; holds past their time already excluded."""
@@ -167,12 +166,13 @@ def set_stock(sku: str) -> Any:
 
 
 @bp.post("/<sku>/reserve")
-@api.validate(
-    json=ReserveIn,
-    resp=Answers(HTTP_200=ReservationOut, HTTP_409=OutOfStockError, HTTP_404=Error, **COMMON),
-    tags=TAGS,
-    security=BEARER,
-    skip_validation=True,  # the hot path: parse_body validates with one pydantic call
+@documented(  # the hot path: parse_body validates with one pydantic call
+    api.validate(
+        json=ReserveIn,
+        resp=Answers(HTTP_200=ReservationOut, HTTP_409=OutOfStockError, HTTP_404=Error, **COMMON),
+        tags=TAGS,
+        security=BEARER,
+    )
 )
 def reserve(sku: str) -> Any:
     """Hold `quantity` units of one SKU: 200 with the hold, or 409 when not enough is available."""
