@@ -169,12 +169,13 @@ WITH wanted AS (
 ), totals AS (
     SELECT sku, sum(quantity) AS total FROM wanted GROUP BY sku
 ), locked AS (
-    SELECT skus.sku FROM skus JOIN totals USING (sku) ORDER BY skus.sku FOR UPDATE OF skus
+    SELECT sku FROM skus WHERE sku = ANY(%(distinct)s::text[]) ORDER BY sku FOR UPDATE
 ), level AS (
     UPDATE skus
        SET reserved = skus.reserved + totals.total, updated_at = %(now)s
       FROM totals
-     WHERE skus.sku = totals.sku
+     WHERE skus.sku = ANY(%(distinct)s::text[])
+       AND skus.sku = totals.sku
        AND skus.sku IN (SELECT sku FROM locked)
        AND skus.on_hand - skus.reserved - skus.committed >= totals.total
  RETURNING skus.sku
@@ -208,6 +209,8 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
     params = {
         "ids": [h.id for h in holds],
         "skus": [h.sku for h in holds],
+        # The rows by primary key, never a scan of a table a flash sale keeps rewriting.
+        "distinct": sorted({h.sku for h in holds}),
         "quantities": [h.quantity for h in holds],
         "holders": [h.holder for h in holds],
         "sources": [h.source.value for h in holds],
