@@ -22,6 +22,7 @@ import structlog
 from . import metrics
 
 _log = structlog.get_logger("bazico.events")
+_stdlib_log = logging.getLogger("bazico.events")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def emit(
 ) -> None:
     """Log the event once (``event.action``) and count it in its metric."""
     _count(action, fields)
-    _log.log(level, message or action, event_action=action, **fields)
+    if _stdlib_log.isEnabledFor(level):  # below LOG_LEVEL: counted, and nothing else to do
+        _log.log(level, message or action, event_action=action, **fields)
 
 
 def emit_all(events: Iterable[Event]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -55,10 +56,18 @@ def _finish(response: Response) -> Response:
     started = getattr(g, "started", None)
     if started is not None:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.HTTP_REQUEST_DURATION.labels(
-            route, request.method, str(response.status_code)
-        ).observe(time.perf_counter() - started)
+        method = request.method if request.method in _METHODS else "OTHER"
+        _histogram(route, method, response.status_code).observe(time.perf_counter() - started)
     return response
+
+
+# Label values come from the request: only known ones, so a client cannot mint new series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@functools.lru_cache(maxsize=1024)  # routes × methods × statuses: a small, fixed set
+def _histogram(route: str, method: str, status: int) -> Any:
+    return metrics.HTTP_REQUEST_DURATION.labels(route, method, str(status))
 
 
 def _clear(_exc: BaseException | None) -> None:
