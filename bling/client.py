@@ -252,6 +252,7 @@ class BlingClient:
             token = provider(force_refresh=True) if force_refresh else provider()
             force_refresh = False
             outcome = self._send(method, url, path, params, json, token)
+            self._report(method, outcome)
             if isinstance(outcome, requests.Response):
                 return _body(outcome)
             error = outcome.error
@@ -279,26 +280,19 @@ class BlingClient:
             self._sleep(delay)
             attempt += 1
 
+    def _report(self, method: str, outcome: requests.Response | _Failed) -> None:
+        """Tell ``on_call`` how one HTTP call went."""
+        observer = self._on_call
+        if observer is None:
+            return
+        if isinstance(outcome, requests.Response):
+            observer(method, "ok", outcome.status_code)
+        else:
+            observer(method, call_outcome(outcome.error), outcome.error.status or 0)
+
     # --- one HTTP call -------------------------------------------------------------------------
 
     def _send(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        token: str,
-    ) -> requests.Response | _Failed:
-        outcome = self._send_once(method, url, path, params, json, token)
-        if self._on_call is not None:
-            if isinstance(outcome, requests.Response):
-                self._on_call(method, "ok", outcome.status_code)
-            else:
-                self._on_call(method, call_outcome(outcome.error), outcome.error.status or 0)
-        return outcome
-
-    def _send_once(
         self,
         method: str,
         url: str,

@@ -70,6 +70,7 @@ from ..observability.events import emit
 from ..outbox import JobPolicy, PauseKind, PermanentFailure, RetryLater
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..runtime import Runtime
+from ..shopify.handlers import enqueue_order_job
 from ..shopify.repository import Order
 from ..stock.unit_of_work import UnitOfWork
 from .connection import bling_client
@@ -260,7 +261,7 @@ def _acknowledge(runtime: Runtime, order: Order) -> str:
             uow.shopify.update_order(
                 order.shop, order.order_id, bling_stock="posted", forward_status="reversal_pending"
             )
-            _enqueue_reversal(uow, order)
+            enqueue_order_job(uow, REVERSE_ORDER, order)
             uow.commit()
             return "cancelled_meanwhile"
         if current.forward_status != "pending":
@@ -292,7 +293,7 @@ def _after_cancellation(runtime: Runtime, order: Order) -> None:
                 uow.shopify.update_order(
                     order.shop, order.order_id, forward_status="reversal_pending"
                 )
-                _enqueue_reversal(uow, order)
+                enqueue_order_job(uow, REVERSE_ORDER, order)
                 uow.commit()
     elif order.bling_order_id is not None:
         log.warning(
@@ -400,12 +401,6 @@ def _set_stock_state(runtime: Runtime, order: Order, state: str) -> None:
         uow.shopify.update_order(order.shop, order.order_id, bling_stock=state)
         uow.commit()
     order.bling_stock = state
-
-
-def _enqueue_reversal(uow: UnitOfWork, order: Order) -> None:
-    key = f"{order.shop}:{order.order_id}"
-    payload = {"shop": order.shop, "order_id": order.order_id}
-    outbox.enqueue(uow, REVERSE_ORDER, key, payload, now=uow.now)
 
 
 def _was_acknowledged(uow: UnitOfWork, shop: str, order_id: int) -> bool:

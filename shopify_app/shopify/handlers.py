@@ -270,11 +270,12 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     if order.lines:
         # Same transaction as the sale: the order reaches Bling if and only if it was confirmed
         # here. An order of untracked products only has nothing of Bling's stock to post.
-        _enqueue(uow, FORWARD_ORDER, order)
+        enqueue_order_job(uow, FORWARD_ORDER, order)
     return "confirmed"
 
 
-def _enqueue(uow: UnitOfWork, kind: str, order: Order) -> None:
+def enqueue_order_job(uow: UnitOfWork, kind: str, order: Order) -> None:
+    """Queue a Bling job for ``order`` (outbox/kinds.py: payload and key), in ``uow``'s txn."""
     key = f"{order.shop}:{order.order_id}"
     payload = {"shop": order.shop, "order_id": order.order_id}
     outbox.enqueue(uow, kind, key, payload, now=uow.now)
@@ -370,7 +371,7 @@ def _cancel(uow: UnitOfWork, levels: dict[str, StockLevel], order: Order, refere
         order.forward_status = "cancelled"
     elif order.forward_status == "forwarded":
         order.forward_status = "reversal_pending"  # Bling has it: the worker must reverse it
-        _enqueue(uow, REVERSE_ORDER, order)
+        enqueue_order_job(uow, REVERSE_ORDER, order)
     order.status = "cancelled"
 
 

@@ -93,28 +93,18 @@ def reserve_one(
     )
 
 
-_LEVEL = """
-SELECT on_hand, reserved, committed,
-       (SELECT coalesce(sum(quantity), 0) FROM holds
-         WHERE holds.sku = skus.sku AND status = %(active)s AND expires_at <= %(now)s)
-  FROM skus WHERE sku = %(sku)s
-"""
-
-
-def level_of(engine: Engine, sku: str, now: datetime) -> tuple[int, int, int, int] | None:
-    """(on_hand, reserved, committed, due) of one SKU in one statement; None if unknown.
-    ``due``: units of holds past their time that no sweep has expired yet."""
-    params = {"sku": sku, "now": now, "active": HoldStatus.ACTIVE.value}
-    row = _execute_autocommit(engine, _LEVEL, params)
-    return None if row is None else (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-
-
 _LEVELS = """
 SELECT sku, on_hand, reserved, committed,
        (SELECT coalesce(sum(quantity), 0) FROM holds
          WHERE holds.sku = skus.sku AND status = %(active)s AND expires_at <= %(now)s)
   FROM skus WHERE sku = ANY(%(skus)s::text[])
 """
+
+
+def level_of(engine: Engine, sku: str, now: datetime) -> tuple[int, int, int, int] | None:
+    """(on_hand, reserved, committed, due) of one SKU in one statement; None if unknown.
+    ``due``: units of holds past their time that no sweep has expired yet."""
+    return levels_of(engine, [sku], now).get(sku)
 
 
 def levels_of(

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -34,7 +34,7 @@ from shopify_app.shopify.tables import orders
 from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.ledger import assert_ledger_balanced, figures
-from tests.support.procfile import ProcfileRunner
+from tests.support.procfile import ProcfileRunner, wait_for
 from tests.support.shopify_sender import body_of, signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -126,21 +126,6 @@ class Deployment:
     def close(self) -> None:
         self.runner.close()
         self.runtime.engine.dispose()
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    what: str,
-    timeout: float,
-    proc: subprocess.Popen[bytes] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture

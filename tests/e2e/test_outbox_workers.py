@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from shopify_app.config import load_settings
 from shopify_app.db import make_engine
 from shopify_app.migrations_runner import upgrade
 from shopify_app.outbox.tables import outbox_jobs
-from tests.support.procfile import ProcfileRunner
+from tests.support.procfile import ProcfileRunner, wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -134,22 +134,6 @@ def workers(request: pytest.FixtureRequest) -> Iterator[Workers]:
     w = Workers(url)
     yield w
     w.close()
-
-
-def wait_for(
-    predicate: Callable[[], bool],
-    *,
-    what: str,
-    timeout: float = 20,
-    proc: subprocess.Popen[bytes] | None = None,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.postgres

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,19 @@ def call(
         return response.status, json.loads(data) if data else None
     finally:
         conn.close()
+
+
+def wait_for(
+    predicate: Callable[[], bool],
+    what: str,
+    timeout: float = 20,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll ``predicate`` until true; fail after ``timeout`` s or when ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process exited ({proc.returncode}) waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
