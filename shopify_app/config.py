@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from limits import parse_many
+
 DEFAULT_DATABASE_URL = "sqlite:///instance/bazico.db"
 #: Signs cookies and derives the token key when SECRET_KEY is unset, which only development and
 #: test allow (production refuses to start without SECRET_KEY).
@@ -68,6 +70,12 @@ class Settings:
     worker_outbox_interval_seconds: float
     worker_bling_sync_seconds: float
     worker_metrics_port: int | None
+    hold_max_units_per_sku: int | None
+    hold_max_active_holds: int | None
+    rate_limit_per_ip: str | None
+    rate_limit_per_cart: str | None
+    rate_limit_storage_url: str | None
+    trusted_proxy_hops: int
 
     @property
     def is_development(self) -> bool:
@@ -117,6 +125,19 @@ class _Reader:
             self.problems.append(f"{name} must be {bound}, got {value}")
             return default
         return value
+
+    def rate(self, name: str, default: str) -> str | None:
+        """A rate limit in the ``limits`` notation ("30/minute", "5 per second; 100/hour");
+        "off" or "0" for none."""
+        raw = self.str(name, default) or default
+        if raw.lower() in ("off", "0", "none"):
+            return None
+        try:
+            parse_many(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a rate such as 30/minute or off, got {raw!r}")
+            return default
+        return raw
 
     def float(self, name: str, default: float, *, minimum: float) -> float:
         raw = self.str(name)
@@ -227,7 +248,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             if r.str("WORKER_METRICS_PORT")
             else None
         ),
+        # Denial-of-inventory caps per holder (cart token): 0 turns one off.
+        hold_max_units_per_sku=r.int("HOLD_MAX_UNITS_PER_SKU", 5, minimum=0) or None,
+        hold_max_active_holds=r.int("HOLD_MAX_ACTIVE_HOLDS", 25, minimum=0) or None,
+        # Request rates on the reservation routes, shared by every process (RATE_LIMIT_STORAGE_URL,
+        # default the database). Generous per IP: shoppers on mobile networks share addresses.
+        rate_limit_per_ip=r.rate("RATE_LIMIT_PER_IP", "300/minute"),
+        rate_limit_per_cart=r.rate("RATE_LIMIT_PER_CART", "30/minute"),
+        rate_limit_storage_url=r.str("RATE_LIMIT_STORAGE_URL"),
+        # Proxies in front of the web process that append to X-Forwarded-For (Heroku's router: 1).
+        trusted_proxy_hops=r.int(
+            "TRUSTED_PROXY_HOPS", 1 if "DYNO" in env else 0, minimum=0, maximum=5
+        ),
     )
+    storage = settings.rate_limit_storage_url
+    if storage is not None and storage.split(":", 1)[0] in ("memory", "async+memory"):
+        r.problems.append(
+            "RATE_LIMIT_STORAGE_URL must be a storage every process shares (redis://, "
+            "memcached://, …); memory:// would count each process apart"
+        )
 
     if environment == "production":
         for name in ("SECRET_KEY", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET"):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from flask import current_app
 from sqlalchemy import Engine
 
 from .config import Settings
+from .stock.domain import HolderLimits
 from .stock.unit_of_work import Clock, SqlAlchemyUnitOfWork, utc_now
+from .web.ratelimit import RateLimits
 
 EXTENSION_KEY = "bazico"
 
@@ -18,6 +21,17 @@ class Runtime:
     settings: Settings
     engine: Engine
     clock: Clock = utc_now
+    rate_limits: RateLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rate_limits = RateLimits(self.settings, self.engine)
+
+    @cached_property
+    def hold_limits(self) -> HolderLimits:
+        """The per-holder caps (HOLD_MAX_UNITS_PER_SKU, HOLD_MAX_ACTIVE_HOLDS)."""
+        return HolderLimits(
+            self.settings.hold_max_units_per_sku, self.settings.hold_max_active_holds
+        )
 
     def uow(self, *, read_only: bool = False, snapshot: bool = False) -> SqlAlchemyUnitOfWork:
         """A fresh unit of work; one per request or job, never shared between threads.

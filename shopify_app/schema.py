@@ -8,5 +8,6 @@ from .outbox import tables as _outbox_tables  # noqa: F401 - imported to registe
 from .shopify import shops as _shops  # noqa: F401 - imported to register its table
 from .shopify import tables as _shopify_tables  # noqa: F401 - imported to register its tables
 from .stock.tables import metadata
+from .web import ratelimit as _ratelimit  # noqa: F401 - imported to register its table
 
 __all__ = ["metadata"]

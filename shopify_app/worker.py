@@ -26,6 +26,7 @@ from .erp.stock_sync import reconcile
 from .observability import metrics
 from .runtime import Runtime, current_runtime
 from .stock import services
+from .web.ratelimit import DatabaseStorage
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
         _Job("ledger drift check", settings.worker_drift_check_seconds, _check_drift),
         _Job("outbox relay", settings.worker_outbox_interval_seconds, lambda r: _relay(r, stop)),
         _Job("bling reconciliation", settings.worker_bling_sync_seconds, reconcile),
+        _Job("rate counter purge", 60.0, _purge_rate_counters),
     ]
     log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
     while not stop.is_set():
@@ -73,6 +75,13 @@ def _sweep(runtime: Runtime) -> None:
     expired = services.expire_due(runtime.uow())
     if expired:
         log.info("reservation.expired count=%d", expired)
+
+
+def _purge_rate_counters(runtime: Runtime) -> None:
+    """Delete the database's request-rate rows whose window has run out (web/ratelimit.py)."""
+    storage = runtime.rate_limits.storage
+    if isinstance(storage, DatabaseStorage):
+        storage.purge_expired()
 
 
 def _check_drift(runtime: Runtime) -> None:

@@ -22,6 +22,7 @@ from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.stock.tables import metadata
 from tests.support.clock import FakeClock
 from tests.support.pgcluster import PgCluster, find_pg_bin
+from tests.support.procfile import LIMITS_OFF
 
 TOKEN = "test-stock-token"
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
@@ -105,6 +106,7 @@ def app_environ(database_url: str, **extra: str) -> dict[str, str]:
         "SHOPIFY_API_KEY": "test-shopify-key",
         "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
         "SHOPIFY_SHOP_DOMAIN": SHOP,
+        **LIMITS_OFF,
         **extra,
     }
 

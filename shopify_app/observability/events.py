@@ -49,7 +49,10 @@ def _count(action: str, fields: dict[str, Any]) -> None:
         metrics.RESERVATIONS.labels(_channel(fields.get("source")), "granted").inc()
     elif action == "reservation.rejected":
         outcome = str(fields.get("outcome", "sold_out"))
-        metrics.RESERVATIONS.labels(_channel(fields.get("source")), outcome).inc()
+        channel = _channel(fields.get("source"))
+        metrics.RESERVATIONS.labels(channel, outcome).inc()
+        if "limit" in fields:  # refused by a rate or a per-cart cap (denial of inventory)
+            metrics.LIMIT_REFUSALS.labels(channel, str(fields["limit"])).inc()
     elif action == "reservation.expired":
         metrics.EXPIRATIONS.inc()
     elif action == "order.confirmed":

@@ -36,8 +36,14 @@ HTTP_REQUEST_DURATION = Histogram(
 RESERVATIONS = Counter(
     "bazico_reservations_total",
     "Reservation requests by channel (api, proxy, cart) and outcome (granted, sold_out, "
-    "unknown_sku, rate_limited).",
+    "unknown_sku, rate_limited, hold_limit).",
     ["channel", "outcome"],
+)
+LIMIT_REFUSALS = Counter(
+    "bazico_limit_refusals_total",
+    "Reservations refused by a denial-of-inventory limit, by channel and limit (ip, cart: "
+    "request rates; units_per_sku, active_holds: per-cart caps).",
+    ["channel", "limit"],
 )
 CONFIRMATIONS = Counter(
     "bazico_confirmations_total",
@@ -85,6 +91,7 @@ EXPORTED = frozenset(
     {
         "bazico_http_request_duration_seconds",
         "bazico_reservations_total",
+        "bazico_limit_refusals_total",
         "bazico_confirmations_total",
         "bazico_expirations_total",
         "bazico_oversold_units_total",

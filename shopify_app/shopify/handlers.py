@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from .. import outbox
 from ..observability.events import holder_hash
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
-from ..stock.domain import Hold, HoldSource, HoldStatus, StockLevel
+from ..stock.domain import Hold, HolderLimits, HoldSource, HoldStatus, StockLevel
 from ..stock.unit_of_work import UnitOfWork
 from .payloads import (
     CART_ATTRIBUTE,
@@ -46,10 +46,12 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Policy:
-    """The hold lifetimes handlers apply (from RESERVATION_TTL_SECONDS, CHECKOUT_HOLD_SECONDS)."""
+    """What handlers apply: hold lifetimes (RESERVATION_TTL_SECONDS, CHECKOUT_HOLD_SECONDS) and the
+    per-cart caps (HOLD_MAX_UNITS_PER_SKU, HOLD_MAX_ACTIVE_HOLDS)."""
 
     cart_ttl: timedelta
     checkout_ttl: timedelta
+    limits: HolderLimits = field(default_factory=HolderLimits)  # none unless configured
 
 
 Handler = Callable[[UnitOfWork, Delivery, Policy], str]
@@ -91,24 +93,37 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         return "stale"
     context = f"cart {holder_hash(token)}"
     demand = demand_of(line_items(payload, context=context))
+    # Same order as every reservation: the holder's lock, then the SKU rows, sorted.
+    uow.stock.lock_holder(token)
     holds = uow.stock.active_holds_of(token)
     levels = uow.stock.lock(set(demand) | {h.sku for h in holds}, missing_ok=True)
     _log_untracked(demand, levels, context)
-    shortfalls = {}
+    limits = policy.limits
+    # First give back what the cart no longer wants (and what ran out), so the units and the
+    # places it frees count before anything new is held...
+    held: dict[str, int] = {}
     for sku in sorted(levels):
-        missing = _match(
-            uow,
-            levels[sku],
-            [h for h in holds if h.sku == sku],
-            demand.get(sku, 0),
-            holder=token,
-            ttl=policy.cart_ttl,
-        )
-        if missing:
-            shortfalls[sku] = missing
+        mine = [h for h in holds if h.sku == sku]
+        held[sku] = _trim(uow, levels[sku], mine, demand.get(sku, 0), ttl=policy.cart_ttl)
+    places = sum(1 for h in holds if h.status is HoldStatus.ACTIVE)
+    # ...then hold what is missing, within stock and within the per-cart caps.
+    shortfalls: dict[str, tuple[int, str]] = {}
+    for sku in sorted(levels):
+        need = demand.get(sku, 0) - held[sku]
+        if need <= 0:
+            continue
+        allowed = limits.grantable(held[sku], need)
+        if limits.max_active_holds is not None and places >= limits.max_active_holds:
+            allowed = 0
+        granted = _grant(uow, levels[sku], allowed, holder=token, ttl=policy.cart_ttl)
+        places += 1 if granted else 0
+        if granted < allowed:
+            shortfalls[sku] = (need - granted, "sold_out")
+        elif granted < need:
+            shortfalls[sku] = (need - granted, "hold_limit")
     cart.cart_updated_at = updated_at
-    uow.shopify.save_cart(cart, shortfalls)
-    for sku, missing in shortfalls.items():
+    uow.shopify.save_cart(cart, {sku: missing for sku, (missing, _) in shortfalls.items()})
+    for sku, (missing, outcome) in shortfalls.items():
         # A webhook cannot refuse an add-to-cart; the units it could not hold are recorded.
         uow.record(
             "reservation.rejected",
@@ -117,21 +132,16 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
             quantity=missing,
             source="cart",
             holder_hash=holder_hash(token),
-            outcome="sold_out",
+            outcome=outcome,
         )
     return "applied"
 
 
-def _match(
-    uow: UnitOfWork,
-    level: StockLevel,
-    holds: list[Hold],
-    wanted: int,
-    *,
-    holder: str,
-    ttl: timedelta,
+def _trim(
+    uow: UnitOfWork, level: StockLevel, holds: list[Hold], wanted: int, *, ttl: timedelta
 ) -> int:
-    """Make ``holder``'s holds on one SKU add up to ``wanted``; return the units not held."""
+    """Expire the holder's due holds on one SKU, give back whole holds, newest first, until no
+    more than ``wanted`` is held, keep the rest alive for another ``ttl``; the units still held."""
     now = uow.now
     live = []
     for hold in holds:
@@ -140,7 +150,6 @@ def _match(
         else:
             live.append(hold)
     held = sum(h.quantity for h in live)
-    # Give back whole holds, newest first, until no more than wanted is held...
     for hold in sorted(live, key=lambda h: h.created_at, reverse=True):
         if held <= wanted:
             break
@@ -149,8 +158,11 @@ def _match(
         held -= hold.quantity
     for hold in live:
         hold.extend(now + ttl)
-    # ...then hold what is still missing, as far as available allows.
-    need = wanted - held
+    return held
+
+
+def _grant(uow: UnitOfWork, level: StockLevel, need: int, *, holder: str, ttl: timedelta) -> int:
+    """Hold up to ``need`` more units of one SKU, as far as available allows; the units held."""
     if need <= 0:
         return 0
     if level.available < need:
@@ -158,9 +170,9 @@ def _match(
     granted = min(need, max(level.available, 0))
     if granted:
         uow.stock.add_hold(
-            level.reserve(granted, holder=holder, source=HoldSource.CART, now=now, ttl=ttl)
+            level.reserve(granted, holder=holder, source=HoldSource.CART, now=uow.now, ttl=ttl)
         )
-    return need - granted
+    return granted
 
 
 def _log_untracked(demand: dict[str, int], levels: dict[str, StockLevel], context: str) -> None:

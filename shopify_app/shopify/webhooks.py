@@ -87,6 +87,7 @@ def receive() -> Any:
     policy = Policy(
         cart_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
         checkout_ttl=timedelta(seconds=settings.checkout_hold_seconds),
+        limits=runtime.hold_limits,
     )
     delivery = Delivery(shop, topic, webhook_id[:255], payload)
     try:

@@ -10,6 +10,7 @@ cannot disagree.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import threading
 import uuid
@@ -120,6 +121,25 @@ class AlreadyConfirmed(StockError):
         self.holds = sorted(holds, key=lambda h: str(h.id))
         self.ids = [str(h.id) for h in self.holds]
         super().__init__(f"reservation already confirmed for another order: {', '.join(self.ids)}")
+
+
+class HoldLimitExceeded(StockError):
+    """The holder (a cart) already holds as much as one holder may (denial-of-inventory cap).
+
+    ``retry_after`` is the number of seconds until enough of the holder's own holds run out for
+    the same request to fit; None when it never can (more units than one holder may ever hold).
+    """
+
+    def __init__(
+        self, limit: str, maximum: int, held: int, skus: Iterable[str], retry_after: int | None
+    ) -> None:
+        self.limit = limit
+        self.maximum = maximum
+        self.held = held
+        self.skus = sorted(skus)
+        self.retry_after = retry_after
+        what = "units of one SKU" if limit == "units_per_sku" else "active holds"
+        super().__init__(f"a holder may have at most {maximum} {what}; it has {held}")
 
 
 # --- values and entities ---------------------------------------------------------------------
@@ -333,3 +353,64 @@ def check_confirmable(holds: Iterable[Hold], order_ref: str | None, now: datetim
     if gone:
         raise HoldGone(gone)
     return [h for h in holds if h.status is HoldStatus.ACTIVE]
+
+
+# --- denial-of-inventory caps ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HolderLimits:
+    """What one holder (a cart token) may hold at once; None leaves that cap off.
+
+    A bot that puts every unit of a flash-sale SKU in carts sells it out without buying anything;
+    these caps bound what any one cart can take. They are checked with the holder's holds read
+    under the same locks as the stock (repository ``lock_holder``), so concurrent requests of one
+    holder, on any process, cannot slip past them together.
+    """
+
+    max_units_per_sku: int | None = None
+    max_active_holds: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_units_per_sku is not None or self.max_active_holds is not None
+
+    def check(self, holds: Iterable[Hold], demand: dict[str, int], now: datetime) -> None:
+        """Raise HoldLimitExceeded if granting ``demand`` would take the holder over a cap.
+
+        ``holds``: the holder's active holds; those past their time no longer count.
+        """
+        live = [h for h in holds if h.status is HoldStatus.ACTIVE and h.expires_at > now]
+        if self.max_units_per_sku is not None:
+            cap = self.max_units_per_sku
+            for sku in sorted(demand):
+                mine = sorted((h for h in live if h.sku == sku), key=lambda h: h.expires_at)
+                held = sum(h.quantity for h in mine)
+                if held + demand[sku] > cap:
+                    frees = [(h.expires_at, h.quantity) for h in mine]
+                    wait = _wait(frees, held + demand[sku] - cap, now)
+                    raise HoldLimitExceeded("units_per_sku", cap, held, [sku], wait)
+        if self.max_active_holds is not None:
+            cap = self.max_active_holds
+            new = len(demand)
+            if len(live) + new > cap:
+                frees = sorted((h.expires_at, 1) for h in live)  # each hold frees one place
+                wait = _wait(frees, len(live) + new - cap, now)
+                raise HoldLimitExceeded("active_holds", cap, len(live), demand, wait)
+
+    def grantable(self, held_units: int, wanted: int) -> int:
+        """How many of ``wanted`` more units one SKU may still get (the cart webhook's clamp)."""
+        if self.max_units_per_sku is None:
+            return wanted
+        return max(0, min(wanted, self.max_units_per_sku - held_units))
+
+
+def _wait(frees: list[tuple[datetime, int]], excess: int, now: datetime) -> int | None:
+    """Seconds until the ``(expires_at, units)`` of the holder's holds, soonest first, free
+    ``excess`` units; None if they never can."""
+    freed = 0
+    for expires_at, units in frees:
+        freed += units
+        if freed >= excess:
+            return max(1, math.ceil((expires_at - now).total_seconds()))
+    return None

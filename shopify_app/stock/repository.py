@@ -15,11 +15,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from ..observability.events import Event, holder_hash
 from .domain import Hold, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
 from .tables import holds, skus, stock_movements
+
+#: First key of the holders' advisory locks (``lock_holder``): keeps them apart from any other
+#: advisory lock an extension or a later feature may take.
+HOLDER_LOCK_SPACE = 0x4A2C
 
 
 def _hold_from_row(row: Any) -> Hold:
@@ -74,6 +78,20 @@ class SqlStockRepository:
             raise UnknownSku(missing)
         self._levels.update(found)
         return found
+
+    def lock_holder(self, holder: str) -> None:
+        """Serialize this transaction with every other one of ``holder`` (the per-holder caps).
+
+        PostgreSQL: a transaction-scoped advisory lock on the holder's hash, taken before any SKU
+        row (the fixed order: holder, then SKUs sorted), so two requests of one cart on different
+        SKUs, on any process, still see each other's holds. SQLite: BEGIN IMMEDIATE already runs
+        one writer at a time.
+        """
+        if self._row_locks:
+            self.connection.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:holder))"),
+                {"space": HOLDER_LOCK_SPACE, "holder": holder},
+            )
 
     def lock_or_create(self, sku: str) -> StockLevel:
         """Lock one SKU's row, creating it with zero stock first if it does not exist yet."""

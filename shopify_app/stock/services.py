@@ -14,7 +14,9 @@ from ..observability.events import emit, holder_hash
 from .domain import (
     AlreadyConfirmed,
     Hold,
+    HolderLimits,
     HoldGone,
+    HoldLimitExceeded,
     HoldNotFound,
     HoldSource,
     HoldStatus,
@@ -53,19 +55,30 @@ def reserve(
     holder: str | None,
     source: HoldSource,
     ttl: timedelta,
+    limits: HolderLimits | None = None,
 ) -> list[Hold]:
     """Hold every line, or none: OutOfStock names each SKU that falls short, with what it has.
 
     A SKU that looks short first has its due holds expired, inside the same locked transaction,
     so a buyer never loses a unit to a hold whose time is up (expiry is exact, not eventual).
+    With ``limits`` and a holder, HoldLimitExceeded refuses what would take the holder over a
+    cap, before any stock is looked at, and changes nothing.
     """
     demand = merge_lines(lines)
-    if len(demand) == 1:
+    caps = limits if holder is not None and limits is not None and limits.enabled else None
+    if len(demand) == 1 and caps is None:
         ((sku, quantity),) = demand.items()
         hold = uow.reserve_one(sku, quantity, holder=holder, source=source, ttl=ttl)
         if hold is not None:
             return [hold]  # one statement did it all; else the locked path below decides
     with uow:
+        if caps is not None and holder is not None:
+            uow.stock.lock_holder(holder)
+            try:
+                caps.check(uow.stock.active_holds_of(holder), demand, uow.now)
+            except HoldLimitExceeded as exc:
+                _rejected(demand, holder, source, "hold_limit", {}, limit=exc.limit)
+                raise
         try:
             levels = uow.stock.lock(demand)
         except UnknownSku as exc:
@@ -102,6 +115,7 @@ def _rejected(
     source: HoldSource,
     outcome: str,
     available: dict[str, int],
+    **extra: str,
 ) -> None:
     emit(
         "reservation.rejected",
@@ -111,6 +125,7 @@ def _rejected(
         source=source.value,
         holder_hash=holder_hash(holder),
         outcome=outcome,
+        **extra,
     )
 
 

@@ -9,15 +9,18 @@ from typing import Any
 from flask import Blueprint, Response, request
 from spectree import Response as Answers
 
+from ..observability.events import emit, holder_hash
 from ..runtime import current_runtime
 from ..web.auth import require_bearer
 from ..web.errors import error_response
 from ..web.openapi import BEARER, api, check_json_body, documented, parse_body, self_parsing
+from ..web.ratelimit import RateLimited
 from . import services
 from .domain import (
     AlreadyConfirmed,
     Hold,
     HoldGone,
+    HoldLimitExceeded,
     HoldNotFound,
     HoldSource,
     HoldStatus,
@@ -69,6 +72,36 @@ def _out_of_stock(exc: OutOfStock) -> Response:
     )
 
 
+@bp.app_errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited) -> Response:
+    response = error_response(
+        429,
+        "rate_limited",
+        f"Muitas tentativas em pouco tempo; tente de novo em {exc.retry_after} s.",
+        limit=str(exc.limit),
+        per=exc.key,
+        retry_after=exc.retry_after,
+    )
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@bp.app_errorhandler(HoldLimitExceeded)
+def _hold_limit(exc: HoldLimitExceeded) -> Response:
+    if exc.limit == "units_per_sku":
+        message = f"Limite de {exc.maximum} unidades deste produto por carrinho."
+    else:
+        message = f"Limite de {exc.maximum} reservas ativas por carrinho."
+    extra: dict[str, Any] = {"limit": exc.limit, "maximum": exc.maximum, "held": exc.held}
+    if exc.retry_after is None:  # more than one cart may ever hold: retrying cannot help
+        return error_response(422, "hold_limit_exceeded", message, skus=exc.skus, **extra)
+    response = error_response(
+        429, "hold_limit_exceeded", message, skus=exc.skus, retry_after=exc.retry_after, **extra
+    )
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @bp.app_errorhandler(HoldNotFound)
 def _hold_not_found(exc: HoldNotFound) -> Response:
     return error_response(404, "reservation_not_found", str(exc), reservation_ids=exc.ids)
@@ -102,8 +135,26 @@ def reserve_for(
 ) -> list[Hold]:
     """Reserve through the service layer with this process's unit of work and default TTL."""
     runtime = current_runtime()
+    rates = runtime.rate_limits
+    if rates.enabled:
+        ip = rates.client_ip(request, via_shopify=source is HoldSource.PROXY)
+        try:
+            rates.check("reserve", ip=ip, cart=holder)
+        except RateLimited as exc:
+            emit(
+                "reservation.rejected",
+                skus=sorted({line.sku for line in lines}),
+                quantity=sum(line.quantity for line in lines),
+                source=source.value,
+                holder_hash=holder_hash(holder),
+                outcome="rate_limited",
+                limit=exc.key,
+            )
+            raise
     ttl = timedelta(seconds=ttl_seconds or runtime.settings.reservation_ttl_seconds)
-    return services.reserve(runtime.uow(), lines, holder=holder, source=source, ttl=ttl)
+    return services.reserve(
+        runtime.uow(), lines, holder=holder, source=source, ttl=ttl, limits=runtime.hold_limits
+    )
 
 
 def hold_json(hold: Hold) -> dict[str, Any]:

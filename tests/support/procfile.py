@@ -51,6 +51,17 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
+#: The denial-of-inventory limits off: the races and flows of the other suites send hundreds of
+#: requests from one address and hold many units per cart on purpose. The tests of the limits
+#: (test_limits.py, e2e/test_abuse.py) set them explicitly.
+LIMITS_OFF = {
+    "HOLD_MAX_UNITS_PER_SKU": "0",
+    "HOLD_MAX_ACTIVE_HOLDS": "0",
+    "RATE_LIMIT_PER_IP": "off",
+    "RATE_LIMIT_PER_CART": "off",
+}
+
+
 class ProcfileRunner:
     """Starts Procfile process types with a given environment; stops them all on ``close``."""
 
@@ -59,6 +70,7 @@ class ProcfileRunner:
         self.env = {
             "PATH": f"{venv_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "LANG": "C.UTF-8",
+            **LIMITS_OFF,
             **env,
         }
         self.commands = procfile_commands()

@@ -19,6 +19,7 @@ from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify import registration
 from tests.support.clock import FakeClock
+from tests.support.procfile import LIMITS_OFF
 from tests.support.shopify_standin import ShopifyStandIn
 
 API_KEY = "standin-client-id"
@@ -50,6 +51,7 @@ def shopify_environ(database_url: str, admin_url: str, **extra: str) -> dict[str
         "SHOPIFY_SCOPES": SCOPES,
         "SECRET_KEY": SECRET_KEY,
         "APP_URL": APP_URL,
+        **LIMITS_OFF,
         **extra,
     }
 

@@ -1,0 +1,197 @@
+"""Per-client request rates on the reservation routes, counted where every process sees them.
+
+The rates (``RATE_LIMIT_PER_IP``, ``RATE_LIMIT_PER_CART``) are parsed, keyed and windowed by
+``limits`` (the library under Flask-Limiter). Flask-Limiter's own decorators check before a view
+has read its body, and the App Proxy's cart token is in the body, checked only once Shopify's
+signature is; so the views call :meth:`RateLimits.check` themselves, after the signature and the
+body, and never count a forged request against a shopper's address.
+
+Storage: ``RATE_LIMIT_STORAGE_URL`` may name any shared ``limits`` storage (``redis://…``,
+``memcached://…``); by default the counters live in the service's own database (one fixed-window
+row per key, ``rate_limit_counters``), so a first run and a Heroku app without a key-value store
+still count across every gunicorn worker and every dyno. No per-process counters anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Request
+from limits import RateLimitItem, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import Column, Engine, Float, Integer, String, Table, delete, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..config import Settings
+from ..stock.tables import metadata
+
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("hits", Integer, nullable=False),
+    # Seconds since the epoch: the window's end, compared with time.time() on any process.
+    Column("expires_at", Float, nullable=False),
+)
+
+# One statement per hit, the same text on PostgreSQL and SQLite: the window restarts when the row
+# has run out, else the hit is added; the new count and the window's end come back.
+_HIT = text(
+    """
+INSERT INTO rate_limit_counters (key, hits, expires_at) VALUES (:key, :amount, :expires_at)
+ON CONFLICT (key) DO UPDATE SET
+    hits = CASE WHEN rate_limit_counters.expires_at <= :now THEN excluded.hits
+                ELSE rate_limit_counters.hits + excluded.hits END,
+    expires_at = CASE WHEN rate_limit_counters.expires_at <= :now THEN excluded.expires_at
+                      ELSE rate_limit_counters.expires_at END
+RETURNING hits, expires_at
+"""
+)
+
+
+class DatabaseStorage(Storage):
+    """A ``limits`` storage on the service's database: fixed windows, one row per key."""
+
+    STORAGE_SCHEME = ["bazico+database"]  # noqa: RUF012 - read by limits' storage registry
+
+    def __init__(
+        self, uri: str | None = None, wrap_exceptions: bool = False, *, engine: Engine, **_: Any
+    ) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions)
+        self.engine = engine
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return SQLAlchemyError
+
+    def hit(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
+        """Add ``amount`` to ``key``'s window (a new one of ``expiry`` seconds if it ran out);
+        the count and the window's end."""
+        now = time.time()
+        params = {"key": key, "amount": amount, "expires_at": now + expiry, "now": now}
+        with self.engine.begin() as connection:
+            hits, expires_at = connection.execute(_HIT, params).one()
+        return int(hits), float(expires_at)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.hit(key, expiry, amount)[0]
+
+    def _row(self, key: str) -> tuple[int, float] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(rate_limit_counters.c.hits, rate_limit_counters.c.expires_at).where(
+                    rate_limit_counters.c.key == key
+                )
+            ).first()
+        if row is None or row.expires_at <= time.time():
+            return None
+        return int(row.hits), float(row.expires_at)
+
+    def get(self, key: str) -> int:
+        row = self._row(key)
+        return row[0] if row else 0
+
+    def get_expiry(self, key: str) -> float:
+        row = self._row(key)
+        return row[1] if row else time.time()
+
+    def check(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        with self.engine.begin() as connection:
+            return connection.execute(delete(rate_limit_counters)).rowcount
+
+    def clear(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(rate_limit_counters).where(rate_limit_counters.c.key == key))
+
+    def purge_expired(self) -> int:
+        """Delete the rows of windows that have run out (the worker calls this now and then)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(rate_limit_counters).where(rate_limit_counters.c.expires_at <= time.time())
+            )
+        return result.rowcount
+
+
+class RateLimited(Exception):
+    """A client went over one of its rates: answer 429 with ``Retry-After``."""
+
+    def __init__(self, key: str, limit: RateLimitItem, retry_after: int) -> None:
+        self.key = key  # "ip" or "cart"
+        self.limit = limit
+        self.retry_after = retry_after
+        super().__init__(f"more than {limit} per {key}")
+
+
+@dataclass(frozen=True)
+class _Rate:
+    key: str  # what it counts by: "ip" or "cart"
+    items: Sequence[RateLimitItem]
+
+
+class RateLimits:
+    """The rates of one process, over a storage every process shares."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.hops = settings.trusted_proxy_hops
+        self.rates = [
+            _Rate(key, parse_many(value))
+            for key, value in (
+                ("ip", settings.rate_limit_per_ip),
+                ("cart", settings.rate_limit_per_cart),
+            )
+            if value
+        ]
+        if settings.rate_limit_storage_url:
+            self.storage: Storage = storage_from_string(settings.rate_limit_storage_url)
+        else:
+            self.storage = DatabaseStorage(engine=engine)
+        self.limiter = FixedWindowRateLimiter(self.storage)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rates)
+
+    def check(self, scope: str, *, ip: str, cart: str | None) -> None:
+        """Count one request of ``scope`` for the client's address and cart; RateLimited when
+        either is over its rate (the request is then refused and touches nothing else)."""
+        for rate in self.rates:
+            who = ip if rate.key == "ip" else cart
+            if who is None:
+                continue
+            for item in rate.items:
+                identifiers = (scope, rate.key, who[:200])
+                if isinstance(self.storage, DatabaseStorage):
+                    # One statement: the count and the window's end together.
+                    hits, ends = self.storage.hit(item.key_for(*identifiers), item.get_expiry())
+                    allowed = hits <= item.amount
+                else:
+                    allowed = self.limiter.hit(item, *identifiers)
+                    ends = self.limiter.get_window_stats(item, *identifiers).reset_time
+                if not allowed:
+                    raise RateLimited(rate.key, item, max(1, math.ceil(ends - time.time())))
+
+    def client_ip(self, request: Request, *, via_shopify: bool = False) -> str:
+        """The client's address: ``X-Forwarded-For``'s entry added by the nearest proxy we
+        trust (``TRUSTED_PROXY_HOPS``: Heroku's router is one), one further left for App Proxy
+        requests, whose X-Forwarded-For Shopify sets to the shopper's address. Entries further
+        left are the client's own say and never used."""
+        depth = self.hops + (1 if via_shopify else 0)
+        if depth:
+            header = request.headers.get("X-Forwarded-For", "")
+            forwarded = [part.strip() for part in header.split(",") if part.strip()]
+            if forwarded:
+                return forwarded[-depth] if len(forwarded) >= depth else forwarded[0]
+        return request.remote_addr or "unknown"
