@@ -30,6 +30,7 @@ class Call:
     method: str
     path: str
     body: Any = None
+    headers: tuple[tuple[str, str], ...] = ()  # on top of JSON and the bearer token
 
 
 def race(
@@ -57,11 +58,12 @@ def race(
         payload = None if call.body is None else json.dumps(call.body)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.connect()
+        sent = {**headers, **dict(call.headers)}
         barrier.wait()
         broken = 0
         while True:
             try:
-                conn.request(call.method, call.path, body=payload, headers=headers)
+                conn.request(call.method, call.path, body=payload, headers=sent)
                 response = conn.getresponse()
                 data = response.read()
                 break
