@@ -20,6 +20,7 @@ from ..stock.domain import HoldSource, Line
 from ..stock.schemas import (
     MAX_QUANTITY,
     Error,
+    LimitError,
     OutOfStockError,
     RequestBody,
     ReservationOut,
@@ -83,6 +84,7 @@ def show(sku: str) -> Any:
         HTTP_404=Error,
         HTTP_401=Error,
         HTTP_422=Error,
+        HTTP_429=LimitError,
     ),
     tags=TAGS,
 )

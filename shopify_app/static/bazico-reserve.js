@@ -8,7 +8,8 @@
  *
  * On add-to-cart it asks /apps/bazico/stock/{sku}/reserve (Shopify signs and forwards it to the
  * service's /proxy routes) for a hold keyed by the cart token. Only on 200 does it add the item;
- * on 409 the shopper sees that it sold out. It also stores the cart token as the cart attribute
+ * on 409 the shopper sees that it sold out, on 429 (or 422) the service's own message about the
+ * per-cart limits (Portuguese, with when to try again). It also stores the cart token as the cart attribute
  * `_bazico_cart`, which reaches the order as a note attribute and links the order to its holds.
  */
 (function (root) {
@@ -18,7 +19,8 @@
   var ATTRIBUTE = "_bazico_cart";
   var MESSAGES = {
     soldOut: "Esgotado: alguém acabou de garantir a última unidade deste tamanho.",
-    error: "Não conseguimos reservar agora. Tente de novo em instantes."
+    error: "Não conseguimos reservar agora. Tente de novo em instantes.",
+    limited: "Muitas tentativas em pouco tempo. Tente de novo em instantes."
   };
 
   function json(fetchImpl, url, body) {
@@ -47,6 +49,14 @@
     if (response.status === 409) {
       options.notify(MESSAGES.soldOut);
       return { added: false, reason: "sold_out" };
+    }
+    if (response.status === 429 || response.status === 422) {
+      // A per-cart cap or a request rate: the service says which, in Portuguese.
+      var refusal = {};
+      try { refusal = await response.json(); } catch (err) { refusal = {}; }
+      var said = refusal && typeof refusal.message === "string" ? refusal.message : "";
+      options.notify(said || MESSAGES.limited);
+      return { added: false, reason: "limited" };
     }
     if (!response.ok) {
       options.notify(MESSAGES.error);

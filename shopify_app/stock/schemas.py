@@ -91,8 +91,24 @@ class OutOfStockError(Error):
     shortfalls: dict[str, int] = Field(description="Available units of each short SKU")
 
 
+class LimitError(Error):
+    """429 (``rate_limited``, ``hold_limit_exceeded``) or 422 (``hold_limit_exceeded``: more than
+    one cart may ever hold); the 429s come with a ``Retry-After`` header."""
+
+    retry_after: int | None = Field(default=None, description="Seconds until a retry can succeed")
+    limit: str | None = Field(default=None, description="The rate, or the cap, that was reached")
+    per: str | None = Field(default=None, description="Rates: what they count by (ip, cart)")
+    maximum: int | None = Field(default=None, description="Caps: the most one cart may have")
+    held: int | None = Field(default=None, description="Caps: what the cart has now")
+
+
 class ValidationFailed(Error):
-    details: list[dict[str, object]]
+    """422: a body of the wrong shape (``invalid_request``, with ``details``), or on the reserve
+    routes a quantity over the per-cart cap (``hold_limit_exceeded``, as LimitError)."""
+
+    details: list[dict[str, object]] | None = Field(
+        default=None, description="What is wrong with the body, field by field"
+    )
 
 
 class ReservationsError(Error):

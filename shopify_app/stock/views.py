@@ -32,6 +32,7 @@ from .schemas import (
     ConfirmIn,
     ConfirmOut,
     Error,
+    LimitError,
     OutOfStockError,
     ReservationOut,
     ReservationsError,
@@ -220,7 +221,13 @@ def set_stock(sku: str) -> Any:
 @documented(  # the hot path: parse_body validates with one pydantic call
     api.validate(
         json=ReserveIn,
-        resp=Answers(HTTP_200=ReservationOut, HTTP_409=OutOfStockError, HTTP_404=Error, **COMMON),
+        resp=Answers(
+            HTTP_200=ReservationOut,
+            HTTP_409=OutOfStockError,
+            HTTP_404=Error,
+            HTTP_429=LimitError,
+            **COMMON,
+        ),
         tags=TAGS,
         security=BEARER,
     )
@@ -241,7 +248,13 @@ self_parsing("stock.reserve")
 @bp.post("/reserve")
 @api.validate(
     json=ReserveLinesIn,
-    resp=Answers(HTTP_200=ReservationsOut, HTTP_409=OutOfStockError, HTTP_404=Error, **COMMON),
+    resp=Answers(
+        HTTP_200=ReservationsOut,
+        HTTP_409=OutOfStockError,
+        HTTP_404=Error,
+        HTTP_429=LimitError,
+        **COMMON,
+    ),
     tags=TAGS,
     security=BEARER,
 )

@@ -4,13 +4,13 @@ const test = require("node:test");
 const assert = require("node:assert/strict");
 const snippet = require("../../shopify_app/static/bazico-reserve.js");
 
-function storefront(reserveStatus) {
+function storefront(reserveStatus, reserveBody = {}) {
   const calls = [];
   const fetch = async (url, init = {}) => {
     calls.push({ url, method: init.method || "GET", body: init.body ? JSON.parse(init.body) : null });
     if (url === "/cart.js") return { ok: true, status: 200, json: async () => ({ token: "c1-tok?key=9" }) };
     if (url.startsWith("/apps/bazico/stock/")) {
-      return { ok: reserveStatus === 200, status: reserveStatus, json: async () => ({}) };
+      return { ok: reserveStatus === 200, status: reserveStatus, json: async () => reserveBody };
     }
     return { ok: true, status: 200, json: async () => ({}) };
   };
@@ -53,4 +53,25 @@ test("any other failure does not add either", async () => {
   assert.equal(result.added, false);
   assert.ok(!shop.calls.some((c) => c.url === "/cart/add.js"));
   assert.deepEqual(notes, [snippet.MESSAGES.error]);
+});
+
+test("over a per-cart limit: shows the service's message and does not add", async () => {
+  const message = "Limite de 5 unidades deste produto por carrinho.";
+  const shop = storefront(429, { error: "hold_limit_exceeded", message, retry_after: 900 });
+  const notes = [];
+  const result = await snippet.reserveThenAdd({
+    fetch: shop.fetch, sku: "TEE", variantId: 1, notify: (m) => notes.push(m),
+  });
+  assert.deepEqual(result, { added: false, reason: "limited" });
+  assert.ok(!shop.calls.some((c) => c.url === "/cart/add.js"));
+  assert.deepEqual(notes, [message]);
+});
+
+test("a limit answer without a readable message falls back to a generic one", async () => {
+  const shop = storefront(429, null);
+  const notes = [];
+  await snippet.reserveThenAdd({
+    fetch: shop.fetch, sku: "TEE", variantId: 1, notify: (m) => notes.push(m),
+  });
+  assert.deepEqual(notes, [snippet.MESSAGES.limited]);
 });
