@@ -130,7 +130,7 @@ def _execute_autocommit(
     connection empties the pool, as SQLAlchemy does on a disconnect: after a database restart
     one request fails, not one per pooled connection.
     """
-    fairy = engine.raw_connection()
+    fairy = _checkout(engine, sql, params)
     try:
         driver = fairy.driver_connection
         driver.autocommit = True
@@ -209,7 +209,7 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
         "active": HoldStatus.ACTIVE.value,
         "reason": Reason.RESERVE.value,
     }
-    fairy = engine.raw_connection()
+    fairy = _checkout(engine, _RESERVE_BATCH, params)
     driver = fairy.driver_connection
     try:
         with driver.cursor() as cursor:
@@ -226,6 +226,16 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
         raise DBAPIError.instance(_RESERVE_BATCH, params, exc, psycopg.Error) from exc
     finally:
         fairy.close()  # the pool rolls back whatever is still open
+
+
+def _checkout(engine: Engine, sql: str, params: dict[str, object]) -> Any:
+    """A pooled connection. ``raw_connection`` raises the driver's own error when a new
+    connection cannot be opened (the database is down or restarting); it is raised as
+    SQLAlchemy's here, as ``engine.connect()`` would, so the request gets a 503, not a 500."""
+    try:
+        return engine.raw_connection()
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
 
 def _discard_if_broken(engine: Engine, fairy: Any, driver: Any, exc: Exception) -> None:

@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,10 @@ def _http_error(exc: HTTPException) -> Response:
     return response
 
 
-def _database_unavailable(exc: DBAPIError) -> Response:
-    # A lock or statement timeout, or the database gone: nothing was committed, so the client
-    # may retry. The details stay in the log, not in the answer.
+def _database_unavailable(exc: SQLAlchemyError) -> Response:
+    # A lock or statement timeout, the database gone (a connection refused or closed under us),
+    # or no pooled connection free in time: nothing was committed, so the client may retry.
+    # The details stay in the log, not in the answer.
     log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
     response = error_response(503, "unavailable", "the stock database is busy; retry shortly")
     response.headers["Retry-After"] = "1"
@@ -60,5 +62,6 @@ def _unexpected(exc: Exception) -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(OperationalError, _database_unavailable)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeout):
+        app.register_error_handler(unavailable, _database_unavailable)
     app.register_error_handler(Exception, _unexpected)

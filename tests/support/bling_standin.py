@@ -18,8 +18,10 @@
 
 Faults, settable at run time from any thread: ``fail_rate`` (random 500s, seeded), ``fail_next``,
 ``burst_429(n)``, ``slow(seconds)``, ``lose_answers_rate`` (a write is applied, then the connection
-is dropped unanswered), ``expire_access_tokens()``. Records for assertions: ``calls``,
-``max_calls_in_any_second``, ``sales_orders``, ``contacts``, ``postings``, ``refreshes``.
+is dropped unanswered), ``expire_access_tokens()``; outages: ``answer_unavailable()`` (503 to
+everything) and ``refuse_connections()`` / ``accept_connections()`` (same port afterwards).
+Records for assertions: ``calls``, ``max_calls_in_any_second``, ``sales_orders``, ``contacts``,
+``postings``, ``refreshes``, ``unavailable_answers``.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ class BlingStandIn:
         self.used_today = 0
         self._admitted: collections.deque[float] = collections.deque()
         self._server: ThreadingHTTPServer | None = None
+        self._port = 0
+        self._unavailable = False
+        self.unavailable_answers = 0
         for item in products:
             codigo, stock = (item, 0) if isinstance(item, str) else item
             self.add_product(codigo, stock)
@@ -157,12 +162,22 @@ class BlingStandIn:
     # --- life cycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> BlingStandIn:
+        self._listen()
+        return self
+
+    def _listen(self) -> None:
         handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", self._port), handler)
         self._server.daemon_threads = True
+        self._port = self._server.server_address[1]  # the same port again after an outage
         poll = {"poll_interval": 0.05}
         threading.Thread(target=self._server.serve_forever, kwargs=poll, daemon=True).start()
-        return self
+
+    def _close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
 
     def __exit__(
         self,
@@ -170,14 +185,29 @@ class BlingStandIn:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._close()
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "use the stand-in as a context manager"
-        return f"http://127.0.0.1:{self._server.server_address[1]}{PREFIX}"
+        assert self._port, "use the stand-in as a context manager"
+        return f"http://127.0.0.1:{self._port}{PREFIX}"
+
+    # --- outages -------------------------------------------------------------------------------
+
+    def answer_unavailable(self, on: bool = True) -> None:
+        """Every request (OAuth included) gets a 503 from "the load balancer" and changes
+        nothing, until called again with ``on=False``. Counted in ``unavailable_answers``."""
+        with self._lock:
+            self._unavailable = on
+
+    def refuse_connections(self) -> None:
+        """Stop listening: connections are refused, as when Bling's host is down."""
+        self._close()
+
+    def accept_connections(self) -> None:
+        """Listen again, on the same port, after ``refuse_connections``."""
+        if self._server is None:
+            self._listen()
 
     # --- arranging -----------------------------------------------------------------------------
 
@@ -389,6 +419,13 @@ class BlingStandIn:
                     "invalid_token", "invalid_token", f"The access token provided {what}"
                 )
         return None
+
+    def unavailable(self) -> bool:
+        """Whether this request is answered 503 by the outage (and counted)."""
+        with self._lock:
+            if self._unavailable:
+                self.unavailable_answers += 1
+            return self._unavailable
 
     def lose_this_answer(self) -> bool:
         with self._lock:
@@ -744,6 +781,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         arrived = time.monotonic()
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.standin.unavailable():
+            self._unavailable()
+            return
         parts = urlsplit(self.path)
         if not parts.path.startswith(PREFIX + "/"):
             self._answer(404, error("RESOURCE_NOT_FOUND", "Recurso não encontrado"))
@@ -767,6 +807,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         call.status = reply[0]
         self._answer(*reply)
+
+    def _unavailable(self) -> None:
+        data = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>"
+        try:
+            self.send_response(503)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = b"" if body is None or status == 204 else json.dumps(body).encode()

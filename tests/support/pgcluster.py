@@ -112,9 +112,15 @@ class PgCluster:
     """A private PostgreSQL server in a temporary directory, removed again by stop()."""
 
     def __init__(
-        self, bin_dir: Path | str | None = None, base_dir: Path | str | None = None
+        self,
+        bin_dir: Path | str | None = None,
+        base_dir: Path | str | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
+        """``settings``: extra postgresql.conf lines (values quoted as the file wants them),
+        e.g. ``{"synchronous_commit": "on"}`` for a test that crashes the server on purpose."""
         self.bin_dir: Path | None = Path(bin_dir) if bin_dir is not None else None
+        self.extra_settings = dict(settings or {})
         self.base_dir: Path | str | None = base_dir
         self.user = SUPERUSER
         self.host = HOST
@@ -200,6 +206,40 @@ class PgCluster:
             self.root_dir = None
             self.url = None
             self.port = None
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data and port, to ``resume`` it later (outage tests).
+
+        ``mode`` is pg_ctl's: ``fast`` (sessions are terminated, clean shutdown) or
+        ``immediate`` (no shutdown at all, as in a crash; the next start recovers from the WAL).
+        """
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"not a pg_ctl shutdown mode: {mode!r}")
+        assert self.bin_dir is not None
+        self._run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
+            as_owner=True,
+        )
+
+    def resume(self) -> None:
+        """Start a server stopped by ``halt`` again, on the same port (same URLs)."""
+        assert self.bin_dir is not None and self.port is not None
+        self._run(
+            [
+                str(self.bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_path),
+                "-o",
+                f"-p {self.port}",
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_S),
+                "start",
+            ],
+            as_owner=True,
+        )
 
     def __enter__(self) -> PgCluster:
         self.start()
@@ -338,6 +378,7 @@ class PgCluster:
     def _configure(self) -> None:
         # Appending and truncating keep the files' owner, so no chown is needed as root.
         settings = dict(_SERVER_SETTINGS, unix_socket_directories=f"'{self._root}'")
+        settings.update(self.extra_settings)
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\n# bazico throwaway cluster\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
