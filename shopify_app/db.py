@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from .config import Settings
 
@@ -63,3 +65,55 @@ def _sqlite_engine(url: Any) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+# --- one statement straight on the driver (PostgreSQL's hot paths) ----------------------------
+
+
+def execute_autocommit(
+    engine: Engine, sql: str, params: dict[str, object], *, all_rows: bool = False
+) -> Any:
+    """Run one statement as its own transaction on a pooled psycopg connection; its first row
+    (every row with ``all_rows``).
+
+    Straight on the driver: SQLAlchemy's execution layer costs more Python time than the
+    statement costs PostgreSQL on this path. The pool still owns the connection (checkout and
+    return), ``autocommit`` is only flipped while the connection is out (psycopg sends nothing
+    for it, and no BEGIN/COMMIT round trips follow), and a driver error is raised as
+    SQLAlchemy's, so the app's handlers answer 503 for it as for any other statement. A lost
+    connection empties the pool, as SQLAlchemy does on a disconnect: after a database restart
+    one request fails, not one per pooled connection.
+    """
+    fairy = checkout(engine, sql, params)
+    try:
+        driver = fairy.driver_connection
+        driver.autocommit = True
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(sql, params, prepare=True)
+                row = cursor.fetchall() if all_rows else cursor.fetchone()
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
+    except psycopg.Error as exc:
+        discard_if_broken(engine, fairy, driver, exc)
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+    finally:
+        fairy.close()
+    return row
+
+
+def checkout(engine: Engine, sql: str, params: dict[str, object]) -> Any:
+    """A pooled connection. ``raw_connection`` raises the driver's own error when a new
+    connection cannot be opened (the database is down or restarting); it is raised as
+    SQLAlchemy's here, as ``engine.connect()`` would, so the request gets a 503, not a 500."""
+    try:
+        return engine.raw_connection()
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+def discard_if_broken(engine: Engine, fairy: Any, driver: Any, exc: Exception) -> None:
+    if engine.dialect.is_disconnect(exc, driver, None) or driver.broken:
+        fairy.invalidate(exc)
+        engine.dispose(close=False)

@@ -23,12 +23,12 @@ ledger, the counters and the holds agree (the property and race tests run over t
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..db import checkout, discard_if_broken, execute_autocommit
 from .domain import Hold, HoldSource, HoldStatus, Reason, new_hold_id
 
 # Named %(…)s parameters: psycopg prepares the statement on the server after a few executions.
@@ -78,7 +78,7 @@ def reserve_one(
         "reason": Reason.RESERVE.value,
         "reference": str(hold_id),
     }
-    row = _execute_autocommit(engine, _RESERVE_ONE, params)
+    row = execute_autocommit(engine, _RESERVE_ONE, params)
     if row is None or not row[0]:
         return None
     return Hold(
@@ -112,41 +112,8 @@ def levels_of(
 ) -> dict[str, tuple[int, int, int, int]]:
     """``level_of`` for several SKUs in one statement (unknown ones are absent)."""
     params = {"skus": skus, "now": now, "active": HoldStatus.ACTIVE.value}
-    rows = _execute_autocommit(engine, _LEVELS, params, all_rows=True)
+    rows = execute_autocommit(engine, _LEVELS, params, all_rows=True)
     return {str(r[0]): (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
-
-
-def _execute_autocommit(
-    engine: Engine, sql: str, params: dict[str, object], *, all_rows: bool = False
-) -> Any:
-    """Run one statement as its own transaction on a pooled psycopg connection; its first row
-    (every row with ``all_rows``).
-
-    Straight on the driver: SQLAlchemy's execution layer costs more Python time than the
-    statement costs PostgreSQL on this path. The pool still owns the connection (checkout and
-    return), ``autocommit`` is only flipped while the connection is out (psycopg sends nothing
-    for it, and no BEGIN/COMMIT round trips follow), and a driver error is raised as
-    SQLAlchemy's, so the app's handlers answer 503 for it as for any other statement. A lost
-    connection empties the pool, as SQLAlchemy does on a disconnect: after a database restart
-    one request fails, not one per pooled connection.
-    """
-    fairy = _checkout(engine, sql, params)
-    try:
-        driver = fairy.driver_connection
-        driver.autocommit = True
-        try:
-            with driver.cursor() as cursor:
-                cursor.execute(sql, params, prepare=True)
-                row = cursor.fetchall() if all_rows else cursor.fetchone()
-        finally:
-            if not driver.closed:
-                driver.autocommit = False
-    except psycopg.Error as exc:
-        _discard_if_broken(engine, fairy, driver, exc)
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
-    finally:
-        fairy.close()
-    return row
 
 
 # --- several reservations, of one SKU or several, in one transaction ---------------------------
@@ -209,7 +176,7 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
         "active": HoldStatus.ACTIVE.value,
         "reason": Reason.RESERVE.value,
     }
-    fairy = _checkout(engine, _RESERVE_BATCH, params)
+    fairy = checkout(engine, _RESERVE_BATCH, params)
     driver = fairy.driver_connection
     try:
         with driver.cursor() as cursor:
@@ -222,23 +189,7 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
             driver.rollback()
         return taken
     except psycopg.Error as exc:
-        _discard_if_broken(engine, fairy, driver, exc)
+        discard_if_broken(engine, fairy, driver, exc)
         raise DBAPIError.instance(_RESERVE_BATCH, params, exc, psycopg.Error) from exc
     finally:
         fairy.close()  # the pool rolls back whatever is still open
-
-
-def _checkout(engine: Engine, sql: str, params: dict[str, object]) -> Any:
-    """A pooled connection. ``raw_connection`` raises the driver's own error when a new
-    connection cannot be opened (the database is down or restarting); it is raised as
-    SQLAlchemy's here, as ``engine.connect()`` would, so the request gets a 503, not a 500."""
-    try:
-        return engine.raw_connection()
-    except psycopg.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
-
-
-def _discard_if_broken(engine: Engine, fairy: Any, driver: Any, exc: Exception) -> None:
-    if engine.dialect.is_disconnect(exc, driver, None) or driver.broken:
-        fairy.invalidate(exc)
-        engine.dispose(close=False)

@@ -15,6 +15,7 @@ still count across every gunicorn worker and every dyno. No per-process counters
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from sqlalchemy import Column, Engine, Float, Integer, String, Table, delete, se
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
+from ..db import execute_autocommit
 from ..stock.tables import metadata
 
 rate_limit_counters = Table(
@@ -39,19 +41,18 @@ rate_limit_counters = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-# One statement per hit, the same text on PostgreSQL and SQLite: the window restarts when the row
-# has run out, else the hit is added; the new count and the window's end come back.
-_HIT = text(
-    """
-INSERT INTO rate_limit_counters (key, hits, expires_at) VALUES (:key, :amount, :expires_at)
+# One statement per hit, the same on PostgreSQL and SQLite: the window restarts when the row has
+# run out, else the hit is added; the new count and the window's end come back.
+_HIT = """
+INSERT INTO rate_limit_counters (key, hits, expires_at) VALUES (%(key)s, %(amount)s, %(ends)s)
 ON CONFLICT (key) DO UPDATE SET
-    hits = CASE WHEN rate_limit_counters.expires_at <= :now THEN excluded.hits
+    hits = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.hits
                 ELSE rate_limit_counters.hits + excluded.hits END,
-    expires_at = CASE WHEN rate_limit_counters.expires_at <= :now THEN excluded.expires_at
+    expires_at = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.expires_at
                       ELSE rate_limit_counters.expires_at END
 RETURNING hits, expires_at
 """
-)
+_HIT_SQLALCHEMY = text(re.sub(r"%\((\w+)\)s", r":\1", _HIT))
 
 
 class DatabaseStorage(Storage):
@@ -64,6 +65,7 @@ class DatabaseStorage(Storage):
     ) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
         self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -73,9 +75,12 @@ class DatabaseStorage(Storage):
         """Add ``amount`` to ``key``'s window (a new one of ``expiry`` seconds if it ran out);
         the count and the window's end."""
         now = time.time()
-        params = {"key": key, "amount": amount, "expires_at": now + expiry, "now": now}
-        with self.engine.begin() as connection:
-            hits, expires_at = connection.execute(_HIT, params).one()
+        params: dict[str, object] = {"key": key, "amount": amount, "ends": now + expiry, "now": now}
+        if self._postgres:  # one round trip, in autocommit (db.execute_autocommit)
+            hits, expires_at = execute_autocommit(self.engine, _HIT, params)
+        else:  # SQLite: BEGIN IMMEDIATE, like every write here
+            with self.engine.begin() as connection:
+                hits, expires_at = connection.execute(_HIT_SQLALCHEMY, params).one()
         return int(hits), float(expires_at)
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
