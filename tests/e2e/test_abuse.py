@@ -23,7 +23,7 @@ from shopify_app.stock.tables import holds
 from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, children_of, free_port, wait_ready
+from tests.support.procfile import ProcfileRunner, call, free_port
 from tests.support.race import Call, race
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
@@ -77,13 +77,7 @@ def storefront(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine, ProcfileRun
     )
     engine = create_engine(url)
     try:
-        release = runner.run("release")
-        assert release.returncode == 0, release.stdout + release.stderr
-        web = runner.start("web")
-        wait_ready(port, web)
-        deadline = time.monotonic() + 30
-        while len(children_of(web.pid)) < WORKERS and time.monotonic() < deadline:
-            time.sleep(0.05)
+        web = runner.release_and_serve(port, WORKERS)
         yield port, engine, runner, web.pid
         assert runner.stop(web) == 0, runner.log_of(web)
     finally:

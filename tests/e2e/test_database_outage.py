@@ -34,7 +34,7 @@ from shopify_app.stock.tables import holds
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.outage import Answer, Load, Prober, json_request, percentile, request
 from tests.support.pgcluster import PgCluster, find_pg_bin
-from tests.support.procfile import ProcfileRunner, children_of, free_port, wait_for, wait_ready
+from tests.support.procfile import ProcfileRunner, children_of, free_port, wait_for
 from tests.support.shopify_sender import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
@@ -94,11 +94,7 @@ def deployment() -> Iterator[Deployment]:
     )
     engine = create_engine(url, pool_pre_ping=True)
     try:
-        release = runner.run("release")
-        assert release.returncode == 0, release.stdout + release.stderr
-        web = runner.start("web")
-        wait_ready(port, web)
-        wait_for(lambda: len(children_of(web.pid)) >= WEB_WORKERS, "gunicorn workers", 30, web)
+        web = runner.release_and_serve(port, WEB_WORKERS)
         worker = runner.start("worker")
         wait_for(lambda: "worker started" in runner.log_of(worker), "worker start", 30, worker)
         for sku, units in [(SCARCE, SCARCE_STOCK), (ORDERED, 100_000), (SWEPT, 1000)] + [

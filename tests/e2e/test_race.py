@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from sqlalchemy import Engine, create_engine, select
 from shopify_app.stock.tables import holds
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, children_of, free_port, wait_ready
+from tests.support.procfile import ProcfileRunner, call, children_of, free_port
 from tests.support.race import Call, race
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -66,13 +65,7 @@ def service(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Servic
     )
     engine = create_engine(url)
     try:
-        release = runner.run("release")
-        assert release.returncode == 0, release.stdout + release.stderr
-        web = runner.start("web")
-        wait_ready(port, web)
-        deadline = time.monotonic() + 30
-        while len(children_of(web.pid)) < WORKERS and time.monotonic() < deadline:
-            time.sleep(0.05)  # gunicorn answers as soon as its first worker is up
+        web = runner.release_and_serve(port, WORKERS)
         yield Service(port, engine, runner, web.pid)
         assert runner.stop(web) == 0, runner.log_of(web)
     finally:

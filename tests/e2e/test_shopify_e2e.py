@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine
 
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count
 from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, free_port, wait_ready
+from tests.support.procfile import ProcfileRunner, call, free_port
 from tests.support.shopify_sender import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
@@ -38,9 +38,7 @@ def web(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine]]:
     )
     engine = create_engine(url)
     try:
-        assert runner.run("release").returncode == 0
-        proc = runner.start("web")
-        wait_ready(port, proc)
+        runner.release_and_serve(port)
         yield port, engine
     finally:
         runner.close()

@@ -28,10 +28,7 @@ from tests.support.pgcluster import PgCluster
 from tests.support.procfile import (
     ProcfileRunner,
     call,
-    children_of,
     free_port,
-    wait_for,
-    wait_ready,
 )
 from tests.support.shopify_sender import signed_headers
 
@@ -65,10 +62,7 @@ def web(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine]]:
     )
     engine = create_engine(url)
     try:
-        assert runner.run("release").returncode == 0
-        proc = runner.start("web")
-        wait_ready(port, proc)
-        wait_for(lambda: len(children_of(proc.pid)) >= 2, "gunicorn workers", 30, proc)
+        proc = runner.release_and_serve(port, 2)
         yield port, engine
         assert runner.stop(proc) == 0, runner.log_of(proc)
     finally:

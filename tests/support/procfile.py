@@ -105,6 +105,16 @@ class ProcfileRunner:
         self.processes.append((proc, log_path))
         return proc
 
+    def release_and_serve(self, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+        """Run ``release``, start ``web`` and wait until it answers with ``workers`` workers up
+        (gunicorn answers as soon as its first worker is)."""
+        release = self.run("release")
+        assert release.returncode == 0, release.stdout + release.stderr
+        web = self.start("web")
+        wait_ready(port, web)
+        wait_for(lambda: len(children_of(web.pid)) >= workers, "gunicorn workers", 30, web)
+        return web
+
     def log_of(self, proc: subprocess.Popen[bytes]) -> str:
         for candidate, path in self.processes:
             if candidate is proc:
