@@ -17,7 +17,7 @@ from limits import parse_many
 DEFAULT_DATABASE_URL = "sqlite:///instance/bazico.db"
 #: Signs cookies and derives the token key when SECRET_KEY is unset, which only development and
 #: test allow (production refuses to start without SECRET_KEY).
-DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - deliberately not secret
+DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 # nosec B105 # not secret
 # carts/*, checkouts/* and orders/* webhooks need read_orders; the App Proxy needs write_app_proxy.
 DEFAULT_SHOPIFY_SCOPES = "read_orders,read_products,write_app_proxy"
 SHOP_DOMAIN_RE = re.compile(r"\A[a-z0-9][a-z0-9-]*\.myshopify\.com\Z")
