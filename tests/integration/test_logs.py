@@ -375,6 +375,7 @@ def test_no_secret_or_token_value_appears_in_any_answer_log_line_or_command_outp
     # The stand-in does not know the stored Bling tokens: the sync was refused, the refresh
     # too, so the tokens did travel (in headers and a form body) and their refusal was logged.
     assert commands["bling sync"].exit_code != 0
+    assert commands["shopify register-webhooks"].exit_code != 0  # nothing listens at its Admin URL
 
     expected = {
         "health": 200,
@@ -401,6 +402,9 @@ def test_no_secret_or_token_value_appears_in_any_answer_log_line_or_command_outp
         "install": 302,
         "bling connect": 302,
         "bling callback bad state": 403,
+        "bling callback refused code": 400,  # the stand-in never issued that code
+        "shopify callback forged": 401,
+        "410/404 release": 404,
         "shopify webhook ok": 200,
         "shopify webhook ok previous": 200,
         "shopify webhook 401": 401,
