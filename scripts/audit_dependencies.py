@@ -43,7 +43,11 @@ from pip_audit._service.pypi import PyPIService
 
 PYPI_JSON = "https://pypi.org/pypi"
 CANARY = "ecdsa"
-DEFAULT_TIMEOUT = 20
+DEFAULT_TIMEOUT = 10
+#: After this many pins in a row whose audit could not reach the feed, the rest are not tried (a
+#: feed that hangs would otherwise cost two timeouts per pin).
+MAX_FEED_FAILURES = 3
+FEED_FAILURE = "the advisory feed could not be read"
 _PER_VERSION_URL = re.compile(re.escape(PYPI_JSON) + r"/([^/]+)/([^/]+)/json")
 
 
@@ -173,7 +177,7 @@ def audit_pin(
     try:
         answered, results = service.query(dependency)
     except (ServiceError, requests.RequestException, ValueError) as exc:
-        reason = f"the advisory feed could not be read: {type(exc).__name__}: {exc}"
+        reason = f"{FEED_FAILURE}: {type(exc).__name__}: {exc}"
         return Outcome(pin, "unaudited", reason=reason)
     note = fallback.notes.get((pin.name, str(Version(pin.version))), "") or fallback.notes.get(
         (pin.name, pin.version), ""
@@ -197,6 +201,26 @@ def audit_pin(
     if outcome.vulnerabilities:
         outcome.status = "vulnerable"
     return outcome
+
+
+def audit_all(
+    pins: Sequence[Pin],
+    service: PyPIService,
+    fallback: LatestReleaseFallback,
+    ignores: dict[str, str],
+) -> list[Outcome]:
+    """Every pin's outcome; once the feed fails for several pins in a row, the rest wait."""
+    outcomes: list[Outcome] = []
+    failures = 0
+    for pin in pins:
+        if failures >= MAX_FEED_FAILURES:
+            reason = f"not tried: {FEED_FAILURE} for {failures} pins in a row"
+            outcomes.append(Outcome(pin, "unaudited", reason=reason))
+            continue
+        outcome = audit_pin(pin, service, fallback, ignores)
+        failures = failures + 1 if outcome.reason.startswith(FEED_FAILURE) else 0
+        outcomes.append(outcome)
+    return outcomes
 
 
 def check_canary(
@@ -291,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service, fallback = make_service()
     print(f"auditing {len(pins)} pins of {', '.join(str(p) for p in args.locks)}")
     canary = None if args.no_canary else check_canary(service, fallback, fallback.session)
-    outcomes = [audit_pin(pin, service, fallback, ignores) for pin in pins]
+    outcomes = audit_all(pins, service, fallback, ignores)
     return report(outcomes, other, canary, allow_unaudited=args.allow_unaudited)
 
 

@@ -139,6 +139,21 @@ def test_unknown_projects_and_an_unreachable_feed_are_not_audited() -> None:
     assert "NOT AUDITED       flask==3.1.3: the advisory feed could not be read" in out
 
 
+def test_a_feed_that_is_down_is_not_asked_about_every_pin() -> None:
+    class Down(FakePyPI):
+        def get(self, url: str, **kwargs: Any) -> requests.Response:
+            self.urls.append(url)
+            raise requests.ConnectTimeout("timed out")
+
+    fake = Down()
+    service, fallback = audit.make_service(fake)
+    pins = [audit.Pin(f"p{i}", "1.0", ()) for i in range(10)]
+    outcomes = audit.audit_all(pins, service, fallback, {})
+    assert [o.status for o in outcomes] == ["unaudited"] * 10
+    assert len(fake.urls) == audit.MAX_FEED_FAILURES
+    assert outcomes[-1].reason.startswith("not tried: the advisory feed could not be read")
+
+
 def test_a_feed_that_reports_nothing_fails_the_canary() -> None:
     fake = FakePyPI()
     fake.projects["ecdsa"] = ("0.19.2", ["0.19.2"], [])  # e.g. a proxy that drops advisories
