@@ -7,6 +7,10 @@ the pinned version is the project's latest release*: that endpoint lists the adv
 latest release, so for any other pin it proves nothing. Such a pin is reported as NOT AUDITED,
 with the reason, and fails the audit: a pin nobody checked is never counted as clean
 (``--allow-unaudited`` turns that failure into a printed warning, for a run that says so).
+A pin that cannot be audited here and cannot move to the latest release (e.g. the latest needs a
+newer Python) may be accepted in ``[tool.dependency-audit.accept-unaudited]`` of pyproject.toml,
+keyed ``name==version`` so a changed pin needs a new decision, with the reason; it is still
+printed as NOT AUDITED on every run, with that reason, and never counted as clean.
 
 Before the pins, a canary is audited: the latest release of ``ecdsa``, whose maintainers will not
 fix CVE-2024-23342 (GHSA-wj6h-64fc-37mp, the Minerva timing attack), so every release of it is
@@ -72,6 +76,7 @@ class Outcome:
     ignored: list[tuple[VulnerabilityResult, str]] = field(default_factory=list)
     reason: str = ""
     via: str = ""
+    accepted: str = ""  # why an unaudited pin does not fail the audit (pyproject.toml)
 
 
 class LatestReleaseFallback:
@@ -151,16 +156,26 @@ def read_pins(paths: Sequence[Path]) -> tuple[list[Pin], list[tuple[str, str]]]:
     return pins, other
 
 
-def load_ignores(pyproject: Path) -> dict[str, str]:
-    """``[tool.dependency-audit.ignore]``: advisory id → the reason it does not apply."""
+def load_ignores(pyproject: Path, table_name: str = "ignore") -> dict[str, str]:
+    """A table of ``[tool.dependency-audit]``: ``ignore`` (advisory id → why it does not apply)
+    or ``accept-unaudited`` (``name==version`` → why that pin may stay unaudited)."""
     if not pyproject.exists():
         return {}
     table = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    ignores = table.get("tool", {}).get("dependency-audit", {}).get("ignore", {})
-    for vuln_id, reason in ignores.items():
+    entries = table.get("tool", {}).get("dependency-audit", {}).get(table_name, {})
+    for key, reason in entries.items():
         if not isinstance(reason, str) or len(reason.strip()) < 10:
-            raise SystemExit(f"pyproject.toml: ignoring {vuln_id} needs a reason")
-    return dict(ignores)
+            raise SystemExit(f"pyproject.toml: {table_name} {key} needs a reason")
+    return dict(entries)
+
+
+def accept(outcomes: list[Outcome], accepted: dict[str, str]) -> list[Outcome]:
+    """Mark the unaudited pins ``accepted`` names (exactly ``name==version``) with its reason."""
+    for outcome in outcomes:
+        key = f"{outcome.pin.name}=={outcome.pin.version}"
+        if outcome.status == "unaudited" and key in accepted:
+            outcome.accepted = accepted[key]
+    return outcomes
 
 
 def make_service(session: Session | None = None) -> tuple[PyPIService, LatestReleaseFallback]:
@@ -284,6 +299,8 @@ def report(
     for outcome in by_status["unaudited"]:
         pin = outcome.pin
         say(f"  NOT AUDITED       {pin.name}=={pin.version}: {outcome.reason}")
+        if outcome.accepted:
+            say(f"    accepted in pyproject.toml: {outcome.accepted}")
     if canary is not None:
         say(("  " if canary[0] else "  FAILED ") + canary[1])
 
@@ -293,10 +310,13 @@ def report(
         f"dependency audit: {len(outcomes)} pins, {clean} audited clean, "
         f"{vulnerable} vulnerable, {unaudited} NOT AUDITED"
     )
-    if unaudited and not allow_unaudited:
+    refused = [o for o in by_status["unaudited"] if not o.accepted]
+    if unaudited - len(refused):
+        summary += f" ({unaudited - len(refused)} accepted in pyproject.toml, not clean)"
+    if refused and not allow_unaudited:
         failed = True
         summary += " (a pin that was not audited is not clean)"
-    elif unaudited:
+    elif refused:
         summary += " (allowed by --allow-unaudited: this run does NOT show them clean)"
     say(summary + (": FAILED" if failed else ": passed"))
     return 1 if failed else 0
@@ -315,7 +335,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     service, fallback = make_service()
     print(f"auditing {len(pins)} pins of {', '.join(str(p) for p in args.locks)}")
     canary = None if args.no_canary else check_canary(service, fallback, fallback.session)
-    outcomes = audit_all(pins, service, fallback, ignores)
+    outcomes = accept(
+        audit_all(pins, service, fallback, ignores),
+        load_ignores(args.pyproject, "accept-unaudited"),
+    )
     return report(outcomes, other, canary, allow_unaudited=args.allow_unaudited)
 
 

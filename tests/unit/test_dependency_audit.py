@@ -120,6 +120,24 @@ def test_a_pin_older_than_the_latest_release_is_not_audited_and_fails_the_audit(
     assert "NOT AUDITED       flask==3.0.0" in out and "does NOT show them clean" in out
 
 
+def test_an_accepted_unaudited_pin_passes_but_is_still_printed_as_not_audited() -> None:
+    fake = FakePyPI()
+    service, fallback = audit.make_service(fake)
+    pins = [audit.Pin("flask", "3.0.0", ()), audit.Pin("oldlib", "1.0", ())]
+    reason = "the latest release needs a newer Python than the service runs"
+    accepted = {"flask==3.0.0": reason, "oldlib==2.0": reason}
+    outcomes = audit.accept(audit.audit_all(pins, service, fallback, {}), accepted)
+    out = io.StringIO()
+    status = audit.report(outcomes, [], None, allow_unaudited=False, out=out)
+    text = out.getvalue()
+    assert status == 1  # oldlib 1.0 was not accepted (the entry names another version)
+    assert "NOT AUDITED       flask==3.0.0" in text
+    assert f"accepted in pyproject.toml: {reason}" in text
+    assert "2 NOT AUDITED (1 accepted in pyproject.toml, not clean)" in text
+    status = audit.report(outcomes[:1], [], None, allow_unaudited=False, out=io.StringIO())
+    assert status == 0
+
+
 def test_a_vulnerability_of_an_older_pin_is_found_where_the_per_version_endpoint_answers() -> None:
     status, out = _run([("oldlib", "1.0")], FakePyPI(per_version=True))
     assert status == 1
