@@ -178,7 +178,7 @@ class BlingClient:
         self._token_provider = token_provider
         self._limiter = rate_limiter
         self._sleep = sleep
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._rng = rng or random.Random()  # noqa: S311 # nosec B311 # jitter, not security
         self._now = now
         self._session = session or requests.Session()
         self._calls = 0

@@ -103,7 +103,8 @@ class OAuthClient:
         """A new access **and** refresh token; the old refresh token stops working."""
         return self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
-    def revoke(self, token: str, token_type_hint: str = "refresh_token") -> None:  # noqa: S107 - a hint name, not a secret
+    # The default is the name of a token type (RFC 7009), not a secret.
+    def revoke(self, token: str, token_type_hint: str = "refresh_token") -> None:  # noqa: S107 # nosec B107
         """``POST /oauth/revoke`` (disconnecting the app)."""
         self._post("/oauth/revoke", {"token": token, "token_type_hint": token_type_hint})
 

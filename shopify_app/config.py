@@ -16,8 +16,8 @@ from limits import parse_many
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/bazico.db"
 #: Signs cookies and derives the token key when SECRET_KEY is unset, which only development and
-#: test allow (production refuses to start without SECRET_KEY).
-DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 - deliberately not secret
+#: test allow (production refuses to start without SECRET_KEY, or with this value as SECRET_KEY).
+DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 # nosec B105 # not secret
 # carts/*, checkouts/* and orders/* webhooks need read_orders; the App Proxy needs write_app_proxy.
 DEFAULT_SHOPIFY_SCOPES = "read_orders,read_products,write_app_proxy"
 SHOP_DOMAIN_RE = re.compile(r"\A[a-z0-9][a-z0-9-]*\.myshopify\.com\Z")
@@ -274,6 +274,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 r.problems.append(f"{name} is required when APP_ENV=production")
         if settings.secret_key is not None and len(settings.secret_key) < 16:
             r.problems.append("SECRET_KEY must be at least 16 characters long")
+        if settings.secret_key == DEVELOPMENT_SECRET_KEY:
+            r.problems.append("SECRET_KEY must not be the development key published in the code")
     for name in ("BLING_DEPOSIT_ID", "BLING_STORE_ID", "BLING_PAYMENT_METHOD_ID"):
         value = r.str(name)
         if value is not None and not (value.isascii() and value.isdigit()):

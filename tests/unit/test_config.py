@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from shopify_app.config import (
     DEFAULT_DATABASE_URL,
+    DEVELOPMENT_SECRET_KEY,
     ConfigError,
     load_settings,
     normalize_database_url,
@@ -119,3 +123,105 @@ def test_bling_ids_must_be_numeric() -> None:
         "BLING_STORE_ID must be a numeric Bling id, got '12x'",
     ]
     assert load_settings({"BLING_DEPOSIT_ID": "14887164"}).bling_deposit_id == "14887164"
+
+
+def test_production_refuses_the_development_secret_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "APP_ENV": "production",
+                "SECRET_KEY": DEVELOPMENT_SECRET_KEY,
+                "SHOPIFY_API_KEY": "key",
+                "SHOPIFY_API_SECRET": "secret",
+            }
+        )
+    assert caught.value.problems == [
+        "SECRET_KEY must not be the development key published in the code"
+    ]
+    assert DEVELOPMENT_SECRET_KEY not in str(caught.value)
+
+
+SECRET_VALUES = {
+    "SECRET_KEY": "short-Zq7key",  # too short for production: a problem that names it
+    "SHOPIFY_API_SECRET": "Zq7-shopify-secret-value",
+    "SHOPIFY_API_SECRET_PREVIOUS": "Zq7-previous-secret-value",
+    "SHOPIFY_ACCESS_TOKEN": "shpat_Zq7-static-token",
+    "STOCK_API_TOKEN": "Zq7-stock-api-token",
+    "BLING_CLIENT_SECRET": "Zq7-bling-client-secret",  # without BLING_CLIENT_ID: a problem
+    "METRICS_TOKEN": "Zq7-metrics-token",
+}
+
+
+def test_configuration_errors_name_secrets_but_never_print_their_values() -> None:
+    environ = {
+        **SECRET_VALUES,
+        "APP_ENV": "production",
+        # Every other check fails too, so every message is rendered.
+        "DATABASE_URL": "mysql://user:Zq7-db-password@h/db",
+        "PORT": "eighty",
+        "SHOPIFY_SHOP_DOMAIN": "evil.com",
+        "SHOPIFY_ADMIN_URL": "https://admin.example",
+        "LOG_LEVEL": "LOUD",
+        "BLING_DEPOSIT_ID": "x1",
+        "WORKER_METRICS_PORT": "0",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ)
+    text = str(caught.value)
+    assert "SECRET_KEY must be at least 16 characters long" in text
+    assert "BLING_CLIENT_ID and BLING_CLIENT_SECRET must be set together" in text
+    for value in (*SECRET_VALUES.values(), "Zq7-db-password"):
+        assert value not in text
+    assert "Zq7" not in text
+
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Files besides config.py that read the environment, and why: none of them reads a secret.
+OTHER_ENVIRONMENT_READERS = {
+    # The multiprocess metrics directory gunicorn.conf.py chooses before the app exists.
+    "shopify_app/observability/metrics.py",
+    # gunicorn's own settings (PORT, WEB_*, ACCESS_LOG, LOG_LEVEL), read before the app loads.
+    "gunicorn.conf.py",
+}
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """Names ``path`` reads with ``os.environ[...]``, ``.get(...)`` or ``os.getenv(...)``; ``?``
+    for any other touch of ``os.environ`` (a whole-environment read)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        name = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            reads_env = node.func.attr == "getenv" or (
+                isinstance(owner, ast.Attribute) and owner.attr == "environ"
+            )
+            if reads_env and node.args and isinstance(node.args[0], ast.Constant):
+                name = str(node.args[0].value)
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "environ"
+        ):
+            name = str(node.slice.value) if isinstance(node.slice, ast.Constant) else "?"
+        elif isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            name = "?"
+        if name is not None:
+            found.append(name)
+    return found
+
+
+def test_secrets_are_read_from_the_environment_by_config_py_only() -> None:
+    sources = [*ROOT.glob("shopify_app/**/*.py"), *ROOT.glob("bling/**/*.py")]
+    sources += [ROOT / "wsgi.py", ROOT / "gunicorn.conf.py"]
+    readers = {}
+    for path in sources:
+        reads = _environment_reads(path)
+        if reads:
+            readers[path.relative_to(ROOT).as_posix()] = reads
+    assert set(readers) - {"shopify_app/config.py"} == OTHER_ENVIRONMENT_READERS
+    secret_words = ("SECRET", "TOKEN", "PASSWORD", "DATABASE_URL", "KEY")
+    for name, reads in readers.items():
+        if name != "shopify_app/config.py":
+            assert not [r for r in reads if any(w in r for w in secret_words)], (name, reads)
