@@ -138,6 +138,25 @@ def test_an_accepted_unaudited_pin_passes_but_is_still_printed_as_not_audited() 
     assert status == 0
 
 
+def test_an_unauditable_test_tool_is_printed_but_only_a_shipped_pin_fails() -> None:
+    fake = FakePyPI()
+    service, fallback = audit.make_service(fake)
+    tool = audit.Pin("flask", "3.0.0", ("requirements-test.txt",))
+    shipped = audit.Pin("oldlib", "1.0", ("requirements.txt", "requirements-test.txt"))
+    tools_only = ["requirements-test.txt"]
+    out = io.StringIO()
+    outcomes = audit.audit_all([tool], service, fallback, {})
+    status = audit.report(outcomes, [], None, allow_unaudited=False, tools_only=tools_only, out=out)
+    assert status == 0
+    assert "NOT AUDITED       flask==3.0.0" in out.getvalue()
+    assert "(1 test-only tools, not shipped, not clean)" in out.getvalue()
+    outcomes = audit.audit_all([tool, shipped], service, fallback, {})
+    status = audit.report(
+        outcomes, [], None, allow_unaudited=False, tools_only=tools_only, out=io.StringIO()
+    )
+    assert status == 1, "a pin that deploys must be audited"
+
+
 def test_a_vulnerability_of_an_older_pin_is_found_where_the_per_version_endpoint_answers() -> None:
     status, out = _run([("oldlib", "1.0")], FakePyPI(per_version=True))
     assert status == 1
