@@ -12,7 +12,15 @@ from spectree import Response as Answers
 from ..runtime import current_runtime
 from ..web.auth import require_bearer
 from ..web.errors import error_response
-from ..web.openapi import BEARER, api, check_json_body, documented, parse_body, self_parsing
+from ..web.openapi import (
+    BEARER,
+    api,
+    check_json_body,
+    documented,
+    link,
+    parse_body,
+    self_parsing,
+)
 from . import services
 from .domain import (
     AlreadyConfirmed,
@@ -92,6 +100,8 @@ def _already_confirmed(exc: AlreadyConfirmed) -> Response:
 def check_sku(sku: str) -> None:
     if len(sku) > MAX_SKU_LENGTH:
         raise UnknownSku([sku[:MAX_SKU_LENGTH] + "…"])
+    if "\x00" in sku:  # no SKU can hold NUL (PostgreSQL text cannot), so none is tracked
+        raise UnknownSku([sku.replace("\x00", "\\x00")])
 
 
 def reserve_for(
@@ -160,6 +170,8 @@ def set_stock(sku: str) -> Any:
         return error_response(
             422, "invalid_request", f"sku longer than {MAX_SKU_LENGTH} characters"
         )
+    if "\x00" in sku:
+        return error_response(422, "invalid_request", "sku contains a NUL character")
     body: SetStockIn = request.context.json  # type: ignore[attr-defined]
     view = services.set_on_hand(current_runtime().uow(), sku, body.on_hand, reference="api")
     return level_json(view)
@@ -244,3 +256,36 @@ def release(reservation_id: str) -> Any:
         )
     services.release(current_runtime().uow(), hold_id)
     return Response(status=204)
+
+
+# --- OpenAPI links: what a client (or a stateful fuzzer) does next with an answer ------------
+
+_SKU = {"sku": "$response.body#/sku"}
+_HOLD = "$response.body#/reservation_id"
+link("/stock/{sku}", "put", 200, "Show", "get__stock_{sku}", parameters=_SKU)
+link("/stock/{sku}", "put", 200, "Reserve", "post__stock_{sku}_reserve", parameters=_SKU)
+link("/stock/{sku}/reserve", "post", 200, "Show", "get__stock_{sku}", parameters=_SKU)
+link(
+    "/stock/{sku}/reserve",
+    "post",
+    200,
+    "Confirm",
+    "post__stock_confirm",
+    request_body={"reservation_id": _HOLD},
+)
+link(
+    "/stock/{sku}/reserve",
+    "post",
+    200,
+    "Release",
+    "delete__stock_reservations_{reservation_id}",
+    parameters={"reservation_id": _HOLD},
+)
+link(
+    "/stock/confirm",
+    "post",
+    200,
+    "Release",
+    "delete__stock_reservations_{reservation_id}",
+    parameters={"reservation_id": "$response.body#/reservations/0/reservation_id"},
+)

@@ -5,6 +5,8 @@ Views declare their body and answers with ``@api.validate(...)``; nothing here l
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -133,13 +135,52 @@ def parse_body(model: type[M]) -> M | Response:
         return Response(json.dumps(body, default=str), 422, mimetype="application/json")
 
 
+#: OpenAPI links (a value of one answer feeds the next request: reserve -> confirm / release),
+#: which spectree cannot declare: ``link`` records them and ``openapi_document`` adds them.
+#: Keyed by (path, method, status); clients and stateful fuzzers (schemathesis) follow them.
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def link(
+    path: str,
+    method: str,
+    status: int,
+    name: str,
+    operation_id: str,
+    *,
+    parameters: dict[str, str] | None = None,
+    request_body: Any = None,
+) -> None:
+    """Declare that ``operation_id`` can follow a ``status`` answer of ``method path``."""
+    target: dict[str, Any] = {"operationId": operation_id}
+    if parameters:
+        target["parameters"] = parameters
+    if request_body is not None:
+        target["requestBody"] = request_body
+    LINKS.setdefault((path, method.lower(), str(status)), {})[name] = target
+
+
+def spec_with_links() -> dict[str, Any]:
+    """spectree's document plus the declared links (a copy: spectree's own stays untouched)."""
+    spec = copy.deepcopy(api.spec)
+    for (path, method, status), links in LINKS.items():
+        response = spec["paths"][path][method]["responses"][status]
+        response.setdefault("links", {}).update(links)
+    return spec
+
+
 docs = Blueprint("docs", __name__)
 
 
 @docs.get("/openapi.json")
 def openapi_document() -> Response:
     """The OpenAPI 3.1 document of every documented route."""
-    return jsonify(api.spec)
+    return jsonify(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return spec_with_links()
 
 
 @docs.get("/docs")
