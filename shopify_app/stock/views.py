@@ -166,12 +166,12 @@ def show(sku: str) -> Any:
 )
 def set_stock(sku: str) -> Any:
     """Manual stock count: set on_hand (creates the SKU if new); audited in the movement ledger."""
+    # 422s carry ``details`` (ValidationFailed): spectree checks the answer and would 500 without.
     if len(sku) > MAX_SKU_LENGTH:
-        return error_response(
-            422, "invalid_request", f"sku longer than {MAX_SKU_LENGTH} characters"
-        )
+        message = f"sku longer than {MAX_SKU_LENGTH} characters"
+        return error_response(422, "invalid_request", message, details=[])
     if "\x00" in sku:
-        return error_response(422, "invalid_request", "sku contains a NUL character")
+        return error_response(422, "invalid_request", "sku contains a NUL character", details=[])
     body: SetStockIn = request.context.json  # type: ignore[attr-defined]
     view = services.set_on_hand(current_runtime().uow(), sku, body.on_hand, reference="api")
     return level_json(view)
