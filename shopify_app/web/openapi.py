@@ -75,8 +75,10 @@ def check_json_body() -> Response | None:
         body = request.get_json(force=True)
     except Exception:  # Werkzeug raises BadRequest subclasses for every decoding failure
         return error_response(400, "invalid_json", "the request body is not valid JSON")
-    if not isinstance(body, dict):
-        return error_response(422, "invalid_request", "the request body must be a JSON object")
+    if not isinstance(body, dict):  # 422s carry ``details``, as the document's 422 says
+        return error_response(
+            422, "invalid_request", "the request body must be a JSON object", details=[]
+        )
     return None
 
 
@@ -128,7 +130,9 @@ def parse_body(model: type[M]) -> M | Response:
         if first.get("type") == "json_invalid":
             return error_response(400, "invalid_json", "the request body is not valid JSON")
         if first.get("type") == "model_type" and not first.get("loc"):
-            return error_response(422, "invalid_request", "the request body must be a JSON object")
+            return error_response(
+                422, "invalid_request", "the request body must be a JSON object", details=[]
+            )
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg")
         body = {"error": "invalid_request", "message": message, "details": details}
