@@ -42,7 +42,7 @@ from tests.support.shopify_sender import FIXTURE_TOPICS, fixture, signed_headers
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Examples (each a sequence of up to ``MAX_DELIVERIES`` deliveries) per test and database.
-EXAMPLES = {"sqlite": 200, "postgresql": 60}
+EXAMPLES = {"sqlite": 300, "postgresql": 100}
 MAX_DELIVERIES = 4
 BLING_SECRET = "test-bling-secret"
 BLING_DEPOSIT = 14887164653
