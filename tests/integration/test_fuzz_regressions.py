@@ -123,6 +123,15 @@ def test_mistyped_lists_and_names_are_read_not_500(
     assert_ledger_balanced(engine)
 
 
+def test_an_unknown_topic_longer_than_its_column_is_still_acknowledged(
+    client: FlaskClient, engine: Engine
+) -> None:
+    raw = b"{}"
+    headers = signed_headers(raw, "x/" + "y" * 200, secret=SHOPIFY_SECRET, shop=SHOP)
+    answer = client.post("/webhooks/shopify", data=raw, headers=headers)
+    assert answer.status_code == 200 and answer.get_json()["status"] == "ignored_topic"
+
+
 @pytest.mark.parametrize("order_id", [2**63, 2**64, -1, 0, True])
 def test_an_order_id_that_is_no_shopify_id_is_400(
     client: FlaskClient, engine: Engine, order_id: Any
