@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,20 +107,23 @@ class BlingEvent:
         if self.event not in STOCK_EVENTS | VIRTUAL_STOCK_EVENTS:
             return None
         product = self.data.get("produto") or {}
-        if not isinstance(product, Mapping) or product.get("id") is None:
-            raise InvalidEvent(f"{self.event} without produto.id")
+        product_id = _id(product.get("id")) if isinstance(product, Mapping) else None
+        if product_id is None:
+            raise InvalidEvent(f"{self.event} without a numeric produto.id")
         raw_deposits = self.data.get("depositos")
         if raw_deposits is None and isinstance(self.data.get("deposito"), Mapping):
             raw_deposits = [self.data["deposito"]]
+        if not isinstance(raw_deposits, list):
+            raw_deposits = []
         deposits = tuple(
             DepositBalance(
-                int(d["id"]), _number(d.get("saldoFisico")), _number(d.get("saldoVirtual"))
+                deposit_id, _number(d.get("saldoFisico")), _number(d.get("saldoVirtual"))
             )
-            for d in raw_deposits or ()
-            if isinstance(d, Mapping) and d.get("id") is not None
+            for d in raw_deposits
+            if isinstance(d, Mapping) and (deposit_id := _id(d.get("id"))) is not None
         )
         return StockChange(
-            product_id=int(product["id"]),
+            product_id=product_id,
             deposits=deposits,
             physical_total=_number(self.data.get("saldoFisicoTotal")),
             virtual_total=_number(self.data.get("saldoVirtualTotal")),
@@ -141,9 +145,9 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> BlingEvent:
     if not isinstance(body, Mapping):
         raise InvalidEvent("webhook body is not a JSON object")
     event_id, event = body.get("eventId"), body.get("event")
-    if not isinstance(event_id, str) or not event_id:
-        raise InvalidEvent("webhook without eventId")
-    if not isinstance(event, str) or "." not in event:
+    if not _is_name(event_id, MAX_EVENT_ID):
+        raise InvalidEvent("webhook without an eventId (1 to 255 characters, no NUL)")
+    if not _is_name(event, MAX_EVENT_NAME) or "." not in event:
         raise InvalidEvent("webhook without an event name like 'stock.updated'")
     data = body.get("data")
     return BlingEvent(
@@ -156,6 +160,17 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> BlingEvent:
     )
 
 
+#: Longest ``eventId`` and ``event`` accepted: longer ones are not Bling's (nor fit their columns).
+MAX_EVENT_ID = 255
+MAX_EVENT_NAME = 64
+
+
+def _is_name(value: Any, max_length: int) -> bool:
+    """A non-empty string of at most ``max_length`` characters, without NUL (which no database
+    text column can hold)."""
+    return isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value
+
+
 def _date(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -165,10 +180,27 @@ def _date(value: Any) -> datetime | None:
         raise InvalidEvent(f"webhook date is not ISO 8601: {value!r}") from exc
 
 
+#: Bling's ids are 64-bit integers.
+MAX_ID = 2**63 - 1
+#: No balance is larger: beyond it a number is garbage, not stock (and would not fit a column).
+MAX_BALANCE = 1e12
+
+
+def _id(value: Any) -> int | None:
+    """A positive 64-bit id (an int, or its decimal string), else None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID:
+        return value
+    return None
+
+
 def _number(value: Any) -> float | None:
+    """A balance as a float; None when absent, unreadable, not finite or beyond any stock."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) and abs(number) <= MAX_BALANCE else None

@@ -24,10 +24,13 @@ from .payloads import (
     attribute,
     cart_token_of,
     demand_of,
+    is_id,
     line_items,
+    list_of,
     normalize_token,
     order_details,
     order_id_of,
+    order_name_of,
     parse_time,
 )
 from .repository import Order, OrderLine
@@ -220,7 +223,7 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     order = Order(
         delivery.shop,
         order_id_of(payload),
-        payload.get("name") if isinstance(payload.get("name"), str) else None,
+        order_name_of(payload),
         _holder_of(uow, delivery),
         details=order_details(payload),
     )
@@ -394,7 +397,7 @@ def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     order = uow.shopify.order(delivery.shop, order_id, lock=True)
     if order is None:
         # Cancelled before its orders/create arrived: a tombstone makes that one a no-op.
-        tombstone = Order(delivery.shop, order_id, delivery.payload.get("name"), None)
+        tombstone = Order(delivery.shop, order_id, order_name_of(delivery.payload), None)
         tombstone.status, tombstone.forward_status = "cancelled", "cancelled"
         uow.shopify.claim_order(tombstone)
         return "unknown_order"
@@ -428,8 +431,8 @@ def app_uninstalled(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
 @handles("customers/data_request")
 def customer_data_request(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     """We hold no customer profile; the orders asked about are listed for the merchant."""
-    requested = delivery.payload.get("orders_requested") or []
-    held = [i for i in requested if isinstance(i, int) and uow.shopify.order(delivery.shop, i)]
+    requested = list_of(delivery.payload, "orders_requested")
+    held = [i for i in requested if is_id(i) and uow.shopify.order(delivery.shop, i)]
     log.info("privacy.data_request orders_requested=%d orders_held=%s", len(requested), held)
     return "answered"
 
@@ -437,7 +440,7 @@ def customer_data_request(uow: UnitOfWork, delivery: Delivery, policy: Policy) -
 @handles("customers/redact")
 def customer_redact(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     """Forget the cart tokens that tie this customer's orders to their carts and holds."""
-    ids = [i for i in delivery.payload.get("orders_to_redact") or [] if isinstance(i, int)]
+    ids = [i for i in list_of(delivery.payload, "orders_to_redact") if is_id(i)]
     tokens = uow.shopify.forget_cart_tokens(delivery.shop, ids)
     uow.stock.forget_holders(tokens)
     return "redacted"

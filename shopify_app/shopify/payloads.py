@@ -19,6 +19,41 @@ class PayloadError(ValueError):
     """The payload lacks what its topic must carry; the delivery is refused with 400."""
 
 
+#: Shopify's ids are 64-bit; anything outside a BIGINT cannot be one (and cannot be stored).
+MAX_ID = 2**63 - 1
+#: More units than any line can carry (the REST API's own limit); larger is not an order.
+MAX_LINE_QUANTITY = 1_000_000
+#: ``orders.name`` (Shopify's "#1001") is at most this long.
+MAX_ORDER_NAME = 64
+
+
+def is_id(value: Any) -> bool:
+    """A positive integer that fits a BIGINT column (``True`` is not an id)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL in its strings (keys too) replaced by U+FFFD.
+
+    PostgreSQL text cannot hold NUL; a SKU or token carrying one then names nothing tracked
+    here, rather than failing the delivery with a 500 (a fuzzer's find).
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
+def list_of(payload: dict[str, Any], key: str) -> list[Any]:
+    """``payload[key]`` when it is a JSON array, else empty: a missing, null or mistyped list
+    (a fuzzer sent ``"line_items": 5``) is read as no entries, never a 500."""
+    value = payload.get(key)
+    return value if isinstance(value, list) else []
+
+
 def normalize_token(token: Any) -> str | None:
     """Cart tokens are opaque and changed format over the years; ``?key=…`` is not part of them."""
     if not isinstance(token, str) or not token.strip():
@@ -66,7 +101,8 @@ class LineItem:
 def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
     """Lines with a SKU and a positive quantity; others are skipped and logged, never an error."""
     items = []
-    for index, raw in enumerate(payload.get("line_items") or []):
+    seen: set[int] = set()
+    for index, raw in enumerate(list_of(payload, "line_items")):
         if not isinstance(raw, dict):
             continue
         sku = raw.get("sku")
@@ -74,10 +110,13 @@ def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
         if not isinstance(sku, str) or not sku.strip():
             log.info("%s: line %s has no SKU; skipped", context, raw.get("id", index))
             continue
-        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+        if not is_id(quantity) or quantity > MAX_LINE_QUANTITY:
             log.info("%s: line %s has no usable quantity; skipped", context, raw.get("id", index))
             continue
-        line_id = raw.get("id") if isinstance(raw.get("id"), int) else index
+        line_id = raw.get("id") if is_id(raw.get("id")) else index
+        if line_id in seen:  # a repeated line id: keep both lines, under distinct keys
+            line_id = -(index + 1)
+        seen.add(line_id)
         title = raw.get("name") or raw.get("title")
         items.append(
             LineItem(
@@ -107,7 +146,7 @@ def cart_token_of(payload: dict[str, Any]) -> str:
 
 def attribute(payload: dict[str, Any], name: str) -> str | None:
     """A cart attribute as it reaches an order (``note_attributes``), or None."""
-    for entry in payload.get("note_attributes") or []:
+    for entry in list_of(payload, "note_attributes"):
         if isinstance(entry, dict) and entry.get("name") == name:
             return normalize_token(entry.get("value"))
     return None
@@ -115,9 +154,15 @@ def attribute(payload: dict[str, Any], name: str) -> str | None:
 
 def order_id_of(payload: dict[str, Any]) -> int:
     order_id = payload.get("id")
-    if not isinstance(order_id, int) or isinstance(order_id, bool):
+    if not is_id(order_id):
         raise PayloadError("order without a numeric id")
     return order_id
+
+
+def order_name_of(payload: dict[str, Any]) -> str | None:
+    """Shopify's order name ("#1001"), or None when absent or not a string."""
+    name = payload.get("name")
+    return name[:MAX_ORDER_NAME] if isinstance(name, str) and name else None
 
 
 @dataclass(frozen=True)
@@ -142,7 +187,7 @@ def order_details(payload: dict[str, Any]) -> OrderDetails:
     if isinstance(shipping_set, dict) and isinstance(shipping_set.get("shop_money"), dict):
         shipping = cents(shipping_set["shop_money"].get("amount"))
     if shipping is None:
-        lines = [s for s in payload.get("shipping_lines") or [] if isinstance(s, dict)]
+        lines = [s for s in list_of(payload, "shipping_lines") if isinstance(s, dict)]
         prices = [cents(s.get("price")) for s in lines]
         shipping = sum(p for p in prices if p is not None) if lines else None
     customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}

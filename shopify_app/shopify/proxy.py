@@ -19,6 +19,7 @@ from ..runtime import current_runtime
 from ..stock.domain import HoldSource, Line
 from ..stock.schemas import (
     MAX_QUANTITY,
+    NO_NUL,
     Error,
     LimitError,
     OutOfStockError,
@@ -42,7 +43,9 @@ MAX_SKEW_SECONDS = 120
 
 class ProxyReserveIn(RequestBody):
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
-    cart_token: str = Field(min_length=1, max_length=512, description="The shopper's cart token")
+    cart_token: str = Field(
+        min_length=1, max_length=512, pattern=NO_NUL, description="The shopper's cart token"
+    )
 
 
 def _verify() -> Response | None:
@@ -83,6 +86,8 @@ def show(sku: str) -> Any:
         HTTP_409=OutOfStockError,
         HTTP_404=Error,
         HTTP_401=Error,
+        HTTP_400=Error,
+        HTTP_413=Error,
         HTTP_422=Error,
         HTTP_429=LimitError,
     ),

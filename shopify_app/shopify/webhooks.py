@@ -24,7 +24,7 @@ from ..stock.unit_of_work import UnitOfWork
 from ..web.errors import error_response
 from ..web.openapi import api
 from .handlers import HANDLERS, Delivery, Policy
-from .payloads import PayloadError
+from .payloads import PayloadError, without_nul
 from .signatures import verify_webhook
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def receive() -> Any:
         checkout_ttl=timedelta(seconds=settings.checkout_hold_seconds),
         limits=runtime.hold_limits,
     )
-    delivery = Delivery(shop, topic, webhook_id[:255], payload)
+    delivery = Delivery(shop, topic[:64], webhook_id[:255], without_nul(payload))
     try:
         outcome = process(runtime.uow(), delivery, policy)
     except PayloadError as exc:

@@ -13,7 +13,15 @@ from ..observability.events import emit, holder_hash
 from ..runtime import current_runtime
 from ..web.auth import require_bearer
 from ..web.errors import error_response
-from ..web.openapi import BEARER, api, check_json_body, documented, parse_body, self_parsing
+from ..web.openapi import (
+    BEARER,
+    api,
+    check_json_body,
+    documented,
+    link,
+    parse_body,
+    self_parsing,
+)
 from ..web.ratelimit import RateLimited
 from . import services
 from .domain import (
@@ -126,6 +134,8 @@ def _already_confirmed(exc: AlreadyConfirmed) -> Response:
 def check_sku(sku: str) -> None:
     if len(sku) > MAX_SKU_LENGTH:
         raise UnknownSku([sku[:MAX_SKU_LENGTH] + "…"])
+    if "\x00" in sku:  # no SKU can hold NUL (PostgreSQL text cannot), so none is tracked
+        raise UnknownSku([sku.replace("\x00", "\\x00")])
 
 
 def reserve_for(
@@ -208,10 +218,12 @@ def show(sku: str) -> Any:
 )
 def set_stock(sku: str) -> Any:
     """Manual stock count: set on_hand (creates the SKU if new); audited in the movement ledger."""
+    # 422s carry ``details`` (ValidationFailed): spectree checks the answer and would 500 without.
     if len(sku) > MAX_SKU_LENGTH:
-        return error_response(
-            422, "invalid_request", f"sku longer than {MAX_SKU_LENGTH} characters"
-        )
+        message = f"sku longer than {MAX_SKU_LENGTH} characters"
+        return error_response(422, "invalid_request", message, details=[])
+    if "\x00" in sku:
+        return error_response(422, "invalid_request", "sku contains a NUL character", details=[])
     body: SetStockIn = request.context.json  # type: ignore[attr-defined]
     view = services.set_on_hand(current_runtime().uow(), sku, body.on_hand, reference="api")
     return level_json(view)
@@ -308,3 +320,36 @@ def release(reservation_id: str) -> Any:
         )
     services.release(current_runtime().uow(), hold_id)
     return Response(status=204)
+
+
+# --- OpenAPI links: what a client (or a stateful fuzzer) does next with an answer ------------
+
+_SKU = {"sku": "$response.body#/sku"}
+_HOLD = "$response.body#/reservation_id"
+link("/stock/{sku}", "put", 200, "Show", "get__stock_{sku}", parameters=_SKU)
+link("/stock/{sku}", "put", 200, "Reserve", "post__stock_{sku}_reserve", parameters=_SKU)
+link("/stock/{sku}/reserve", "post", 200, "Show", "get__stock_{sku}", parameters=_SKU)
+link(
+    "/stock/{sku}/reserve",
+    "post",
+    200,
+    "Confirm",
+    "post__stock_confirm",
+    request_body={"reservation_id": _HOLD},
+)
+link(
+    "/stock/{sku}/reserve",
+    "post",
+    200,
+    "Release",
+    "delete__stock_reservations_{reservation_id}",
+    parameters={"reservation_id": _HOLD},
+)
+link(
+    "/stock/confirm",
+    "post",
+    200,
+    "Release",
+    "delete__stock_reservations_{reservation_id}",
+    parameters={"reservation_id": "$response.body#/reservations/0/reservation_id"},
+)

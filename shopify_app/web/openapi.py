@@ -5,6 +5,8 @@ Views declare their body and answers with ``@api.validate(...)``; nothing here l
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -73,8 +75,10 @@ def check_json_body() -> Response | None:
         body = request.get_json(force=True)
     except Exception:  # Werkzeug raises BadRequest subclasses for every decoding failure
         return error_response(400, "invalid_json", "the request body is not valid JSON")
-    if not isinstance(body, dict):
-        return error_response(422, "invalid_request", "the request body must be a JSON object")
+    if not isinstance(body, dict):  # 422s carry ``details``, as the document's 422 says
+        return error_response(
+            422, "invalid_request", "the request body must be a JSON object", details=[]
+        )
     return None
 
 
@@ -126,11 +130,47 @@ def parse_body(model: type[M]) -> M | Response:
         if first.get("type") == "json_invalid":
             return error_response(400, "invalid_json", "the request body is not valid JSON")
         if first.get("type") == "model_type" and not first.get("loc"):
-            return error_response(422, "invalid_request", "the request body must be a JSON object")
+            return error_response(
+                422, "invalid_request", "the request body must be a JSON object", details=[]
+            )
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg")
         body = {"error": "invalid_request", "message": message, "details": details}
         return Response(json.dumps(body, default=str), 422, mimetype="application/json")
+
+
+#: OpenAPI links (a value of one answer feeds the next request: reserve -> confirm / release),
+#: which spectree cannot declare: ``link`` records them and ``openapi_document`` adds them.
+#: Keyed by (path, method, status); clients and stateful fuzzers (schemathesis) follow them.
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def link(
+    path: str,
+    method: str,
+    status: int,
+    name: str,
+    operation_id: str,
+    *,
+    parameters: dict[str, str] | None = None,
+    request_body: Any = None,
+) -> None:
+    """Declare that ``operation_id`` can follow a ``status`` answer of ``method path``."""
+    target: dict[str, Any] = {"operationId": operation_id}
+    if parameters:
+        target["parameters"] = parameters
+    if request_body is not None:
+        target["requestBody"] = request_body
+    LINKS.setdefault((path, method.lower(), str(status)), {})[name] = target
+
+
+def spec_with_links() -> dict[str, Any]:
+    """spectree's document plus the declared links (a copy: spectree's own stays untouched)."""
+    spec = copy.deepcopy(api.spec)
+    for (path, method, status), links in LINKS.items():
+        response = spec["paths"][path][method]["responses"][status]
+        response.setdefault("links", {}).update(links)
+    return spec
 
 
 docs = Blueprint("docs", __name__)
@@ -139,7 +179,12 @@ docs = Blueprint("docs", __name__)
 @docs.get("/openapi.json")
 def openapi_document() -> Response:
     """The OpenAPI 3.1 document of every documented route."""
-    return jsonify(api.spec)
+    return jsonify(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return spec_with_links()
 
 
 @docs.get("/docs")
