@@ -42,6 +42,7 @@ from bling.errors import (
     BlingServerError,
     BlingUnauthorized,
     BlingUnavailable,
+    BlingUnreachable,
     error_from_response,
 )
 
@@ -316,7 +317,7 @@ class BlingClient:
             )
         except requests.ConnectionError as exc:
             if _never_sent(exc):
-                return _Failed(BlingUnavailable(f"cannot connect to Bling ({method} {path})"))
+                return _Failed(BlingUnreachable(f"cannot connect to Bling ({method} {path})"))
             return _Failed(_lost(method, path, "the connection dropped before an answer"))
         except requests.Timeout:
             return _Failed(_lost(method, path, "no answer within the read timeout"))

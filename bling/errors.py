@@ -11,6 +11,8 @@ Which class tells the caller what to do next:
 - ``BlingRateLimited`` (429, ``period: "second"``): wait a moment and try again (the client does).
 - ``BlingDailyLimitReached`` (429, ``period: "day"``): stop calling until ``until``, the next
   midnight in Bling's time zone; retrying only burns more of tomorrow's budget.
+- ``BlingUnreachable`` (no connection at all) and 502/503/504: Bling is down for every request;
+  a caller with a queue waits as a whole rather than retrying each item on its own.
 - ``BlingServerError`` / ``BlingUnavailable``: transient; for a write, ``BlingOutcomeUnknown``
   (and any ``BlingServerError``) means the write **may have happened**: search before re-creating.
 - Everything else (400, 401 after a refresh, 403, 404) is a fault to fix, not to retry.
@@ -120,6 +122,11 @@ class BlingServerError(BlingError):
 
 class BlingUnavailable(BlingError):
     """No HTTP answer: timeout or connection error (after the client's retries)."""
+
+
+class BlingUnreachable(BlingUnavailable):
+    """No connection could be made at all (refused, no route, connect timeout): Bling, or the
+    way to it, is down, whatever the request. Nothing was sent."""
 
 
 class BlingOutcomeUnknown(BlingUnavailable):

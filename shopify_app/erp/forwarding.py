@@ -51,6 +51,7 @@ from bling.errors import (
     BlingServerError,
     BlingUnauthorized,
     BlingUnavailable,
+    BlingUnreachable,
     BlingValidationError,
     InvalidGrant,
 )
@@ -82,6 +83,11 @@ log = logging.getLogger(__name__)
 #: How long the kind waits when Bling is not connected or the configuration is incomplete: long
 #: enough not to spin, short enough that forwarding resumes soon after an operator fixes it.
 WAIT_FOR_OPERATOR = timedelta(minutes=5)
+#: How long the kind waits when Bling is down (no connection, or 502/503/504), before the next
+#: job in line tries again: the jobs keep their place and attempts, so however long the outage,
+#: the whole backlog is due the moment Bling answers, and drains at the shared request rate.
+WAIT_FOR_BLING = timedelta(seconds=10)
+DOWN_STATUSES = frozenset({502, 503, 504})
 #: A SKU missing from the Bling catalog map: the next reconciliation may bring it.
 WAIT_FOR_CATALOG = 600.0
 
@@ -377,6 +383,13 @@ def _raise_for_outbox(runtime: Runtime, error: BlingError) -> NoReturn:
         raise PauseKind(error.until, reason) from error
     if isinstance(error, BlingNotConnected | InvalidGrant):
         raise PauseKind(runtime.clock() + WAIT_FOR_OPERATOR, str(error)) from error
+    if isinstance(error, BlingUnreachable) or (
+        isinstance(error, BlingServerError) and error.status in DOWN_STATUSES
+    ):
+        # Bling is down for everyone, not for this order: a payload cannot refuse a connection
+        # or make a load balancer answer 503. (A 500 or a timeout may be this order's own
+        # doing, so those retry this job alone, with backoff, below.)
+        raise PauseKind(runtime.clock() + WAIT_FOR_BLING, f"Bling is down: {error}") from error
     if isinstance(error, BlingRateLimited):
         raise RetryLater(str(error), delay=max(error.retry_after, 1.0)) from error
     if isinstance(error, BlingOutcomeUnknown | BlingServerError | BlingUnavailable):

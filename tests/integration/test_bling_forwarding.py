@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bling.errors import BLING_TZ
 from shopify_app import outbox
-from shopify_app.erp import connection
+from shopify_app.erp import connection, forwarding
 from shopify_app.erp.stock_tables import bling_acks
 from shopify_app.outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
@@ -381,6 +381,43 @@ def test_the_daily_limit_pauses_forwarding_without_spending_attempts(
     drain(runtime, clock)
     assert len(standin.orders_with_store_number("#5008")) == 1
     assert order_row(runtime, 5008).forward_status == "forwarded"
+
+
+@pytest.mark.parametrize("down", ["refused", "503"])
+def test_a_long_outage_spends_no_attempts_and_the_backlog_is_due_when_bling_returns(
+    down: str, forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Three hours of Bling down: the kind waits (probing every WAIT_FOR_BLING), the jobs keep
+    their place and attempts, and the first relay after Bling is back forwards the whole
+    backlog, instead of each job waiting out a backoff that grew during the outage."""
+    runtime = runtime_of(forwarding_app)
+    client = forwarding_app.test_client()
+    if down == "refused":
+        standin.refuse_connections()
+    else:
+        standin.answer_unavailable()
+    for order_id in range(6001, 6004):
+        deliver(client, shopify_order(order_id, [("BZ-TEE", 1, "89.90")]), "orders/create")
+    probes = 0
+    for _ in range(2):  # three hours, looked at twice (each try costs the client's retries)
+        probes += outbox.run_due(runtime, batch=50)
+        clock.advance(5400)
+    with runtime.engine.connect() as conn:
+        jobs = conn.execute(select(outbox_jobs).where(outbox_jobs.c.kind == FORWARD_ORDER)).all()
+        pause = conn.execute(select(outbox_pauses)).one()
+    assert [(j.status, j.attempts) for j in jobs] == [("pending", 0)] * 3
+    assert "Bling is down" in pause.reason
+    assert probes == 2, "one job tries per round, the others wait with the kind"
+
+    if down == "refused":
+        standin.accept_connections()
+    else:
+        standin.answer_unavailable(False)
+    clock.advance(forwarding.WAIT_FOR_BLING.total_seconds())
+    outbox.run_due(runtime, batch=50)
+    for order_id in range(6001, 6004):
+        assert len(standin.orders_with_store_number(f"#{order_id}")) == 1
+        assert order_row(runtime, order_id).forward_status == "forwarded"
 
 
 def test_forwarding_waits_for_a_payment_method_and_for_the_catalog(
