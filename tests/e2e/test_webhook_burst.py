@@ -37,7 +37,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "burst-token"
 SECRET = "burst-shopify-secret"
 SHOP = "bazico-burst.myshopify.com"
-SKUS = {f"BURST-{n}": 150 for n in range(5)}
+# Plenty for every cart and order: with less, which cart finds the last units depends on timing.
+SKUS = {f"BURST-{n}": 1_000 for n in range(5)}
 SHOPPERS, CLIENTS = 200, 64
 SHOPIFY_TIMEOUT_S = 5.0
 
