@@ -216,7 +216,7 @@ def gunicorn_rss(root_pid: int) -> dict[str, Any]:
 
 
 def service_env(
-    database_url: str, port: int, token: str, workers: int, threads: int, with_limits: bool = False
+    database_url: str, port: int, token: str, workers: int, threads: int
 ) -> dict[str, str]:
     # Only the variables of the contract (plus PATH), so nothing from the caller's shell
     # (a stray SHOPIFY_* or DB_POOL_SIZE) changes what is measured.
@@ -232,12 +232,8 @@ def service_env(
         # bench/webhooks.py signs deliveries with these, as Shopify would for this shop.
         "SHOPIFY_API_SECRET": BENCH_SHOPIFY_SECRET,
         "SHOPIFY_SHOP_DOMAIN": BENCH_SHOP,
-        # wrk is one client on one address, and the peer has no limits: the request rates are
-        # off unless --with-limits, which keeps them on (per address, counted in PostgreSQL) at
-        # a rate wrk cannot reach, to measure what checking them costs. The per-cart caps stay
-        # at their defaults; the workloads send no holder, so they never apply.
-        "RATE_LIMIT_PER_IP": "1000000/minute" if with_limits else "off",
-        "RATE_LIMIT_PER_CART": "off",
+        # The abuse limits stay at their defaults: they apply to App Proxy addresses and to
+        # carts (holders), and these workloads are server-to-server calls without a holder.
     }
 
 
@@ -486,7 +482,7 @@ def start_ours(
         raise BenchError("Procfile has no 'web' line")
     db_url = stack.enter_context(database(args.database_url))
     port = free_port()
-    env = service_env(db_url, port, token, args.workers, args.threads, args.with_limits)
+    env = service_env(db_url, port, token, args.workers, args.threads)
     if "release" in procfile:
         print(f"[ours] release: {procfile['release']}", flush=True)
         run_release(procfile["release"], env, log_dir)
@@ -701,11 +697,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--peer", default=str(DEFAULT_PEER), help=f"peer directory ({DEFAULT_PEER})")
     p.add_argument("--database-url", help="use this database instead of a throwaway cluster")
-    p.add_argument(
-        "--with-limits",
-        action="store_true",
-        help="check the per-address request rate on every reservation (at a rate wrk cannot reach)",
-    )
     p.add_argument(
         "--with-worker",
         action="store_true",

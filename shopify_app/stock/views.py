@@ -148,7 +148,9 @@ def reserve_for(
     runtime = current_runtime()
     rates = runtime.rate_limits
     if rates.enabled:
-        ip = rates.client_ip(request, via_shopify=source is HoldSource.PROXY)
+        # The shopper's address is known on App Proxy calls (Shopify forwards it); a REST caller
+        # is a server holding the API token, relaying many shoppers: it is limited by cart.
+        ip = rates.client_ip(request, via_shopify=True) if source is HoldSource.PROXY else None
         try:
             rates.check("reserve", ip=ip, cart=holder)
         except RateLimited as exc:

@@ -169,9 +169,10 @@ class RateLimits:
     def enabled(self) -> bool:
         return bool(self.rates)
 
-    def check(self, scope: str, *, ip: str, cart: str | None) -> None:
-        """Count one request of ``scope`` for the client's address and cart; RateLimited when
-        either is over its rate (the request is then refused and touches nothing else)."""
+    def check(self, scope: str, *, ip: str | None, cart: str | None) -> None:
+        """Count one request of ``scope`` for the client's address and cart (None: not counted
+        by that); RateLimited when either is over its rate (the request is then refused and
+        touches nothing else)."""
         for rate in self.rates:
             who = ip if rate.key == "ip" else cart
             if who is None:

@@ -223,6 +223,19 @@ def test_a_cart_over_its_rate_gets_429_with_retry_after(
     engine.dispose()
 
 
+def test_a_rest_caller_is_counted_by_cart_not_by_its_own_address(
+    database_url: str, clock: FakeClock
+) -> None:
+    """The REST API's caller is a server relaying many shoppers: its address is not a shopper's."""
+    app = make(database_url, clock, RATE_LIMIT_PER_IP="2/minute", RATE_LIMIT_PER_CART="3/minute")
+    api = ApiClient(app.test_client())
+    stock(api, HOT=100)
+    assert [reserve(api, "HOT").status_code for _ in range(5)] == [200] * 5
+    codes = [reserve(api, "HOT", holder="one-cart").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    engine_of(app).dispose()
+
+
 def test_the_window_restarts_once_it_has_run_out(database_url: str, clock: FakeClock) -> None:
     app = make(database_url, clock, RATE_LIMIT_PER_CART="2/second", RATE_LIMIT_PER_IP="off")
     api = ApiClient(app.test_client())
