@@ -25,12 +25,15 @@ bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads: the request path mostly waits on PostgreSQL, so a thread pool per worker overlaps it.
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# Sixteen: the more requests wait at once in a process, the more of them ride one combined
+# reservation transaction (stock/combiner.py). Measured against 8 (bench/README.md): about a
+# quarter more reservations and reads per second.
+threads = int(os.environ.get("WEB_THREADS", "16"))
 # Connections one worker may hold at once. Keep-alive connections stay with the worker that
 # accepted them, and one worker can win most of a burst of new connections: uncapped, a
-# measured run had one worker holding 63 of 64 and doing all the work at half the speed. Five
-# per thread keeps every thread busy and leaves the rest of a burst to the other workers.
-worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", str(threads * 5)))
+# measured run had one worker holding 63 of 64 and doing all the work at half the speed. 40
+# keeps every thread busy and leaves the rest of a burst to the other workers.
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "40"))
 # Under Heroku's 30 s router timeout and its 30 s SIGTERM-to-SIGKILL window.
 timeout = 20
 graceful_timeout = 20

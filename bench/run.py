@@ -688,7 +688,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=15, help="seconds per measured wrk run")
     p.add_argument("--connections", type=int, default=64, help="wrk connections")
     p.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for our gunicorn")
-    p.add_argument("--threads", type=int, default=8, help="WEB_THREADS per gunicorn worker")
+    p.add_argument("--threads", type=int, default=16, help="WEB_THREADS per gunicorn worker")
     p.add_argument(
         "--rounds",
         type=int,

@@ -197,7 +197,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         )
         log_level = "INFO"
 
-    web_threads = r.int("WEB_THREADS", 8, minimum=1, maximum=64)
+    web_threads = r.int("WEB_THREADS", 16, minimum=1, maximum=64)
     settings = Settings(
         environment=environment,
         database_url=database_url,
@@ -231,9 +231,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         metrics_token=r.str("METRICS_TOKEN"),
         log_level=log_level,
         web_threads=web_threads,
-        # One connection per gunicorn thread, plus a little slack for the health check; Heroku's
-        # smallest databases allow only 20 connections in all, so the cap must stay explicit.
-        db_pool_size=r.int("DB_POOL_SIZE", web_threads, minimum=1, maximum=100),
+        # Fewer connections than threads: the hot routes combine the requests waiting in a
+        # process into one statement on one connection (stock/combiner.py), so 8 serve 16
+        # threads; the rest wait for one (pool timeout 10 s, then 503). Heroku's smallest
+        # databases allow only 20 connections in all, so the cap must stay explicit.
+        db_pool_size=r.int("DB_POOL_SIZE", min(web_threads, 8), minimum=1, maximum=100),
         db_max_overflow=r.int("DB_MAX_OVERFLOW", 2, minimum=0, maximum=100),
         db_lock_timeout_ms=r.int("DB_LOCK_TIMEOUT_MS", 5000, minimum=0, maximum=60_000),
         worker_sweep_interval_seconds=r.float("WORKER_SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.05),

@@ -27,7 +27,7 @@ def test_defaults_run_a_development_service_on_sqlite() -> None:
     assert settings.reservation_ttl_seconds == 900
     assert settings.checkout_hold_seconds == 1800
     assert settings.bling_api_base_url == "https://api.bling.com.br/Api/v3"
-    assert settings.db_pool_size == settings.web_threads
+    assert (settings.web_threads, settings.db_pool_size) == (16, 8)
 
 
 @pytest.mark.parametrize(
