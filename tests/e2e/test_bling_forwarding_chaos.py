@@ -34,6 +34,7 @@ from shopify_app.shopify.tables import orders
 from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.ledger import assert_ledger_balanced, figures
+from tests.support.orders import shopify_order
 from tests.support.procfile import ProcfileRunner, wait_for
 from tests.support.shopify_sender import body_of, signed_headers
 
@@ -89,21 +90,8 @@ class Deployment:
         proc.wait(5)
 
     def sell(self, order_id: int, lines: list[tuple[str, int]]) -> None:
-        payload = {
-            "id": order_id,
-            "name": f"#C{order_id}",
-            "email": None,
-            "cart_token": None,
-            "checkout_token": None,
-            "cancelled_at": None,
-            "processed_at": "2026-11-27T09:30:00-03:00",
-            "note_attributes": [],
-            "total_discounts": "0.00",
-            "line_items": [
-                {"id": n, "sku": sku, "quantity": qty, "price": "59.90", "title": sku}
-                for n, (sku, qty) in enumerate(lines, start=1)
-            ],
-        }
+        priced = [(sku, qty, "59.90") for sku, qty in lines]
+        payload = shopify_order(order_id, priced, name=f"#C{order_id}")
         raw = body_of(payload)
         headers = signed_headers(raw, "orders/create", secret=SHOPIFY_SECRET, shop=SHOP)
         response = self.client.post("/webhooks/shopify", data=raw, headers=headers)

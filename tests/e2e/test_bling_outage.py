@@ -26,20 +26,15 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
 
-from shopify_app import create_app
-from shopify_app.erp import connection
-from shopify_app.erp.stock_sync import full_sync
 from shopify_app.outbox.kinds import FORWARD_ORDER
-from shopify_app.outbox.tables import outbox_jobs
-from shopify_app.runtime import EXTENSION_KEY, Runtime
-from shopify_app.shopify.tables import orders
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
-from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
+from tests.conftest import SHOP, SHOPIFY_SECRET
+from tests.e2e.test_bling_forwarding_chaos import Deployment as ChaosDeployment
+from tests.support.bling_standin import BlingStandIn
 from tests.support.ledger import assert_ledger_balanced
+from tests.support.orders import shopify_order
 from tests.support.outage import percentile, request
-from tests.support.procfile import REPO_ROOT, ProcfileRunner, free_port, wait_for, wait_ready
+from tests.support.procfile import REPO_ROOT, free_port, wait_for, wait_ready
 from tests.support.shopify_sender import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
@@ -51,57 +46,27 @@ BEFORE, DURING_503, DURING_REFUSED = 3, 18, 12
 
 def order_payload(order_id: int) -> bytes:
     sku = SKUS[order_id % len(SKUS)]
-    return json.dumps(
-        {
-            "id": order_id,
-            "name": f"#B{order_id}",
-            "email": None,
-            "cart_token": None,
-            "checkout_token": None,
-            "cancelled_at": None,
-            "processed_at": "2026-11-27T09:30:00-03:00",
-            "note_attributes": [],
-            "total_discounts": "0.00",
-            "line_items": [{"id": 1, "sku": sku, "quantity": 1, "price": "59.90", "title": sku}],
-        }
-    ).encode()
+    return json.dumps(shopify_order(order_id, [(sku, 1, "59.90")], name=f"#B{order_id}")).encode()
 
 
-class Deployment:
+class Deployment(ChaosDeployment):
+    """The chaos test's deployment, with web and worker started and the worker's metrics on."""
+
     def __init__(self, database_url: str, bling: BlingStandIn) -> None:
         self.port, self.worker_metrics_port = free_port(), free_port()
-        self.env = {
-            "DATABASE_URL": database_url,
-            "PORT": str(self.port),
-            "APP_ENV": "development",
-            "SECRET_KEY": "bling-outage-secret-key-0123456789",
-            "STOCK_API_TOKEN": TOKEN,
-            "SHOPIFY_API_KEY": "test-shopify-key",
-            "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
-            "SHOPIFY_SHOP_DOMAIN": SHOP,
-            "BLING_API_BASE_URL": bling.base_url,
-            "BLING_CLIENT_ID": bling.client_id,
-            "BLING_CLIENT_SECRET": bling.client_secret,
-            "BLING_DEPOSIT_ID": str(DEFAULT_DEPOSIT_ID),
-            "BLING_PAYMENT_METHOD_ID": str(PAYMENT_METHOD_ID),
-            "WORKER_OUTBOX_INTERVAL_SECONDS": "0.2",
-            "WORKER_BLING_SYNC_SECONDS": "3600",
-            "WORKER_METRICS_PORT": str(self.worker_metrics_port),
-            "WEB_CONCURRENCY": "2",
-            "WEB_THREADS": "4",
-            "LOG_LEVEL": "INFO",
-        }
-        # In this process: connect Bling (the merchant's authorization) and the first sync.
-        self.app = create_app(self.env)
-        self.runtime: Runtime = self.app.extensions[EXTENSION_KEY]
-        connection.connect(self.runtime, bling.authorize())
-        with connection.bling_client(self.runtime) as client:
-            full_sync(self.runtime, client, deposit_id=DEFAULT_DEPOSIT_ID)
-        self.runner = ProcfileRunner(self.env)
+        super().__init__(
+            database_url,
+            bling,
+            PORT=str(self.port),
+            WORKER_OUTBOX_INTERVAL_SECONDS="0.2",
+            WORKER_METRICS_PORT=str(self.worker_metrics_port),
+            WEB_CONCURRENCY="2",
+            WEB_THREADS="4",
+        )
+        self.sync()  # the first sync, in this process
         self.web = self.runner.start("web")
         wait_ready(self.port, self.web)
-        self.worker = self.runner.start("worker")
-        wait_for(lambda: "worker started" in self.runner.log_of(self.worker), "worker", 30)
+        self.worker = self.start_worker()
 
     def order(self, order_id: int) -> float:
         """Send one signed orders/create; return its latency (it must be a 200)."""
@@ -125,23 +90,6 @@ class Deployment:
             for family in text_string_to_metric_families(text)
             for sample in family.samples
         }
-
-    def forwarded(self) -> int:
-        with self.runtime.engine.connect() as conn:
-            return conn.execute(
-                select(func.count()).where(orders.c.forward_status == "forwarded")
-            ).scalar_one()
-
-    def jobs(self) -> Counter[str]:
-        with self.runtime.engine.connect() as conn:
-            rows = conn.execute(
-                select(outbox_jobs.c.status).where(outbox_jobs.c.kind == FORWARD_ORDER)
-            )
-            return Counter(row.status for row in rows)
-
-    def close(self) -> None:
-        self.runner.close()
-        self.runtime.engine.dispose()
 
 
 def backlog(metrics: dict, kind: str = FORWARD_ORDER) -> tuple[float, float, float]:

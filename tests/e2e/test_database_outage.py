@@ -32,6 +32,7 @@ from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.shopify.tables import orders
 from shopify_app.stock.tables import holds
 from tests.support.ledger import assert_ledger_balanced, figures
+from tests.support.orders import shopify_order
 from tests.support.outage import Answer, Load, Prober, json_request, percentile, request
 from tests.support.pgcluster import PgCluster, find_pg_bin
 from tests.support.procfile import ProcfileRunner, children_of, free_port, wait_for
@@ -121,20 +122,7 @@ def _client(port: int, seed: int) -> Callable[[int, Callable[[Answer], None]], N
     def step(index: int, record: Callable[[Answer], None]) -> None:
         if index % 4 == 3:  # a quarter of the clients are Shopify delivering orders
             order_id = next(orders_sent)
-            payload = {
-                "id": order_id,
-                "name": f"#O{order_id}",
-                "email": None,
-                "cart_token": None,
-                "checkout_token": None,
-                "cancelled_at": None,
-                "processed_at": "2026-11-27T09:30:00-03:00",
-                "note_attributes": [],
-                "total_discounts": "0.00",
-                "line_items": [
-                    {"id": 1, "sku": ORDERED, "quantity": 1, "price": "59.90", "title": "x"}
-                ],
-            }
+            payload = shopify_order(order_id, [(ORDERED, 1, "59.90")], name=f"#O{order_id}")
             body = json.dumps(payload).encode()
             answer = request(
                 port,

@@ -29,6 +29,7 @@ from tests.integration.test_bling_sync import bling_environ, make_app, runtime_o
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
+from tests.support.orders import shopify_order
 from tests.support.shopify_sender import body_of, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -56,26 +57,6 @@ def forwarding_app(database_url: str, clock: FakeClock, standin: BlingStandIn) -
     sync(app, standin)
     yield app
     runtime_of(app).engine.dispose()
-
-
-def shopify_order(order_id: int, lines: list[tuple[str, int, str]], **extra: Any) -> dict[str, Any]:
-    return {
-        "id": order_id,
-        "name": f"#{order_id}",
-        "email": None,
-        "cart_token": None,
-        "checkout_token": None,
-        "cancelled_at": None,
-        "processed_at": "2026-11-27T09:30:00-03:00",
-        "note_attributes": [],
-        "total_discounts": "0.00",
-        "total_shipping_price_set": {"shop_money": {"amount": "0.00", "currency_code": "BRL"}},
-        "line_items": [
-            {"id": n, "sku": sku, "quantity": qty, "price": price, "title": f"Peça {sku}"}
-            for n, (sku, qty, price) in enumerate(lines, start=1)
-        ],
-        **extra,
-    }
 
 
 def deliver(client: FlaskClient, payload: dict[str, Any], topic: str) -> dict[str, Any]:
