@@ -110,23 +110,24 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         held[sku] = _trim(uow, levels[sku], mine, demand.get(sku, 0), ttl=policy.cart_ttl)
     places = sum(1 for h in holds if h.status is HoldStatus.ACTIVE)
     # ...then hold what is missing, within stock and within the per-cart caps.
-    shortfalls: dict[str, tuple[int, str]] = {}
+    shortfalls: dict[str, tuple[int, dict[str, str]]] = {}
     for sku in sorted(levels):
         need = demand.get(sku, 0) - held[sku]
         if need <= 0:
             continue
         allowed = limits.grantable(held[sku], need)
-        if limits.max_active_holds is not None and places >= limits.max_active_holds:
-            allowed = 0
+        capped_by = "units_per_sku"
+        if allowed and limits.max_active_holds is not None and places >= limits.max_active_holds:
+            allowed, capped_by = 0, "active_holds"  # a new hold would be one place too many
         granted = _grant(uow, levels[sku], allowed, holder=token, ttl=policy.cart_ttl)
         places += 1 if granted else 0
         if granted < allowed:
-            shortfalls[sku] = (need - granted, "sold_out")
+            shortfalls[sku] = (need - granted, {"outcome": "sold_out"})
         elif granted < need:
-            shortfalls[sku] = (need - granted, "hold_limit")
+            shortfalls[sku] = (need - granted, {"outcome": "hold_limit", "limit": capped_by})
     cart.cart_updated_at = updated_at
     uow.shopify.save_cart(cart, {sku: missing for sku, (missing, _) in shortfalls.items()})
-    for sku, (missing, outcome) in shortfalls.items():
+    for sku, (missing, why) in shortfalls.items():
         # A webhook cannot refuse an add-to-cart; the units it could not hold are recorded.
         uow.record(
             "reservation.rejected",
@@ -135,7 +136,7 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
             quantity=missing,
             source="cart",
             holder_hash=holder_hash(token),
-            outcome=outcome,
+            **why,
         )
     return "applied"
 

@@ -173,6 +173,7 @@ def test_the_cart_webhook_holds_no_more_than_the_caps(capped: Flask) -> None:
     client, engine = capped.test_client(), engine_of(capped)
     api = ApiClient(client)
     stock(api, HOT=100, A=9, B=9, C=9, D=9)
+    before = samples(capped)
     # A bot can put 50 units of a hot SKU in a Shopify cart; the webhook holds three of them.
     lines = {"HOT": 50, "A": 1, "B": 1, "C": 1}
     deliver(client, cart_payload("bot", "2026-11-27T12:00:00Z", lines), "carts/create")
@@ -185,6 +186,10 @@ def test_the_cart_webhook_holds_no_more_than_the_caps(capped: Flask) -> None:
     with engine.connect() as conn:
         shortfalls = conn.execute(select(carts.c.shortfalls).where(carts.c.token == "bot")).scalar()
     assert json.loads(shortfalls) == {"HOT": 47, "D": 1}
+    after = samples(capped)
+    for limit, count in (("units_per_sku", 2), ("active_holds", 1)):
+        key = ("bazico_limit_refusals_total", (("channel", "cart"), ("limit", limit)))
+        assert after[key] - before.get(key, 0.0) == count, limit
     # Dropping a SKU and lowering another frees places and units before anything new is held.
     lines = {"HOT": 1, "B": 1, "C": 1, "D": 1}
     deliver(client, cart_payload("bot", "2026-11-27T12:00:02Z", lines), "carts/update")
