@@ -182,12 +182,13 @@ class RateLimits:
                 if isinstance(self.storage, DatabaseStorage):
                     # One statement: the count and the window's end together.
                     hits, ends = self.storage.hit(item.key_for(*identifiers), item.get_expiry())
-                    allowed = hits <= item.amount
+                    if hits <= item.amount:
+                        continue
                 else:
-                    allowed = self.limiter.hit(item, *identifiers)
+                    if self.limiter.hit(item, *identifiers):
+                        continue
                     ends = self.limiter.get_window_stats(item, *identifiers).reset_time
-                if not allowed:
-                    raise RateLimited(rate.key, item, max(1, math.ceil(ends - time.time())))
+                raise RateLimited(rate.key, item, max(1, math.ceil(ends - time.time())))
 
     def client_ip(self, request: Request, *, via_shopify: bool = False) -> str:
         """The client's address: ``X-Forwarded-For``'s entry added by the nearest proxy we

@@ -351,3 +351,24 @@ def test_client_address_trusts_only_the_configured_proxies(
 
         assert rates.client_ip(request) == "10.1.2.3"
     engine_of(app).dispose()
+
+
+def test_another_limits_storage_counts_the_same_way(sqlite_url: str) -> None:
+    """A RATE_LIMIT_STORAGE_URL storage (redis://, memcached://…) goes through limits' own
+    strategy; memory:// stands in for one here (the configuration refuses it for a service)."""
+    from dataclasses import replace
+
+    from shopify_app.config import load_settings
+    from shopify_app.web.ratelimit import RateLimited, RateLimits
+
+    settings = replace(
+        load_settings(app_environ(sqlite_url, RATE_LIMIT_PER_CART="2/minute")),
+        rate_limit_storage_url="memory://",
+    )
+    rates = RateLimits(settings, engine=None)  # type: ignore[arg-type] - no database needed
+    rates.check("reserve", ip=None, cart="c")
+    rates.check("reserve", ip=None, cart="c")
+    with pytest.raises(RateLimited) as caught:
+        rates.check("reserve", ip=None, cart="c")
+    assert caught.value.key == "cart" and 1 <= caught.value.retry_after <= 60
+    rates.check("reserve", ip=None, cart="other")
