@@ -199,6 +199,13 @@ def level_json(view: services.LevelView) -> dict[str, Any]:
 
 
 COMMON = {"HTTP_401": Error, "HTTP_413": Error, "HTTP_400": Error, "HTTP_422": ValidationFailed}
+#: What the two reserve routes answer besides their 200: sold out, unknown SKU, over a limit.
+RESERVE_REFUSALS = {
+    "HTTP_409": OutOfStockError,
+    "HTTP_404": Error,
+    "HTTP_429": LimitError,
+    **COMMON,
+}
 
 # --- routes ---------------------------------------------------------------------------------
 
@@ -235,13 +242,7 @@ def set_stock(sku: str) -> Any:
 @documented(  # the hot path: parse_body validates with one pydantic call
     api.validate(
         json=ReserveIn,
-        resp=Answers(
-            HTTP_200=ReservationOut,
-            HTTP_409=OutOfStockError,
-            HTTP_404=Error,
-            HTTP_429=LimitError,
-            **COMMON,
-        ),
+        resp=Answers(HTTP_200=ReservationOut, **RESERVE_REFUSALS),
         tags=TAGS,
         security=BEARER,
     )
@@ -262,13 +263,7 @@ self_parsing("stock.reserve")
 @bp.post("/reserve")
 @api.validate(
     json=ReserveLinesIn,
-    resp=Answers(
-        HTTP_200=ReservationsOut,
-        HTTP_409=OutOfStockError,
-        HTTP_404=Error,
-        HTTP_429=LimitError,
-        **COMMON,
-    ),
+    resp=Answers(HTTP_200=ReservationsOut, **RESERVE_REFUSALS),
     tags=TAGS,
     security=BEARER,
 )

@@ -16,7 +16,6 @@ and each order is created in Bling exactly once.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shopify_app.outbox.kinds import FORWARD_ORDER
 from tests.conftest import SHOP, SHOPIFY_SECRET
 from tests.e2e.test_bling_forwarding_chaos import Deployment as ChaosDeployment
+from tests.integration.test_deploy_configs import tool
 from tests.support.bling_standin import BlingStandIn
 from tests.support.ledger import assert_ledger_balanced
 from tests.support.orders import shopify_order
@@ -225,9 +225,7 @@ def check_backlog_alert(age: float, slope: float) -> int:
     """``promtool test rules`` with the production alerts.yml: the scraped oldest age, carried
     forward at the measured rate, fires OutboxBacklogTooOld exactly when the rule says (over
     900 s for 5 minutes) and not before. Returns the firing time in seconds of backlog age."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (scripts/test installs it)")
+    promtool = tool("promtool")  # fails rather than skips under REQUIRE_PROMTOOLS=1, as in CI
     start = round(age)
     per_minute = round(slope * 60)
     # The first evaluation (one per minute) at which the age is over 900 s, then 5 minutes on.
