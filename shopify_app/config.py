@@ -51,6 +51,7 @@ class Settings:
     stock_api_token: str | None
     reservation_ttl_seconds: int
     checkout_hold_seconds: int
+    cart_hold_grace_seconds: int
     bling_api_base_url: str
     bling_client_id: str | None
     bling_client_secret: str | None
@@ -215,6 +216,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stock_api_token=r.str("STOCK_API_TOKEN"),
         reservation_ttl_seconds=r.int("RESERVATION_TTL_SECONDS", 900, minimum=1, maximum=86_400),
         checkout_hold_seconds=r.int("CHECKOUT_HOLD_SECONDS", 1800, minimum=1, maximum=86_400),
+        # How long a storefront hold waits for a cart webhook to list its line (domain.Hold).
+        cart_hold_grace_seconds=r.int("CART_HOLD_GRACE_SECONDS", 120, minimum=1, maximum=3_600),
         bling_api_base_url=(
             r.str("BLING_API_BASE_URL", "https://api.bling.com.br/Api/v3") or ""
         ).rstrip("/"),

@@ -7,6 +7,7 @@ Lock order everywhere: the cart row first, then SKU rows in sorted order (reposi
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -85,6 +86,17 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
 
     A webhook cannot refuse an add-to-cart (the storefront asks the App Proxy first); it only
     keeps the ledger in step. Deliveries older than the last one applied change nothing.
+
+    Storefront holds are *pending* until a webhook lists them (domain.Hold.pending). Shopify
+    sends webhooks behind the theme's calls, so a delivery describing the cart as it was before
+    the shopper's last add does not list a hold granted a moment ago; per SKU:
+
+    - the holds the webhook speaks for (those its lines name with ``_bazico_hold``, then those a
+      webhook listed before) are kept up to the units listed, the newest given back first;
+    - units listed beyond those are covered by the cart's pending holds, which become listed,
+      oldest first; a pending hold the webhook does not need is left alone (it is for a change
+      the webhook has not seen yet) and runs out after CART_HOLD_GRACE_SECONDS;
+    - only what neither covers is held anew from stock, so nothing is held twice.
     """
     payload = delivery.payload
     token = cart_token_of(payload)
@@ -95,7 +107,9 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     if cart.ordered or updated_at <= cart.cart_updated_at:
         return "stale"
     context = f"cart {holder_hash(token)}"
-    demand = demand_of(line_items(payload, context=context))
+    items = line_items(payload, context=context)
+    demand = demand_of(items)
+    named = named_holds(items)
     # Same order as every reservation: the holder's lock, then the SKU rows, sorted.
     uow.stock.lock_holder(token)
     holds = uow.stock.active_holds_of(token)
@@ -104,18 +118,20 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     limits = policy.limits
     # First give back what the cart no longer wants (and what ran out), so the units and the
     # places it frees count before anything new is held...
-    held: dict[str, int] = {}
+    covered: dict[str, int] = {}
     for sku in sorted(levels):
         mine = [h for h in holds if h.sku == sku]
-        held[sku] = _trim(uow, levels[sku], mine, demand.get(sku, 0), ttl=policy.cart_ttl)
+        covered[sku] = _follow(
+            uow, levels[sku], mine, demand.get(sku, 0), named.get(sku, set()), ttl=policy.cart_ttl
+        )
     places = sum(1 for h in holds if h.status is HoldStatus.ACTIVE)
     # ...then hold what is missing, within stock and within the per-cart caps.
     shortfalls: dict[str, tuple[int, dict[str, str]]] = {}
     for sku in sorted(levels):
-        need = demand.get(sku, 0) - held[sku]
+        need = demand.get(sku, 0) - covered[sku]
         if need <= 0:
             continue
-        allowed = limits.grantable(held[sku], need)
+        allowed = limits.grantable(covered[sku], need)
         capped_by = "units_per_sku"
         if allowed and limits.max_active_holds is not None and places >= limits.max_active_holds:
             allowed, capped_by = 0, "active_holds"  # a new hold would be one place too many
@@ -127,6 +143,7 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
             shortfalls[sku] = (need - granted, {"outcome": "hold_limit", "limit": capped_by})
     cart.cart_updated_at = updated_at
     uow.shopify.save_cart(cart, {sku: missing for sku, (missing, _) in shortfalls.items()})
+    uow.shopify.remember_variants(delivery.shop, _variants(items, levels))
     for sku, (missing, why) in shortfalls.items():
         # A webhook cannot refuse an add-to-cart; the units it could not hold are recorded.
         uow.record(
@@ -141,28 +158,65 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     return "applied"
 
 
-def _trim(
-    uow: UnitOfWork, level: StockLevel, holds: list[Hold], wanted: int, *, ttl: timedelta
+def named_holds(items: list[LineItem]) -> dict[str, set[uuid.UUID]]:
+    """Per SKU, the hold ids the lines of that SKU name (a claim: only the cart's own count)."""
+    named: dict[str, set[uuid.UUID]] = {}
+    for item in items:
+        if item.hold_id is not None:
+            named.setdefault(item.sku, set()).add(item.hold_id)
+    return named
+
+
+def _variants(items: list[LineItem], levels: dict[str, StockLevel]) -> dict[int, str]:
+    """Variant id → SKU of the lines whose SKU is tracked (the App Proxy's variant routes)."""
+    return {i.variant_id: i.sku for i in items if i.variant_id is not None and i.sku in levels}
+
+
+def _follow(
+    uow: UnitOfWork,
+    level: StockLevel,
+    holds: list[Hold],
+    wanted: int,
+    named: set[uuid.UUID],
+    *,
+    ttl: timedelta,
 ) -> int:
-    """Expire the holder's due holds on one SKU, give back whole holds, newest first, until no
-    more than ``wanted`` is held, keep the rest alive for another ``ttl``; the units still held."""
-    now = uow.now
+    """Match the cart's holds on one SKU to the ``wanted`` units a webhook lists (sync_cart's
+    rule); returns the units they cover, which are not to be held again."""
+    now, until = uow.now, uow.now + ttl
     live = []
     for hold in holds:
         if hold.is_due(now):
             level.expire(hold)
         else:
             live.append(hold)
-    held = sum(h.quantity for h in live)
-    for hold in sorted(live, key=lambda h: h.created_at, reverse=True):
-        if held <= wanted:
+    spoken = sorted(
+        (h for h in live if h.id in named or not h.pending),
+        key=lambda h: (h.id not in named, h.created_at, str(h.id)),
+    )
+    spoken_ids = {h.id for h in spoken}
+    covered = 0
+    for hold in spoken:  # oldest (and named) first, so the newest are the ones given back
+        room = wanted - covered
+        if room <= 0:
+            level.release(hold)
+            continue
+        if hold.quantity > room:
+            level.release_part(hold, hold.quantity - room)  # fewer units: same hold, same id
+        covered += hold.quantity
+        hold.list_in_cart(now, until)
+    for hold in sorted((h for h in live if h.id not in spoken_ids), key=lambda h: h.created_at):
+        room = wanted - covered
+        if room <= 0:
+            break  # pending, and not (yet) in the cart as Shopify last described it
+        if hold.quantity > room:
+            # Covers more than the webhook lists: it is for a change still to come. It stays
+            # pending, and what it would cover is not held a second time.
+            covered += room
             break
-        level.release(hold)
-        live.remove(hold)
-        held -= hold.quantity
-    for hold in live:
-        hold.extend(now + ttl)
-    return held
+        covered += hold.quantity
+        hold.list_in_cart(now, until)
+    return covered
 
 
 def _grant(uow: UnitOfWork, level: StockLevel, need: int, *, holder: str, ttl: timedelta) -> int:
@@ -190,7 +244,8 @@ def _log_untracked(demand: dict[str, int], levels: dict[str, StockLevel], contex
 
 @handles("checkouts/create", "checkouts/update")
 def extend_for_checkout(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
-    """The shopper reached checkout: keep the cart's holds for CHECKOUT_HOLD_SECONDS."""
+    """The shopper reached checkout: keep the cart's holds for CHECKOUT_HOLD_SECONDS (a pending
+    storefront hold only when the checkout has its SKU; else it waits for its cart webhook)."""
     token = normalize_token(delivery.payload.get("cart_token"))
     if token is None:
         return "no_cart"
@@ -199,13 +254,18 @@ def extend_for_checkout(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> 
         return "stale"
     cart.checkout_token = normalize_token(delivery.payload.get("token")) or cart.checkout_token
     uow.shopify.save_cart(cart)
+    items = line_items(delivery.payload, context=f"checkout of cart {holder_hash(token)}")
+    listed, named = demand_of(items), named_holds(items)
     holds = uow.stock.active_holds_of(token)
     levels = uow.stock.lock({h.sku for h in holds})
+    until = uow.now + policy.checkout_ttl
     for hold in holds:
         if hold.is_due(uow.now):
             levels[hold.sku].expire(hold)  # too late: the unit may be someone else's by now
-        else:
-            hold.extend(uow.now + policy.checkout_ttl)
+        elif not hold.pending:
+            hold.extend(until)
+        elif hold.sku in listed or hold.id in named.get(hold.sku, set()):
+            hold.list_in_cart(uow.now, until)  # the checkout has the line: so has the cart
     return "applied"
 
 
@@ -221,11 +281,14 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     still confirmed; whichever comes second finds the order recorded and does nothing.
     """
     payload = delivery.payload
+    order_id = order_id_of(payload)
+    items = line_items(payload, context=f"order {order_id}")
+    named = named_holds(items)
     order = Order(
         delivery.shop,
-        order_id_of(payload),
+        order_id,
         order_name_of(payload),
-        _holder_of(uow, delivery),
+        _holder_of(uow, delivery, named),
         details=order_details(payload),
     )
     reference = f"shopify:{order.order_id}"
@@ -233,8 +296,8 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         cart = uow.shopify.lock_cart(delivery.shop, order.cart_token)
     if not uow.shopify.claim_order(order):
         return "duplicate_order"
-    items = line_items(payload, context=f"order {order.order_id}")
     holds = uow.stock.active_holds_of(order.cart_token) if order.cart_token else []
+    _log_foreign_names(named, holds, order)
     # Holds the storefront confirmed through POST /stock/confirm for this very order are sold
     # already: they cover their units, which must not be taken from available a second time.
     early = (
@@ -248,7 +311,8 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     for sku, quantity in demand_of(items).items():
         if sku in levels:
             confirmed = sum(h.quantity for h in early if h.sku == sku)
-            sold = _sell(uow, levels[sku], quantity, unused, reference, confirmed)
+            first = named.get(sku, set())
+            sold = _sell(uow, levels[sku], quantity, unused, reference, confirmed, first)
             order.lines.extend(_split(sold, [i for i in items if i.sku == sku]))
     for hold in unused.values():  # the cart is done: nothing of it stays held
         if hold.sku in levels and hold.status is HoldStatus.ACTIVE:
@@ -256,6 +320,7 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     if order.cart_token is not None:
         cart.ordered = True
         uow.shopify.save_cart(cart)
+    uow.shopify.remember_variants(delivery.shop, _variants(items, levels))
     if order.oversold:
         oversold = {line.sku: line.oversold for line in order.lines if line.oversold}
         uow.record(
@@ -297,14 +362,33 @@ def enqueue_order_job(uow: UnitOfWork, kind: str, order: Order) -> None:
     outbox.enqueue(uow, kind, key, payload, now=uow.now)
 
 
-def _holder_of(uow: UnitOfWork, delivery: Delivery) -> str | None:
+def _holder_of(uow: UnitOfWork, delivery: Delivery, named: dict[str, set[uuid.UUID]]) -> str | None:
+    """The cart the order was bought from: its ``cart_token``, the ``_bazico_cart`` attribute,
+    the cart its checkout was made from, or the one cart whose live holds its lines name."""
     payload = delivery.payload
     token = normalize_token(payload.get("cart_token")) or attribute(payload, CART_ATTRIBUTE)
     if token is None:
         checkout = normalize_token(payload.get("checkout_token"))
         if checkout is not None:
             token = uow.shopify.cart_token_of_checkout(delivery.shop, checkout)
+    if token is None and named:
+        # Shopify left the cart unnamed, but the lines carry the hold ids the storefront got
+        # for its cart (unguessable): their cart is the order's. Several carts: trust none.
+        ids = set().union(*named.values())
+        found = uow.stock.holds_by_id(ids).values()
+        holders = {h.holder for h in found if h.status is HoldStatus.ACTIVE and h.holder}
+        if len(holders) == 1:
+            (token,) = holders
     return token
+
+
+def _log_foreign_names(named: dict[str, set[uuid.UUID]], holds: list[Hold], order: Order) -> None:
+    """Hold ids named on the order's lines that are not live holds of its cart are ignored: made
+    up, another cart's, or already gone. Never consumed, only logged."""
+    own = {(h.sku, h.id) for h in holds}
+    foreign = sum(1 for sku, ids in named.items() for i in ids if (sku, i) not in own)
+    if foreign:
+        log.info("order %s: %d named hold(s) not of its cart; ignored", order.order_id, foreign)
 
 
 @dataclass
@@ -321,9 +405,11 @@ def _sell(
     unused: dict[Any, Hold],
     reference: str,
     confirmed: int = 0,
+    first: set[uuid.UUID] | frozenset[uuid.UUID] = frozenset(),
 ) -> _Sold:
     """Sell ``quantity`` of one SKU (all the order's lines of it together); ``confirmed`` units
-    of it were committed for this order already (POST /stock/confirm)."""
+    of it were committed for this order already (POST /stock/confirm). The cart's holds named
+    by the lines (``first``) are used first, then its other holds, oldest first."""
     from_holds = min(confirmed, quantity)
     if confirmed > quantity:
         log.warning(
@@ -334,17 +420,23 @@ def _sell(
             quantity,
         )
     remaining = quantity - from_holds
-    for hold in [h for h in unused.values() if h.sku == level.sku]:
+    mine = sorted(
+        (h for h in unused.values() if h.sku == level.sku),
+        key=lambda h: (h.id not in first, h.created_at, str(h.id)),
+    )
+    for hold in mine:
         del unused[hold.id]
         if hold.is_due(uow.now):
             level.expire(hold)
-        elif hold.quantity <= remaining:
+        elif remaining <= 0:
+            level.release(hold)
+        else:
+            if hold.quantity > remaining:
+                # Holds more than the lines need: the rest goes back, the hold covers them.
+                level.release_part(hold, hold.quantity - remaining)
             level.confirm(hold, reference)
             remaining -= hold.quantity
             from_holds += hold.quantity
-        else:
-            # Holds more than the line needs: give it back; the units it frees cover the rest.
-            level.release(hold)
     oversold = 0
     if remaining:
         if level.available < remaining:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -13,6 +14,11 @@ log = logging.getLogger(__name__)
 #: Cart attribute the theme snippet sets; it reaches the order as a note attribute and links the
 #: order to the cart's holds even where Shopify leaves ``cart_token`` empty.
 CART_ATTRIBUTE = "_bazico_cart"
+#: Line-item property the storefront adds with the item (same ``/cart/add.js`` call): the id of
+#: the hold that covers the line. Shopify keeps it on the cart line, the checkout and the order's
+#: line item, so every webhook (and the checkout) can tell which hold a line uses. Keys starting
+#: with ``_`` are hidden from shoppers by themes.
+HOLD_PROPERTY = "_bazico_hold"
 
 
 class PayloadError(ValueError):
@@ -96,6 +102,36 @@ class LineItem:
     quantity: int
     unit_price_cents: int | None = None  # ``price``: before discounts (they are order-level)
     title: str | None = None
+    variant_id: int | None = None
+    #: The hold the line names (HOLD_PROPERTY), if any: only a claim, checked against the
+    #: cart's own holds before it is used.
+    hold_id: uuid.UUID | None = None
+
+
+def property_of(raw: dict[str, Any], name: str) -> str | None:
+    """A line item property: an object on carts (``{"name": "value"}``), a list of
+    ``{"name", "value"}`` on checkouts and orders; None when absent or not a string."""
+    properties = raw.get("properties")
+    value: Any = None
+    if isinstance(properties, dict):
+        value = properties.get(name)
+    elif isinstance(properties, list):
+        for entry in properties:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                value = entry.get("value")
+                break
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def hold_id_of(raw: dict[str, Any]) -> uuid.UUID | None:
+    """The hold id a line names, when it is a well-formed UUID (anything else names nothing)."""
+    value = property_of(raw, HOLD_PROPERTY)
+    if value is None or len(value) > 64:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
 
 
 def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
@@ -125,6 +161,8 @@ def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
                 quantity,
                 cents(raw.get("price")),
                 title[:255] if isinstance(title, str) and title else None,
+                raw.get("variant_id") if is_id(raw.get("variant_id")) else None,
+                hold_id_of(raw),
             )
         )
     return items

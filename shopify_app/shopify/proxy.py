@@ -30,7 +30,7 @@ from ..stock.schemas import (
 from ..stock.views import check_sku, hold_json, level_of, reserve_for
 from ..web.errors import error_response
 from ..web.openapi import api, check_json_body
-from .payloads import normalize_token
+from .payloads import is_id, normalize_token
 from .signatures import verify_proxy
 from .webhooks import webhook_secrets
 
@@ -78,24 +78,69 @@ def show(sku: str) -> Any:
     return level_of(sku)
 
 
-@bp.post("/stock/<sku>/reserve")
-@api.validate(
-    json=ProxyReserveIn,
-    resp=Answers(
-        HTTP_200=ReservationOut,
-        HTTP_409=OutOfStockError,
-        HTTP_404=Error,
-        HTTP_401=Error,
-        HTTP_400=Error,
-        HTTP_413=Error,
-        HTTP_422=Error,
-        HTTP_429=LimitError,
-    ),
-    tags=TAGS,
+RESERVE_ANSWERS = Answers(
+    HTTP_200=ReservationOut,
+    HTTP_409=OutOfStockError,
+    HTTP_404=Error,
+    HTTP_401=Error,
+    HTTP_400=Error,
+    HTTP_413=Error,
+    HTTP_422=Error,
+    HTTP_429=LimitError,
 )
+
+
+@bp.post("/stock/<sku>/reserve")
+@api.validate(json=ProxyReserveIn, resp=RESERVE_ANSWERS, tags=TAGS)
 def reserve(sku: str) -> Any:
-    """Hold units for the shopper's cart before the theme adds them: 200, or 409 sold out."""
+    """Hold units for the shopper's cart before the theme adds them: 200, or 409 sold out.
+
+    The hold is pending until a cart webhook lists it (CART_HOLD_GRACE_SECONDS); the theme adds
+    the item with the line property ``_bazico_hold`` = ``reservation_id``.
+    """
     check_sku(sku)
+    body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
+    holder = normalize_token(body.cart_token)
+    (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY)
+    return hold_json(hold)
+
+
+def _sku_of_variant(variant_id: str) -> str:
+    """The SKU of a variant this service has seen in Shopify's payloads; 404 otherwise (the
+    storefront then adds the item as usual: untracked products are not this service's)."""
+    number = int(variant_id) if variant_id.isdigit() and len(variant_id) <= 19 else 0
+    sku = None
+    if is_id(number):
+        with current_runtime().uow(read_only=True) as uow:
+            sku = uow.shopify.sku_of_variant(request.args.get("shop", ""), number)
+    if sku is None:
+        raise UnknownVariant(variant_id[:32])
+    return sku
+
+
+class UnknownVariant(Exception):
+    def __init__(self, variant_id: str) -> None:
+        self.variant_id = variant_id
+        super().__init__(f"unknown variant: {variant_id}")
+
+
+@bp.errorhandler(UnknownVariant)
+def _unknown_variant(exc: UnknownVariant) -> Response:
+    return error_response(404, "unknown_variant", str(exc), variant_id=exc.variant_id)
+
+
+@bp.get("/variants/<variant_id>")
+@api.validate(resp=Answers(HTTP_200=StockOut, HTTP_404=Error, HTTP_401=Error), tags=TAGS)
+def show_variant(variant_id: str) -> Any:
+    """Availability of the SKU a variant carries (signed by Shopify's App Proxy)."""
+    return level_of(_sku_of_variant(variant_id))
+
+
+@bp.post("/variants/<variant_id>/reserve")
+@api.validate(json=ProxyReserveIn, resp=RESERVE_ANSWERS, tags=TAGS)
+def reserve_variant(variant_id: str) -> Any:
+    """As the SKU route, for a variant id: 404 ``unknown_variant`` when its SKU is not known."""
+    sku = _sku_of_variant(variant_id)
     body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
     holder = normalize_token(body.cart_token)
     (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY)

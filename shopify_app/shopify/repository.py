@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select, update
 
 from .payloads import OrderDetails
-from .tables import carts, order_lines, orders, webhook_receipts
+from .tables import carts, order_lines, orders, variants, webhook_receipts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -133,6 +133,42 @@ class SqlShopifyRepository:
             select(carts.c.shortfalls).where(carts.c.shop == shop, carts.c.token == token)
         ).scalar()
         return json.loads(raw) if raw else {}
+
+    # --- variants (App Proxy by variant id) ------------------------------------------------
+
+    def remember_variants(self, shop: str, mapping: dict[int, str]) -> None:
+        """Record which SKU each variant carries, writing only what is new or changed (so a
+        busy SKU's deliveries do not all write, nor lock, the same rows)."""
+        if not mapping:
+            return
+        known = dict(
+            self.connection.execute(
+                select(variants.c.variant_id, variants.c.sku).where(
+                    variants.c.shop == shop, variants.c.variant_id.in_(list(mapping))
+                )
+            ).all()
+        )
+        changed = sorted(v for v, sku in mapping.items() if known.get(v) != sku)
+        for variant_id in changed:  # sorted: two deliveries lock the rows in the same order
+            values = {"shop": shop, "variant_id": variant_id, "sku": mapping[variant_id]}
+            values["updated_at"] = self.now
+            self.connection.execute(self._upsert(variants, values, ["shop", "variant_id"]))
+
+    def sku_of_variant(self, shop: str, variant_id: int) -> str | None:
+        return self.connection.execute(
+            select(variants.c.sku).where(
+                variants.c.shop == shop, variants.c.variant_id == variant_id
+            )
+        ).scalar()
+
+    def _upsert(self, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(table).values(**values)
+        updates = {k: stmt.excluded[k] for k in values if k not in keys}
+        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -264,7 +300,7 @@ class SqlShopifyRepository:
 
     def erase_shop(self, shop: str) -> None:
         """shop/redact: nothing about the shop's carts, orders or deliveries stays."""
-        for table in (order_lines, orders, carts, webhook_receipts):
+        for table in (order_lines, orders, carts, webhook_receipts, variants):
             self.connection.execute(delete(table).where(table.c.shop == shop))
 
 

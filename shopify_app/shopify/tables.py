@@ -102,3 +102,14 @@ order_lines = Table(
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint("from_holds + from_available = quantity", name="covered_exactly"),
 )
+
+# Which SKU each of the shop's variants carries, as Shopify's own payloads (cart and order lines)
+# last showed it: the App Proxy's variant routes reserve by variant id with it.
+variants = Table(
+    "shopify_variants",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("variant_id", BigInteger, primary_key=True),
+    Column("sku", SKU, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

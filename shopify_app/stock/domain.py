@@ -179,7 +179,14 @@ class Movement:
 
 @dataclass
 class Hold:
-    """A reservation: ``quantity`` units of ``sku`` kept for ``holder`` until ``expires_at``."""
+    """A reservation: ``quantity`` units of ``sku`` kept for ``holder`` until ``expires_at``.
+
+    A hold the storefront asked for (source ``proxy``) is *pending* until a cart webhook lists
+    its SKU for its cart (``listed_at``): Shopify's webhooks run behind the theme's calls, so one
+    describing an earlier state of the cart must not release it. A pending hold lives for the
+    grace window only (CART_HOLD_GRACE_SECONDS); once listed it lives as long as a cart's hold.
+    The rule is applied by the cart webhook (shopify/handlers.py, ``sync_cart``).
+    """
 
     id: uuid.UUID
     sku: str
@@ -190,11 +197,23 @@ class Hold:
     created_at: datetime
     expires_at: datetime
     order_ref: str | None = None
+    listed_at: datetime | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Granted to the storefront, and no cart webhook has listed its SKU for the cart yet."""
+        return self.source is HoldSource.PROXY and self.listed_at is None
 
     def extend(self, until: datetime) -> None:
         """Keep an active hold at least until ``until`` (a checkout in progress); never shortens."""
         if self.status is HoldStatus.ACTIVE and until > self.expires_at:
             self.expires_at = until
+
+    def list_in_cart(self, now: datetime, until: datetime) -> None:
+        """A cart webhook lists this hold's units: it is the cart's now, kept until ``until``."""
+        if self.listed_at is None:
+            self.listed_at = now
+        self.extend(until)
 
     def is_due(self, now: datetime) -> bool:
         """True when the hold is active but its time is up (it no longer counts for buyers)."""
@@ -260,6 +279,18 @@ class StockLevel:
 
     def release(self, hold: Hold) -> None:
         self._end(hold, HoldStatus.RELEASED, Reason.RELEASE)
+
+    def release_part(self, hold: Hold, units: int) -> None:
+        """Give back ``units`` of an active hold and keep the rest under the same id (the id
+        the cart line names); all of them releases the hold."""
+        self._check_active(hold)
+        if not 1 <= units <= hold.quantity:
+            raise ValueError(f"cannot release {units} of a hold of {hold.quantity}")
+        if units == hold.quantity:
+            self.release(hold)
+            return
+        hold.quantity -= units
+        self._record(Movement(self.sku, Reason.RELEASE, str(hold.id), reserved=-units))
 
     def confirm(self, hold: Hold, order_ref: str | None) -> None:
         """Turn an active hold into a commitment: the unit is sold, Bling not yet told."""

@@ -37,7 +37,16 @@ def _hold_from_row(row: Any) -> Hold:
         created_at=row.created_at,
         expires_at=row.expires_at,
         order_ref=row.order_ref,
+        listed_at=row.listed_at,
     )
+
+
+#: What ``flush`` compares to find the holds a transaction changed.
+_Loaded = tuple[HoldStatus, datetime, datetime | None, int]
+
+
+def _loaded(hold: Hold) -> _Loaded:
+    return (hold.status, hold.expires_at, hold.listed_at, hold.quantity)
 
 
 class SqlStockRepository:
@@ -48,8 +57,9 @@ class SqlStockRepository:
         self.now = now
         self._row_locks = connection.dialect.name == "postgresql"
         self._levels: dict[str, StockLevel] = {}
-        # Each hold read, with the (status, expires_at) it had then: flush writes what changed.
-        self._holds: dict[uuid.UUID, tuple[Hold, tuple[HoldStatus, datetime]]] = {}
+        # Each hold read, with the (status, expiry, listing, quantity) it had then: flush writes
+        # what changed.
+        self._holds: dict[uuid.UUID, tuple[Hold, _Loaded]] = {}
         self._new_holds: list[Hold] = []
         self._events: list[Event] = []
 
@@ -169,7 +179,7 @@ class SqlStockRepository:
         return [_hold_from_row(row) for row in rows]
 
     def _track(self, hold: Hold) -> Hold:
-        self._holds[hold.id] = (hold, (hold.status, hold.expires_at))
+        self._holds[hold.id] = (hold, _loaded(hold))
         return hold
 
     def add_hold(self, hold: Hold) -> None:
@@ -249,20 +259,23 @@ class SqlStockRepository:
                         "order_ref": h.order_ref,
                         "created_at": h.created_at,
                         "expires_at": h.expires_at,
+                        "listed_at": h.listed_at,
                         "updated_at": now,
                     }
                     for h in self._new_holds
                 ],
             )
-        for hold, (loaded_status, loaded_expiry) in self._holds.values():
-            if (hold.status, hold.expires_at) != (loaded_status, loaded_expiry):
+        for hold, loaded in self._holds.values():
+            if _loaded(hold) != loaded:
                 conn.execute(
                     update(holds)
-                    .where(holds.c.id == hold.id, holds.c.status == loaded_status.value)
+                    .where(holds.c.id == hold.id, holds.c.status == loaded[0].value)
                     .values(
                         status=hold.status.value,
                         order_ref=hold.order_ref,
                         expires_at=hold.expires_at,
+                        listed_at=hold.listed_at,
+                        quantity=hold.quantity,
                         updated_at=now,
                     )
                 )
@@ -302,7 +315,7 @@ class SqlStockRepository:
             )
         self._events.extend(hold_events(self._new_holds, self._holds.values()))
         self._new_holds = []
-        self._holds = {k: (h, (h.status, h.expires_at)) for k, (h, _) in self._holds.items()}
+        self._holds = {k: (h, _loaded(h)) for k, (h, _) in self._holds.items()}
 
     def take_events(self) -> list[Event]:
         """The hold events of what was flushed (the unit of work emits them after commit)."""
@@ -327,9 +340,7 @@ def _hold_fields(hold: Hold) -> dict[str, Any]:
     }
 
 
-def hold_events(
-    new: Iterable[Hold], tracked: Iterable[tuple[Hold, tuple[HoldStatus, datetime]]]
-) -> list[Event]:
+def hold_events(new: Iterable[Hold], tracked: Iterable[tuple[Hold, _Loaded]]) -> list[Event]:
     events = [
         Event(
             "reservation.created",
@@ -337,7 +348,7 @@ def hold_events(
         )
         for h in new
     ]
-    for hold, (loaded_status, _expiry) in tracked:
+    for hold, (loaded_status, *_rest) in tracked:
         action = _ENDED.get(hold.status)
         if action is not None and hold.status is not loaded_status:
             fields = _hold_fields(hold)

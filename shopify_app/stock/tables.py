@@ -86,6 +86,9 @@ holds = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # When a cart webhook first listed the hold's units for its cart; a storefront (proxy) hold
+    # is pending until then (domain.Hold.pending).
+    Column("listed_at", UTCDateTime, nullable=True),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint(
         "status IN ('active', 'confirmed', 'released', 'expired')", name="status_known"

@@ -165,6 +165,10 @@ def reserve_for(
             )
             raise
     ttl = timedelta(seconds=ttl_seconds or runtime.settings.reservation_ttl_seconds)
+    if source is HoldSource.PROXY:
+        # Pending until a cart webhook lists it (domain.Hold.pending): it lives for the grace
+        # window, then as long as any cart hold once listed.
+        ttl = min(ttl, timedelta(seconds=runtime.settings.cart_hold_grace_seconds))
     return services.reserve(
         runtime.uow(), lines, holder=holder, source=source, ttl=ttl, limits=runtime.hold_limits
     )
