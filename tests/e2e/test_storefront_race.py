@@ -205,7 +205,8 @@ def test_hundreds_of_shoppers_for_the_last_units_through_the_storefront_path(
     carts = [f"race-{i}-{uuid.uuid4().hex[:8]}" for i in range(shoppers)]
     ips = [f"10.{i // 250}.{i % 250}.7" for i in range(shoppers)]
 
-    outcomes = race(port, TOKEN, [reserve("RACE-LAST", c, ip) for c, ip in zip(carts, ips)])
+    calls = [reserve("RACE-LAST", c, ip) for c, ip in zip(carts, ips, strict=True)]
+    outcomes = race(port, TOKEN, calls)
     statuses = Counter(o.status for o in outcomes)
     assert statuses == {200: units, 409: shoppers - units}, statuses
     winners = {
