@@ -299,8 +299,27 @@ class SqlShopifyRepository:
         return tokens
 
     def erase_shop(self, shop: str) -> None:
-        """shop/redact: nothing about the shop's carts, orders or deliveries stays."""
-        for table in (order_lines, orders, carts, webhook_receipts, variants):
+        """shop/redact: nothing about the shop's carts, customers or deliveries stays.
+
+        Orders whose units are still committed here (waiting for Bling, or for their reversal
+        there) keep their ids and lines, without cart token or customer: they are what the
+        ledger's ``committed`` counts, and deleting them would leave those units sold forever.
+        Every other order goes.
+        """
+        open_ = orders.c.forward_status.in_(("pending", "reversal_pending"))
+        self.connection.execute(
+            update(orders)
+            .where(orders.c.shop == shop, open_)
+            .values(cart_token=None, customer_name=None, customer_email=None, updated_at=self.now)
+        )
+        closed = select(orders.c.order_id).where(orders.c.shop == shop, ~open_)
+        self.connection.execute(
+            delete(order_lines).where(
+                order_lines.c.shop == shop, order_lines.c.order_id.in_(closed)
+            )
+        )
+        self.connection.execute(delete(orders).where(orders.c.shop == shop, ~open_))
+        for table in (carts, webhook_receipts, variants):
             self.connection.execute(delete(table).where(table.c.shop == shop))
 
 

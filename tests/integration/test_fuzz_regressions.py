@@ -273,3 +273,26 @@ def test_bent_bling_events_are_refused_or_ignored(
         assert snapshot(engine) == before
     assert figures(engine, "A")["on_hand"] == 1
     assert_ledger_balanced(engine)
+
+
+def test_shop_redact_keeps_the_orders_the_ledger_still_counts_without_their_shopper(
+    client: FlaskClient, api: ApiClient, engine: Engine
+) -> None:
+    """Found when the webhook fuzzer learned line properties: shop/redact erased an order whose
+    units were still committed (waiting for Bling), so ``committed`` counted a sale nothing
+    explained, forever."""
+    api.put("/stock/TEE", json={"on_hand": 5})
+    line = {"id": 1, "sku": "TEE", "quantity": 2}
+    pending = order(7101, [line], cart_token="cart-a", email="ana@example.com")
+    cancelled = order(7102, [{**line, "id": 2}], cart_token="cart-b")
+    assert deliver(client, pending, "orders/create").status_code == 200
+    assert deliver(client, cancelled, "orders/create").status_code == 200
+    assert deliver(client, {"id": 7102}, "orders/cancelled").status_code == 200
+    redact = {"shop_id": 1, "shop_domain": SHOP}
+    assert deliver(client, redact, "shop/redact").status_code == 200
+    with engine.connect() as conn:
+        kept = conn.execute(select(orders)).all()
+        assert [(o.order_id, o.cart_token, o.customer_email) for o in kept] == [(7101, None, None)]
+        assert [r.order_id for r in conn.execute(select(order_lines))] == [7101]
+    assert figures(engine, "TEE")["committed"] == 2
+    assert_ledger_balanced(engine)

@@ -101,9 +101,22 @@ QUANTITIES = st.one_of(st.integers(-2, 4), st.just(0), HUGE_INTS, HUGE_FLOATS, s
 TOKENS = st.one_of(st.sampled_from(["cart-a", "cart-b", "cart-a?key=1"]), JUNK)
 
 
+#: What a line may say about its hold (``_bazico_hold``): a cart's object, an order's list of
+#: name/value pairs, an id of no hold, or junk in either place.
+HOLD_VALUES = st.one_of(st.uuids().map(str), JUNK)
+PROPERTIES = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"_bazico_hold": HOLD_VALUES}),
+    st.lists(st.fixed_dictionaries({"name": st.just("_bazico_hold"), "value": HOLD_VALUES})),
+    JUNK,
+)
+
+
 @st.composite
 def line_item(draw: st.DrawFn) -> Any:
     line: dict[str, Any] = {
+        "variant_id": draw(st.one_of(st.integers(1, 5), HUGE_INTS, JUNK)),
+        "properties": draw(PROPERTIES),
         "id": draw(st.one_of(st.integers(1, 50), HUGE_INTS, JUNK)),
         "sku": draw(mostly(st.sampled_from(sorted(STOCKED)), SKUS)),
         "quantity": draw(mostly(st.integers(1, 3), QUANTITIES)),
