@@ -55,6 +55,8 @@ def _count(action: str, fields: dict[str, Any]) -> None:
             metrics.LIMIT_REFUSALS.labels(channel, str(fields["limit"])).inc()
     elif action == "reservation.expired":
         metrics.EXPIRATIONS.inc()
+        if fields.get("unlisted"):
+            metrics.UNLISTED_HOLDS.inc()
     elif action == "order.confirmed":
         metrics.CONFIRMATIONS.labels(fields.get("channel", "shopify"), "confirmed").inc()
     elif action == "order.confirmation_refused":

@@ -53,6 +53,11 @@ CONFIRMATIONS = Counter(
 EXPIRATIONS = Counter(
     "bazico_expirations_total", "Holds that ran out of time and gave their units back."
 )
+UNLISTED_HOLDS = Counter(
+    "bazico_storefront_holds_unlisted_total",
+    "Storefront (App Proxy) holds that ran out before any cart webhook listed them: the theme "
+    "did not add the item after its hold, or cart webhooks are not arriving.",
+)
 OVERSOLD_UNITS = Counter(
     "bazico_oversold_units_total",
     "Units Shopify sold that the ledger could not cover (must stay 0).",
@@ -94,6 +99,7 @@ EXPORTED = frozenset(
         "bazico_limit_refusals_total",
         "bazico_confirmations_total",
         "bazico_expirations_total",
+        "bazico_storefront_holds_unlisted_total",
         "bazico_oversold_units_total",
         "bazico_webhooks_total",
         "bazico_outbox_jobs_total",

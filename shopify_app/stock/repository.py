@@ -354,5 +354,7 @@ def hold_events(new: Iterable[Hold], tracked: Iterable[tuple[Hold, _Loaded]]) ->
             fields = _hold_fields(hold)
             if hold.status is HoldStatus.CONFIRMED:
                 fields["order"] = hold.order_ref
+            elif hold.status is HoldStatus.EXPIRED and hold.pending:
+                fields["unlisted"] = True  # no cart webhook ever showed it in its cart
             events.append(Event(action, fields))
     return events

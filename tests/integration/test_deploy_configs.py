@@ -196,6 +196,7 @@ def test_alerts_name_only_exported_metrics() -> None:
         "BlingFailing",
         "BlingDailyLimitReached",
         "Oversold",
+        "StorefrontHoldsUnlisted",
         "WebhookUnauthorizedSpike",
         "HighErrorRate",
         "HighLatencyP99",

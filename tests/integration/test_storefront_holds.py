@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
@@ -160,10 +161,12 @@ def test_a_pending_hold_that_no_webhook_lists_runs_out_after_the_grace_window(
         send(client, cart_update("cart-a", clock.now - timedelta(seconds=n + 1)), "carts/update")
     assert figures(engine, "LAST")["reserved"] == 1
     assert sweep(app) == 0
-    # ...the grace window does: the sweeper gives it back.
+    # ...the grace window does: the sweeper gives it back, and counts it for the operator.
+    unlisted = REGISTRY.get_sample_value("bazico_storefront_holds_unlisted_total") or 0
     clock.advance(GRACE - 90 + 1)
     assert api.get("/stock/LAST").get_json()["available"] == 1, "buyers see it free at once"
     assert sweep(app) == 1
+    assert REGISTRY.get_sample_value("bazico_storefront_holds_unlisted_total") == unlisted + 1
     assert hold_row(engine, held).status == "expired"
     assert figures(engine, "LAST") == {"on_hand": 1, "reserved": 0, "committed": 0, "available": 1}
     assert proxy_reserve(client, clock, "LAST", "cart-b").status_code == 200
