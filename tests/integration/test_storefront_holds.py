@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from prometheus_client import REGISTRY
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 
 from shopify_app.runtime import EXTENSION_KEY
