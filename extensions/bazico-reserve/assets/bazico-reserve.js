@@ -453,7 +453,7 @@
         return original(input, init);
       }
       if (outcome.refuse !== undefined) {
-        env.notify(outcome.refuse, null);
+        env.notifyUnlessShown(outcome.refuse);
         return refusalResponse(outcome.refuse);
       }
       if (outcome.send === body) return original(input, init);
@@ -508,7 +508,7 @@
       var xhr = this;
       decide(env, action, body, meta.contentType, env.preset(action)).then(function (outcome) {
         if (outcome.refuse !== undefined) {
-          env.notify(outcome.refuse, null);
+          env.notifyUnlessShown(outcome.refuse);
           answerXhr(xhr, outcome.refuse);
         } else {
           send.call(xhr, outcome.send);
@@ -638,9 +638,9 @@
     return el;
   }
 
-  function makeNotifier(doc, config) {
+  function makeNotifier(doc, config, win) {
     var shown = [];
-    return {
+    var notifier = {
       notify: function (message, form) {
         var target = config.placement === "banner" ? null : themeErrorTarget(form);
         if (target) {
@@ -655,10 +655,21 @@
           shown.push(region);
         }
       },
+      /** A refused fetch/XHR: its caller got the 422 and most themes show its description;
+       * the banner shows the message only when, a moment later, nothing on the page does. */
+      notifyUnlessShown: function (message) {
+        win.setTimeout(function () {
+          var region = doc.getElementById(STATUS_ID);
+          var text = (doc.body && doc.body.innerText) || "";
+          if (region && !region.hidden) text = text.replace(region.innerText || "", "");
+          if (text.indexOf(message) < 0) notifier.notify(message, null);
+        }, 600);
+      },
       clear: function () {
         shown.splice(0).forEach(function (el) { el.hidden = true; });
       }
     };
+    return notifier;
   }
 
   // --- start -------------------------------------------------------------------------------------
@@ -667,13 +678,14 @@
     var doc = win.document;
     var config = readConfig(doc);
     var originalFetch = win.fetch.bind(win);
-    var notifier = makeNotifier(doc, config);
+    var notifier = makeNotifier(doc, config, win);
     var env = {
       config: config,
       fetch: originalFetch,
       console: win.console,
       catalog: function () { return catalogFrom(doc); },
       notify: notifier.notify,
+      notifyUnlessShown: notifier.notifyUnlessShown,
       clear: notifier.clear,
       pending: new WeakSet(),
       replaying: null,
