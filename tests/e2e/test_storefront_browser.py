@@ -59,7 +59,7 @@ def _missing(what: str) -> None:
     pytest.skip(f"{what} (REQUIRE_BROWSER=1 makes this a failure)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)  # autouse: checked before the service starts
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
