@@ -237,3 +237,12 @@ test("configuration: the block's JSON over the defaults", () => {
   assert.equal(config.messages.soldOut, "Acabou");
   assert.equal(config.messages.wait, embed.DEFAULTS.messages.wait);
 });
+
+test("an add body it cannot read goes out as it is, with a warning", async () => {
+  const shop = storefront();
+  const body = new Blob(["id=102"]);
+  await shop.fetch("/cart/add.js", { method: "POST", body });
+  assert.deepEqual(shop.urls(), ["/cart/add.js"]);
+  assert.equal(shop.calls[0].body, body);
+  assert.match(shop.warnings[0], /WITHOUT a hold/);
+});

@@ -380,7 +380,12 @@
    */
   async function decide(env, action, body, contentType, preset) {
     var read = readBody(body, contentType);
-    if (!read) return { send: body };
+    if (!read) {
+      if (action === "add" && !preset) {
+        env.console.warn(LOG_PREFIX + " cannot read this /cart/add body; sent WITHOUT a hold.");
+      }
+      return { send: body };
+    }
     if (action === "add") {
       var items = addItems(read);
       var todo = items.map(function (item) { return item.hold ? null : item; });
@@ -465,6 +470,11 @@
         }));
       }
       var next = Object.assign({}, init, { body: outcome.send });
+      if (isFormData(outcome.send) && init && init.headers) {
+        // A new FormData has a new multipart boundary: let the browser write the header.
+        next.headers = new Headers(init.headers);
+        next.headers.delete("content-type");
+      }
       return original(input, next);
     };
   }
@@ -569,9 +579,10 @@
     var data = new FormData(form);
     var read = { type: "form", data: data };
     if (action === "add") {
+      // A form without its own `id` value: the variant the picker last announced.
+      if (!data.get("id") && !data.has("items[0][id]") && env.lastVariant) data.set("id", env.lastVariant);
       var items = addItems(read);
       if (!items.length || items.every(function (item) { return item.hold; })) return;
-      if (!items[0].variantId && env.lastVariant) data.set("id", env.lastVariant);
     } else if (!quantityChanges(action, read).length) {
       return;
     }
