@@ -1,4 +1,11 @@
 /*
+ * DEPRECATED: replaced by the theme app extension's app embed (extensions/bazico-reserve/;
+ * Online Store > Themes > Customize > App embeds > "Bázico stock holds"). This route stays for
+ * one release so themes that paste it keep working; remove the <script> tag once the embed is
+ * on. It still writes the `_bazico_cart` attribute with /cart/update.js before adding (which
+ * the service keeps accepting), asks by the SKU written in the form rather than the selected
+ * variant, and does not fail open.
+ *
  * Bázico theme snippet: reserve stock through the App Proxy before adding to the cart.
  *
  * Add to the theme (e.g. in theme.liquid, before </body>):
@@ -71,7 +78,12 @@
     return { added: true };
   }
 
+  var DEPRECATION = "[Bázico] /static/bazico-reserve.js is deprecated and goes away in the next " +
+    "release: switch on the \"Bázico stock holds\" app embed (Online Store > Themes > Customize > " +
+    "App embeds) and remove this <script> tag.";
+
   function install(doc, win) {
+    if (win.console && win.console.warn) win.console.warn(DEPRECATION);
     doc.addEventListener("submit", function (event) {
       var form = event.target.closest && event.target.closest("form[data-bazico-sku]");
       if (!form) return;
@@ -89,7 +101,10 @@
     });
   }
 
-  var api = { reserveThenAdd: reserveThenAdd, install: install, ATTRIBUTE: ATTRIBUTE, MESSAGES: MESSAGES };
+  var api = {
+    reserveThenAdd: reserveThenAdd, install: install, ATTRIBUTE: ATTRIBUTE, MESSAGES: MESSAGES,
+    DEPRECATION: DEPRECATION
+  };
   if (typeof module !== "undefined" && module.exports) {
     module.exports = api;
   } else {

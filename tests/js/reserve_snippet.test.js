@@ -1,4 +1,4 @@
-// Unit tests of the theme snippet (node --test), with a stand-in for the storefront's fetch.
+// Unit tests of the (deprecated) theme snippet (node --test), with a stand-in for the storefront's fetch.
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
@@ -74,4 +74,14 @@ test("a limit answer without a readable message falls back to a generic one", as
     fetch: shop.fetch, sku: "TEE", variantId: 1, notify: (m) => notes.push(m),
   });
   assert.deepEqual(notes, [snippet.MESSAGES.limited]);
+});
+
+test("installing the deprecated snippet says once where its replacement is", () => {
+  const warned = [];
+  const listeners = [];
+  const doc = { addEventListener: (type) => listeners.push(type) };
+  snippet.install(doc, { console: { warn: (m) => warned.push(m) } });
+  assert.deepEqual(warned, [snippet.DEPRECATION]);
+  assert.match(snippet.DEPRECATION, /App embeds/);
+  assert.deepEqual(listeners, ["submit"], "and it keeps working");
 });
