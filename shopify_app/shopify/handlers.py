@@ -91,11 +91,14 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     sends webhooks behind the theme's calls, so a delivery describing the cart as it was before
     the shopper's last add does not list a hold granted a moment ago; per SKU:
 
-    - the holds the webhook speaks for (those its lines name with ``_bazico_hold``, then those a
-      webhook listed before) are kept up to the units listed, the newest given back first;
+    - the holds the webhook speaks for (those its lines name by their own id with
+      ``_bazico_hold``, then those a webhook listed before) are kept up to the units listed,
+      the newest given back first;
     - units listed beyond those are covered by the cart's pending holds, which become listed,
-      oldest first; a pending hold the webhook does not need is left alone (it is for a change
-      the webhook has not seen yet) and runs out after CART_HOLD_GRACE_SECONDS;
+      those that joined a named line first (``Hold.line_id``: a quantity increase keeps the
+      line's id, so naming it proves nothing about the new units), then oldest first; a pending
+      hold the webhook does not need is left alone (it is for a change the webhook has not seen
+      yet) and runs out after CART_HOLD_GRACE_SECONDS;
     - only what neither covers is held anew from stock, so nothing is held twice.
     """
     payload = delivery.payload
@@ -192,7 +195,7 @@ def _follow(
             live.append(hold)
     spoken = sorted(
         (h for h in live if h.id in named or not h.pending),
-        key=lambda h: (h.id not in named, h.created_at, str(h.id)),
+        key=lambda h: (not h.named_by(named), h.created_at, str(h.id)),
     )
     spoken_ids = {h.id for h in spoken}
     covered = 0
@@ -205,7 +208,8 @@ def _follow(
             level.release_part(hold, hold.quantity - room)  # fewer units: same hold, same id
         covered += hold.quantity
         hold.list_in_cart(now, until)
-    for hold in sorted((h for h in live if h.id not in spoken_ids), key=lambda h: h.created_at):
+    rest = (h for h in live if h.id not in spoken_ids)
+    for hold in sorted(rest, key=lambda h: (not h.named_by(named), h.created_at, str(h.id))):
         room = wanted - covered
         if room <= 0:
             break  # pending, and not (yet) in the cart as Shopify last described it
@@ -264,7 +268,7 @@ def extend_for_checkout(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> 
             levels[hold.sku].expire(hold)  # too late: the unit may be someone else's by now
         elif not hold.pending:
             hold.extend(until)
-        elif hold.sku in listed or hold.id in named.get(hold.sku, set()):
+        elif hold.sku in listed or hold.named_by(named.get(hold.sku, set())):
             hold.list_in_cart(uow.now, until)  # the checkout has the line: so has the cart
     return "applied"
 
@@ -385,7 +389,7 @@ def _holder_of(uow: UnitOfWork, delivery: Delivery, named: dict[str, set[uuid.UU
 def _log_foreign_names(named: dict[str, set[uuid.UUID]], holds: list[Hold], order: Order) -> None:
     """Hold ids named on the order's lines that are not live holds of its cart are ignored: made
     up, another cart's, or already gone. Never consumed, only logged."""
-    own = {(h.sku, h.id) for h in holds}
+    own = {(h.sku, i) for h in holds for i in (h.id, h.line_id)}
     foreign = sum(1 for sku, ids in named.items() for i in ids if (sku, i) not in own)
     if foreign:
         log.info("order %s: %d named hold(s) not of its cart; ignored", order.order_id, foreign)
@@ -422,7 +426,7 @@ def _sell(
     remaining = quantity - from_holds
     mine = sorted(
         (h for h in unused.values() if h.sku == level.sku),
-        key=lambda h: (h.id not in first, h.created_at, str(h.id)),
+        key=lambda h: (not h.named_by(first), h.created_at, str(h.id)),
     )
     for hold in mine:
         del unused[hold.id]

@@ -8,6 +8,7 @@ signed; it only names the shopper's own cart, which is what a hold is keyed by.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -45,6 +46,12 @@ class ProxyReserveIn(RequestBody):
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
     cart_token: str = Field(
         min_length=1, max_length=512, pattern=NO_NUL, description="The shopper's cart token"
+    )
+    hold_id: uuid.UUID | None = Field(
+        default=None,
+        description="The `_bazico_hold` of the cart line these units join (a quantity "
+        "increase, or the same variant added again): the answer's `line_hold` is then that "
+        "line's id. Ignored unless it is a live hold of this cart and SKU.",
     )
 
 
@@ -96,12 +103,12 @@ def reserve(sku: str) -> Any:
     """Hold units for the shopper's cart before the theme adds them: 200, or 409 sold out.
 
     The hold is pending until a cart webhook lists it (CART_HOLD_GRACE_SECONDS); the theme adds
-    the item with the line property ``_bazico_hold`` = ``reservation_id``.
+    the item with the line property ``_bazico_hold`` = ``line_hold``.
     """
     check_sku(sku)
     body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
     holder = normalize_token(body.cart_token)
-    (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY)
+    (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY, body.hold_id)
     return hold_json(hold)
 
 
@@ -143,5 +150,5 @@ def reserve_variant(variant_id: str) -> Any:
     sku = _sku_of_variant(variant_id)
     body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
     holder = normalize_token(body.cart_token)
-    (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY)
+    (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY, body.hold_id)
     return hold_json(hold)

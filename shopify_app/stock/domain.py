@@ -198,6 +198,18 @@ class Hold:
     expires_at: datetime
     order_ref: str | None = None
     listed_at: datetime | None = None
+    #: The hold whose cart line these units joined (a quantity increase, or the same variant
+    #: added again): that line names one id, ``line_id``, for all of its holds. None: its own.
+    line_ref: uuid.UUID | None = None
+
+    @property
+    def line_id(self) -> uuid.UUID:
+        """The id the cart line carries (``_bazico_hold``) for this hold's units."""
+        return self.line_ref or self.id
+
+    def named_by(self, ids: set[uuid.UUID] | frozenset[uuid.UUID]) -> bool:
+        """True when ``ids`` (the hold ids a cart line names) name this hold's line."""
+        return self.id in ids or self.line_id in ids
 
     @property
     def pending(self) -> bool:

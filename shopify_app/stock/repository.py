@@ -38,6 +38,7 @@ def _hold_from_row(row: Any) -> Hold:
         expires_at=row.expires_at,
         order_ref=row.order_ref,
         listed_at=row.listed_at,
+        line_ref=row.line_ref,
     )
 
 
@@ -260,6 +261,7 @@ class SqlStockRepository:
                         "created_at": h.created_at,
                         "expires_at": h.expires_at,
                         "listed_at": h.listed_at,
+                        "line_ref": h.line_ref,
                         "updated_at": now,
                     }
                     for h in self._new_holds

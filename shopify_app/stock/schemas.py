@@ -48,6 +48,10 @@ class ReservationOut(BaseModel):
     sku: str
     quantity: int
     expires_at: datetime
+    line_hold: uuid.UUID = Field(
+        description="The id the cart line carries as its `_bazico_hold` property: the hold's "
+        "own id, or that of the line it joined (`hold_id` on the App Proxy)"
+    )
 
 
 class ReservationsOut(BaseModel):

@@ -56,6 +56,7 @@ def reserve(
     source: HoldSource,
     ttl: timedelta,
     limits: HolderLimits | None = None,
+    line_ref: uuid.UUID | None = None,
 ) -> list[Hold]:
     """Hold every line, or none: OutOfStock names each SKU that falls short, with what it has.
 
@@ -63,10 +64,16 @@ def reserve(
     so a buyer never loses a unit to a hold whose time is up (expiry is exact, not eventual).
     With ``limits`` and a holder, HoldLimitExceeded refuses what would take the holder over a
     cap, before any stock is looked at, and changes nothing.
+
+    ``line_ref`` names a hold of the same holder and SKU whose cart line the new units join (a
+    quantity increase): the new hold carries that line's id (``Hold.line_id``). A reference to
+    anything else (another cart's hold, an ended one, another SKU) is ignored.
     """
     demand = merge_lines(lines)
     caps = limits if holder is not None and limits is not None and limits.enabled else None
-    if len(demand) == 1 and caps is None:
+    if line_ref is not None and (holder is None or len(demand) != 1):
+        line_ref = None
+    if len(demand) == 1 and caps is None and line_ref is None:
         ((sku, quantity),) = demand.items()
         hold = uow.reserve_one(sku, quantity, holder=holder, source=source, ttl=ttl)
         if hold is not None:
@@ -98,15 +105,34 @@ def reserve(
             uow.commit()  # keep the expiries: they are true whatever this request gets
             _rejected(demand, holder, source, "sold_out", short)
             raise OutOfStock(short)
+        joins = _line_of(uow, line_ref, holder, demand) if line_ref is not None else None
         created = []
         for sku in sorted(demand):
             hold = levels[sku].reserve(
                 demand[sku], holder=holder, source=source, now=uow.now, ttl=ttl
             )
+            hold.line_ref = joins
             uow.stock.add_hold(hold)
             created.append(hold)
         uow.commit()
     return created
+
+
+def _line_of(
+    uow: UnitOfWork, line_ref: uuid.UUID, holder: str | None, demand: dict[str, int]
+) -> uuid.UUID | None:
+    """The line id a new hold joins: that of ``line_ref`` when it is a live hold of the same
+    holder and SKU (read under the SKU's lock), else None (the new hold is a line of its own)."""
+    found = uow.stock.holds_by_id([line_ref]).get(line_ref)
+    if (
+        found is None
+        or found.status is not HoldStatus.ACTIVE
+        or found.is_due(uow.now)
+        or found.holder != holder
+        or found.sku not in demand
+    ):
+        return None
+    return found.line_id
 
 
 def _rejected(

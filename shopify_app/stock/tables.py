@@ -89,6 +89,8 @@ holds = Table(
     # When a cart webhook first listed the hold's units for its cart; a storefront (proxy) hold
     # is pending until then (domain.Hold.pending).
     Column("listed_at", UTCDateTime, nullable=True),
+    # The hold whose cart line this one's units joined (domain.Hold.line_ref); NULL: its own.
+    Column("line_ref", Uuid, nullable=True),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint(
         "status IN ('active', 'confirmed', 'released', 'expired')", name="status_known"

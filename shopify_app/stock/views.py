@@ -143,6 +143,7 @@ def reserve_for(
     holder: str | None,
     ttl_seconds: int | None,
     source: HoldSource = HoldSource.API,
+    line_ref: uuid.UUID | None = None,
 ) -> list[Hold]:
     """Reserve through the service layer with this process's unit of work and default TTL."""
     runtime = current_runtime()
@@ -170,7 +171,13 @@ def reserve_for(
         # window, then as long as any cart hold once listed.
         ttl = min(ttl, timedelta(seconds=runtime.settings.cart_hold_grace_seconds))
     return services.reserve(
-        runtime.uow(), lines, holder=holder, source=source, ttl=ttl, limits=runtime.hold_limits
+        runtime.uow(),
+        lines,
+        holder=holder,
+        source=source,
+        ttl=ttl,
+        limits=runtime.hold_limits,
+        line_ref=line_ref,
     )
 
 
@@ -180,6 +187,7 @@ def hold_json(hold: Hold) -> dict[str, Any]:
         "sku": hold.sku,
         "quantity": hold.quantity,
         "expires_at": hold.expires_at.isoformat(),
+        "line_hold": str(hold.line_id),
     }
 
 

@@ -400,3 +400,67 @@ def test_forged_stale_or_unsigned_variant_calls_change_nothing(
     assert client.post(f"/proxy/variants/4401/reserve?{query}", json=body).status_code == 401
     assert client.post(f"/proxy/stock/TEE/reserve?{query}", json=body).status_code == 401
     assert snapshot(engine) == before
+
+
+# --- one id per cart line: later units join the line's hold id ----------------------------------
+
+
+def test_an_increase_joins_the_lines_hold_id_and_still_waits_for_its_webhook(
+    client: FlaskClient, api: ApiClient, engine: Engine, clock: FakeClock
+) -> None:
+    stock(api, TEE=2)
+    first = hold_of(client, clock, "TEE", "cart-a")
+    send(client, cart_update("cart-a", clock.now, line("TEE", 1, first)), "carts/update")
+    clock.advance(5)
+    body = {"cart_token": "cart-a", "quantity": 1, "hold_id": first}
+    more = client.post(f"/proxy/stock/TEE/reserve?{signed_query(clock)}", json=body)
+    assert more.status_code == 200, more.get_json()
+    extra = more.get_json()
+    assert extra["line_hold"] == first and extra["reservation_id"] != first
+    # The cart as it was before the +1 names the line's id: that proves nothing of the new unit.
+    stale = cart_update("cart-a", clock.now - timedelta(seconds=1), line("TEE", 1, first))
+    send(client, stale, "carts/update")
+    assert hold_row(engine, extra["reservation_id"]).status == "active"
+    assert hold_row(engine, extra["reservation_id"]).listed_at is None
+    assert proxy_reserve(client, clock, "TEE", "cart-b").status_code == 409
+    clock.advance(5)
+    send(client, cart_update("cart-a", clock.now, line("TEE", 2, first)), "carts/update")
+    assert hold_row(engine, extra["reservation_id"]).listed_at is not None
+    placed = order(9010, "cart-a", line("TEE", 2, first, order=True))
+    send(client, placed, "orders/create")
+    assert order_line_figures(engine, 9010) == [(2, 0, 0)]
+    assert figures(engine, "TEE") == {"on_hand": 2, "reserved": 0, "committed": 2, "available": 0}
+    assert_ledger_balanced(engine)
+
+
+@pytest.mark.parametrize("whose", ["another_cart", "another_sku", "made_up", "released"])
+def test_a_hold_id_that_is_not_a_live_hold_of_this_cart_and_sku_is_ignored(
+    whose: str, client: FlaskClient, api: ApiClient, engine: Engine, clock: FakeClock
+) -> None:
+    stock(api, TEE=3, CAP=3)
+    reference = {
+        "another_cart": lambda: hold_of(client, clock, "TEE", "cart-b"),
+        "another_sku": lambda: hold_of(client, clock, "CAP", "cart-a"),
+        "made_up": lambda: str(uuid.uuid4()),
+        "released": lambda: hold_of(client, clock, "TEE", "cart-a"),
+    }[whose]()
+    if whose == "released":
+        assert api.delete(f"/stock/reservations/{reference}").status_code == 204
+    body = {"cart_token": "cart-a", "quantity": 1, "hold_id": reference}
+    answer = client.post(f"/proxy/stock/TEE/reserve?{signed_query(clock)}", json=body)
+    assert answer.status_code == 200, answer.get_json()
+    hold = answer.get_json()
+    assert hold["line_hold"] == hold["reservation_id"], "a line of its own"
+    assert hold_row(engine, hold["reservation_id"]).line_ref is None
+    assert_ledger_balanced(engine)
+
+
+def test_a_malformed_hold_id_in_the_proxy_body_is_422_and_changes_nothing(
+    client: FlaskClient, api: ApiClient, engine: Engine, clock: FakeClock
+) -> None:
+    stock(api, TEE=3)
+    before = snapshot(engine)
+    body = {"cart_token": "cart-a", "quantity": 1, "hold_id": "not-a-hold"}
+    answer = client.post(f"/proxy/stock/TEE/reserve?{signed_query(clock)}", json=body)
+    assert answer.status_code == 422 and answer.get_json()["error"] == "invalid_request"
+    assert snapshot(engine) == before

@@ -246,3 +246,27 @@ test("an add body it cannot read goes out as it is, with a warning", async () =>
   assert.equal(shop.calls[0].body, body);
   assert.match(shop.warnings[0], /WITHOUT a hold/);
 });
+
+test("added units join the hold id of the line they land on, so one id names the whole line", async () => {
+  const held = { token: "c1-tok?key=9", items: [
+    { key: "102:aa", variant_id: 102, sku: "CAM-M", quantity: 1, properties: { _bazico_hold: "line-hold-1" } },
+  ] };
+  // The service grants a new hold and answers the line's id to carry (line_hold).
+  const reserve = (url, body) => [200, { reservation_id: "hold-2", line_hold: body.hold_id || "hold-2" }];
+  const increase = storefront({ cart: held, reserve });
+  await increase.fetch("/cart/change.js", { method: "POST", body: JSON.stringify({ line: 1, quantity: 2 }) });
+  assert.deepEqual(increase.calls[1].body, { cart_token: "c1-tok?key=9", quantity: 1, hold_id: "line-hold-1" });
+  assert.deepEqual(increase.calls[2].body, { line: 1, quantity: 2 }, "the theme's change goes out as it was");
+
+  // Adding the same variant again: the line's id goes on the add, so Shopify merges the lines.
+  const again = storefront({ cart: held, reserve });
+  await again.fetch("/cart/add.js", { method: "POST", body: JSON.stringify({ id: 102, quantity: 1 }) });
+  assert.equal(again.calls[1].body.hold_id, "line-hold-1");
+  assert.equal(again.calls[2].body.properties._bazico_hold, "line-hold-1");
+
+  // Another variant starts a line of its own.
+  const other = storefront({ cart: held, reserve });
+  await other.fetch("/cart/add.js", { method: "POST", body: JSON.stringify({ id: 101, quantity: 1 }) });
+  assert.equal(other.calls[1].body.hold_id, undefined);
+  assert.equal(other.calls[2].body.properties._bazico_hold, "hold-2");
+});

@@ -255,9 +255,27 @@
       if (extra <= 0) return;
       var variantId = line ? String(line.variant_id) : change.variantId;
       var sku = line && typeof line.sku === "string" && line.sku ? line.sku : catalog.get(variantId) || "";
-      out.push({ sku: sku, variantId: variantId, quantity: extra });
+      // The extra units join the line's hold id, so the line keeps naming all of its units.
+      out.push({ sku: sku, variantId: variantId, quantity: extra, holdId: lineHold(line) });
     });
     return out;
+  }
+
+  /** The hold id a cart line carries (`_bazico_hold`), or null. */
+  function lineHold(line) {
+    var props = line && line.properties;
+    var value = props && !Array.isArray(props) ? props[HOLD_PROPERTY] : null;
+    return typeof value === "string" && value ? value : null;
+  }
+
+  /** The hold id of the line an add of `variantId` lands on: the cart's line of that variant
+   * with a hold (Shopify merges lines whose properties match, so the added units join it). */
+  function holdOfVariant(cart, variantId) {
+    var items = (cart && cart.items) || [];
+    for (var i = 0; i < items.length; i++) {
+      if (String(items[i].variant_id) === String(variantId) && lineHold(items[i])) return lineHold(items[i]);
+    }
+    return null;
   }
 
   // --- asking the service -------------------------------------------------------------------
@@ -305,7 +323,9 @@
       response = await withTimeout(env.fetch, env.config.proxy + path, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ cart_token: cartToken, quantity: want.quantity }),
+        body: JSON.stringify(want.holdId
+          ? { cart_token: cartToken, quantity: want.quantity, hold_id: want.holdId }
+          : { cart_token: cartToken, quantity: want.quantity }),
         credentials: "same-origin"
       }, env.config.timeoutMs);
     } catch (err) {
@@ -313,7 +333,8 @@
     }
     var body = await readJson(response);
     if (response.status === 200 && body && body.reservation_id) {
-      return { kind: "hold", id: String(body.reservation_id), hold: body };
+      // The id for the cart line: the line's own when these units joined it.
+      return { kind: "hold", id: String(body.line_hold || body.reservation_id), hold: body };
     }
     if (response.status === 404 && body && UNTRACKED[body.error]) return { kind: "untracked" };
     if (response.status === 409 || response.status === 422 || response.status === 429) {
@@ -350,6 +371,7 @@
     for (var i = 0; i < wants.length; i++) {
       var want = wants[i];
       if (!want.sku && !want.variantId) { result.holds.push(null); continue; }
+      if (want.holdId === undefined) want.holdId = holdOfVariant(cart, want.variantId);
       var decision = await askHold(env, want, token);
       if (decision.kind === "refused") { result.refused = decision; return result; }
       if (decision.kind === "open") result.open.push(decision.reason);

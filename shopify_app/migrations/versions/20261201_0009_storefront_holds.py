@@ -18,6 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("holds", sa.Column("listed_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("holds", sa.Column("line_ref", sa.Uuid(), nullable=True))
     # Holds granted before this release followed the old rule (a cart webhook that did not list
     # them released them): count them as listed, so their behaviour does not change mid-life.
     op.execute(
@@ -36,4 +37,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("shopify_variants")
     with op.batch_alter_table("holds") as batch:
+        batch.drop_column("line_ref")
         batch.drop_column("listed_at")
