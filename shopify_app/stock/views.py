@@ -104,6 +104,7 @@ def _hold_limit(exc: HoldLimitExceeded) -> Response:
     extra: dict[str, Any] = {"limit": exc.limit, "maximum": exc.maximum, "held": exc.held}
     if exc.retry_after is None:  # more than one cart may ever hold: retrying cannot help
         return error_response(422, "hold_limit_exceeded", message, skus=exc.skus, **extra)
+    message += f" Tente de novo em {exc.retry_after} s."  # when the cart's own holds run out
     response = error_response(
         429, "hold_limit_exceeded", message, skus=exc.skus, retry_after=exc.retry_after, **extra
     )

@@ -87,6 +87,7 @@ def test_a_cart_holds_at_most_the_cap_of_one_sku(capped: Flask, clock: FakeClock
     body = refused(response, 429, "hold_limit_exceeded")
     assert body["limit"] == "units_per_sku" and body["maximum"] == 3 and body["held"] == 3
     assert body["message"].startswith("Limite de 3 unidades")
+    assert body["message"].endswith("Tente de novo em 900 s."), "the wait, in Portuguese"
     # The soonest of its holds runs out in one TTL (900 s): then one unit fits again.
     assert response.headers["Retry-After"] == "900" == str(body["retry_after"])
     assert snapshot(engine) == before, "a refused hold changes nothing"
