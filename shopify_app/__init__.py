@@ -13,7 +13,7 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from .config import DEVELOPMENT_SECRET_KEY, load_settings
-from .db import make_engine
+from .db.engine import make_engine
 from .observability import logs
 from .runtime import EXTENSION_KEY, Runtime
 from .stock.unit_of_work import Clock, utc_now

@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, text
 
 from shopify_app import create_app
+from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY
-from shopify_app.stock.tables import metadata
 from tests.support.clock import FakeClock
 from tests.support.pgcluster import PgCluster, find_pg_bin
 from tests.support.procfile import LIMITS_OFF

@@ -27,6 +27,7 @@ from bling.products import BALANCE_BATCH, MAX_PAGE_SIZE, iter_products, stock_ba
 from bling.webhooks import BlingEvent
 
 from ..config import ConfigError, Settings
+from ..db import dialect
 from ..runtime import Runtime
 from ..stock.domain import StockLevel
 from ..stock.unit_of_work import Clock, UnitOfWork, utc_now
@@ -76,17 +77,10 @@ class BlingStockRows:
         self.connection: Connection = uow.stock.connection
         self.now = uow.now
 
-    def _insert(self, table: Any) -> Any:
-        if self.connection.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(table)
-
     def record_event(self, event: BlingEvent) -> bool:
         """Note a delivery; False if its eventId was seen before (a concurrent twin waits)."""
         stmt = (
-            self._insert(bling_events)
+            dialect.insert(self.connection, bling_events)
             .values(event_id=event.event_id[:255], event=event.event[:64], received_at=self.now)
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(bling_events.c.event_id)  # psycopg reports rowcount -1 for DO NOTHING
@@ -103,7 +97,7 @@ class BlingStockRows:
                 bling_products.c.sku.not_in(list(refs)),
             )
         )
-        stmt = self._insert(bling_products)
+        stmt = dialect.insert(self.connection, bling_products)
         stmt = stmt.on_conflict_do_update(
             index_elements=["sku"],
             set_={"product_id": stmt.excluded.product_id, "updated_at": stmt.excluded.updated_at},

@@ -23,7 +23,7 @@ from sqlalchemy import (
     Table,
 )
 
-from ..stock.tables import SKU, Quantity, UTCDateTime, metadata
+from ..db.metadata import SKU, Quantity, UTCDateTime, metadata
 
 # No foreign key to ``skus``: the map is Bling's catalog, and it is filled before the ledger
 # learns a SKU (the sync creates ledger rows only when it applies their balance).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, String, Table, Text
 
-from ..stock.tables import UTCDateTime, metadata
+from ..db.metadata import UTCDateTime, metadata
 
 ACCOUNT = String(255)
 #: ``lost_reason`` is for an operator's eye (``flask bling status``); details are in the logs.

@@ -5,7 +5,7 @@ refresh at once would leave one of them with ``invalid_grant`` and the connectio
 (DESIGN.md, "Bling") is that ``bling.oauth.TokenManager`` refreshes *inside* ``update(change)``:
 
 1. one transaction, on a connection of its own, locks the row (``SELECT … FOR UPDATE`` on
-   PostgreSQL; on SQLite the transaction itself began with ``BEGIN IMMEDIATE``, see db.py);
+   PostgreSQL; on SQLite the transaction itself began with ``BEGIN IMMEDIATE``, see db/engine.py);
 2. ``change(current)`` runs under that lock: it re-reads what is stored and refreshes only if
    nobody has yet, so a process that waited on the lock finds its predecessor's new token;
 3. the new access token and the rotated refresh token are written in that same transaction.
@@ -38,7 +38,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bling.errors import BlingNotConnected, InvalidGrant
 from bling.oauth import StoredToken
 
-from ..db import READ_ONLY
+from ..db.engine import READ_ONLY
 from ..observability import metrics
 from ..shopify.shops import TokenCipher, TokenUnreadable
 from ..stock.unit_of_work import Clock

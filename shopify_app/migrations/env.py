@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from shopify_app.config import load_settings
-from shopify_app.db import make_engine
+from shopify_app.db.engine import make_engine
 from shopify_app.schema import metadata
 
 config = context.config

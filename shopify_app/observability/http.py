@@ -17,7 +17,7 @@ from spectree import Response as Answers
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import READ_ONLY
+from ..db.engine import READ_ONLY
 from ..runtime import Runtime, current_runtime
 from ..stock.domain import new_hold_id  # buffered urandom: no syscall per request
 from ..stock.schemas import Error

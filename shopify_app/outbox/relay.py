@@ -9,7 +9,7 @@ crash would lose the attempt's bookkeeping. So:
    is picked with ``SELECT … FOR UPDATE SKIP LOCKED``, so concurrent workers each take a
    different row without waiting on each other; a row another worker has just leased no longer
    matches ``due_at <= now`` when PostgreSQL re-checks it under the lock. On SQLite the write
-   transaction begins with ``BEGIN IMMEDIATE`` (``db.py``), which serialises claims outright.
+   transaction begins with ``BEGIN IMMEDIATE`` (``db/engine.py``), which serialises claims outright.
 2. **Run** the handler, committed claim, no transaction open.
 3. **Record** (one short transaction): done; pending again after a backoff; dead; or put back
    untouched when its kind is paused. The update only applies while ``attempts`` still equals
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, exists, select, update
 
-from ..db import READ_ONLY
+from ..db.engine import READ_ONLY
 from ..observability import logs, metrics
 from .registry import (
     PauseKind,

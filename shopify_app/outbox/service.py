@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select, update
 
-from ..db import READ_ONLY
+from ..db import dialect
+from ..db.engine import READ_ONLY
 from ..observability.logs import current_request_id
 from .tables import ERROR_LENGTH, outbox_jobs, outbox_pauses
 
@@ -62,7 +63,7 @@ def enqueue(
         "created_at": now,
         "updated_at": now,
     }
-    stmt = _dialect_insert(connection)(outbox_jobs).values(**values)
+    stmt = dialect.insert(connection, outbox_jobs).values(**values)
     stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "key"])
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING. On
     # PostgreSQL a concurrent twin waits for this transaction and then does nothing (or inserts,
@@ -91,7 +92,7 @@ def pause_kind(connection: Connection, kind: str, until: datetime, reason: str =
     """Hold every job of ``kind`` until ``until`` (the latest pause wins), in ``connection``'s
     transaction. Handlers do this by raising ``PauseKind``."""
     values = {"kind": kind, "until": until, "reason": reason[:ERROR_LENGTH] or None}
-    stmt = _dialect_insert(connection)(outbox_pauses).values(**values)
+    stmt = dialect.insert(connection, outbox_pauses).values(**values)
     stmt = stmt.on_conflict_do_update(
         index_elements=["kind"], set_={"until": until, "reason": values["reason"]}
     )
@@ -232,14 +233,6 @@ def _connection_of(target: object) -> Connection:
         if isinstance(connection, Connection):
             return connection
     raise TypeError(f"enqueue needs a Connection or a unit of work, got {type(target).__name__}")
-
-
-def _dialect_insert(connection: Connection) -> Any:
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 @contextmanager

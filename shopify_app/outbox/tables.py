@@ -21,7 +21,7 @@ from sqlalchemy import (
     text,
 )
 
-from ..stock.tables import UTCDateTime, metadata
+from ..db.metadata import UTCDateTime, metadata
 
 KIND = String(64)
 #: last_error is kept short: it is for an operator's eye, the full traceback is in the logs.

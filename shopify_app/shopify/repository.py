@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from ..db.dialect import insert_ignore, upsert
 from .payloads import OrderDetails
 from .tables import carts, order_lines, orders, variants, webhook_receipts
 
@@ -64,18 +65,12 @@ class SqlShopifyRepository:
         self.now = now
         self._postgres = connection.dialect.name == "postgresql"
 
-    def _insert_ignore(self, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
-
     # --- webhook receipts -----------------------------------------------------------------
 
     def record_receipt(self, shop: str, webhook_id: str, topic: str) -> bool:
         """Note a delivery; False if it was seen before (a concurrent twin waits on the key)."""
-        stmt = self._insert_ignore(
+        stmt = insert_ignore(
+            self.connection,
             webhook_receipts,
             {"shop": shop, "webhook_id": webhook_id, "topic": topic, "received_at": self.now},
             ["shop", "webhook_id"],
@@ -88,7 +83,8 @@ class SqlShopifyRepository:
     def lock_cart(self, shop: str, token: str) -> Cart:
         """Lock the cart's row, creating it (as never updated) on first sight."""
         self.connection.execute(
-            self._insert_ignore(
+            insert_ignore(
+                self.connection,
                 carts,
                 {
                     "shop": shop,
@@ -152,7 +148,9 @@ class SqlShopifyRepository:
         for variant_id in changed:  # sorted: two deliveries lock the rows in the same order
             values = {"shop": shop, "variant_id": variant_id, "sku": mapping[variant_id]}
             values["updated_at"] = self.now
-            self.connection.execute(self._upsert(variants, values, ["shop", "variant_id"]))
+            self.connection.execute(
+                upsert(self.connection, variants, values, ["shop", "variant_id"])
+            )
 
     def sku_of_variant(self, shop: str, variant_id: int) -> str | None:
         return self.connection.execute(
@@ -160,15 +158,6 @@ class SqlShopifyRepository:
                 variants.c.shop == shop, variants.c.variant_id == variant_id
             )
         ).scalar()
-
-    def _upsert(self, table: Any, values: dict[str, Any], keys: list[str]) -> Any:
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        stmt = dialect_insert(table).values(**values)
-        updates = {k: stmt.excluded[k] for k in values if k not in keys}
-        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -218,7 +207,8 @@ class SqlShopifyRepository:
     def claim_order(self, order: Order) -> bool:
         """Insert the order row; False if this order was recorded before (idempotency)."""
         stmt = (
-            self._insert_ignore(
+            insert_ignore(
+                self.connection,
                 orders,
                 {
                     "shop": order.shop,

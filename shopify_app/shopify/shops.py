@@ -43,10 +43,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import DEVELOPMENT_SECRET_KEY, Settings
-from ..db import READ_ONLY
+from ..db.engine import READ_ONLY
+from ..db.metadata import UTCDateTime, metadata
 from ..observability import metrics
 from ..runtime import Runtime
-from ..stock.tables import UTCDateTime, metadata
 from ..stock.unit_of_work import Clock, UnitOfWork
 from . import client
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-from ..stock.tables import SKU, UTCDateTime, metadata
+from ..db.metadata import SKU, UTCDateTime, metadata
 
 SHOP = String(255)
 

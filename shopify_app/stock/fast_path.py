@@ -28,7 +28,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..db import checkout, discard_if_broken, execute_autocommit
+from ..db.engine import checkout, discard_if_broken, execute_autocommit
 from .domain import Hold, HoldSource, HoldStatus, Reason, new_hold_id
 
 # Named %(…)s parameters: psycopg prepares the statement on the server after a few executions.

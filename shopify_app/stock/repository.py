@@ -3,9 +3,9 @@
 Locking rule (DESIGN.md): a transaction that changes a SKU's figures or any of its holds first
 locks that SKU's row, and locks several rows in sorted SKU order, so multi-line carts are
 all-or-nothing and two carts never deadlock. On PostgreSQL that is ``SELECT … ORDER BY sku FOR
-UPDATE``; on SQLite the transaction already began with ``BEGIN IMMEDIATE`` (db.py), which holds the
-database's single write lock. Because every change to a hold happens under its SKU's lock, a hold
-read after that lock is taken is current.
+UPDATE``; on SQLite the transaction already began with ``BEGIN IMMEDIATE`` (db/engine.py), which
+holds the database's single write lock. Because every change to a hold happens under its SKU's
+lock, a hold read after that lock is taken is current.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text, update
 
+from ..db.dialect import insert_ignore
 from ..observability.events import Event, holder_hash
 from .domain import Hold, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
 from .tables import holds, skus, stock_movements
@@ -107,7 +108,9 @@ class SqlStockRepository:
     def lock_or_create(self, sku: str) -> StockLevel:
         """Lock one SKU's row, creating it with zero stock first if it does not exist yet."""
         self.connection.execute(
-            self._insert_ignoring_conflict(
+            insert_ignore(
+                self.connection,
+                skus,
                 {
                     "sku": sku,
                     "on_hand": 0,
@@ -115,17 +118,11 @@ class SqlStockRepository:
                     "committed": 0,
                     "created_at": self.now,
                     "updated_at": self.now,
-                }
+                },
+                ["sku"],
             )
         )
         return self.lock([sku])[sku]
-
-    def _insert_ignoring_conflict(self, values: dict[str, Any]) -> Any:
-        if self.connection.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(skus).values(**values).on_conflict_do_nothing(index_elements=["sku"])
 
     def due_holds(self, sku: str) -> list[Hold]:
         """Active holds of ``sku`` whose time is up (call with the SKU locked)."""

@@ -9,7 +9,7 @@ from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
-from ..db import READ_ONLY
+from ..db.engine import READ_ONLY
 from ..observability.events import Event, emit_all
 from ..shopify.repository import SqlShopifyRepository
 from .combiner import combiner_for, read_combiner_for

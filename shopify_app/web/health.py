@@ -10,7 +10,7 @@ from spectree import Response as Answers
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import READ_ONLY
+from ..db.engine import READ_ONLY
 from ..migrations_runner import head_revision
 from ..runtime import current_runtime
 from ..stock.schemas import Error

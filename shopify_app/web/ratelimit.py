@@ -29,8 +29,8 @@ from sqlalchemy import Column, Engine, Float, Integer, String, Table, delete, se
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import Settings
-from ..db import execute_autocommit
-from ..stock.tables import metadata
+from ..db.engine import execute_autocommit
+from ..db.metadata import metadata
 
 rate_limit_counters = Table(
     "rate_limit_counters",

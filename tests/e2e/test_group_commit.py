@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
 from shopify_app.config import load_settings
-from shopify_app.db import make_engine
+from shopify_app.db.engine import make_engine
 from shopify_app.stock import combiner as combiner_module
 from shopify_app.stock import services
 from shopify_app.stock.domain import HoldSource, Line, OutOfStock

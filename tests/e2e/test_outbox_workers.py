@@ -23,7 +23,7 @@ from sqlalchemy import select, text
 
 from shopify_app import outbox
 from shopify_app.config import load_settings
-from shopify_app.db import make_engine
+from shopify_app.db.engine import make_engine
 from shopify_app.migrations_runner import upgrade
 from shopify_app.outbox.tables import outbox_jobs
 from tests.support.procfile import ProcfileRunner, wait_for

@@ -38,7 +38,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine, select, text
 
 from shopify_app.config import load_settings
-from shopify_app.db import make_engine
+from shopify_app.db.engine import make_engine
 from shopify_app.migrations_runner import upgrade
 from shopify_app.stock import services, tables
 from shopify_app.stock.domain import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import check, downgrade, head_revision, upgrade
-from shopify_app.stock.tables import metadata
 from tests.support.pgcluster import PgCluster
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,7 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
 
 def test_upgrade_downgrade_and_no_drift(empty_database_url: str) -> None:
     from shopify_app.config import load_settings
-    from shopify_app.db import make_engine
+    from shopify_app.db.engine import make_engine
 
     engine = make_engine(load_settings({"DATABASE_URL": empty_database_url}))
     try:

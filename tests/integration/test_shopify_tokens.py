@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, event, select
 
-from shopify_app.db import make_engine
+from shopify_app.db.engine import make_engine
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from shopify_app.shopify import client as shopify_client
 from shopify_app.shopify.registration import LIST_QUERY

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from .config import Settings
+from ..config import Settings
 
 #: Execution option that marks a connection as read only: on SQLite it then begins a deferred
 #: transaction, which does not queue behind writers.
