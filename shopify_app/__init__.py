@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from .clock import Clock, utc_now
 from .config import DEVELOPMENT_SECRET_KEY, load_settings
 from .db.engine import make_engine
 from .observability import logs
 from .runtime import EXTENSION_KEY, Runtime
-from .stock.unit_of_work import Clock, utc_now
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -8,9 +8,10 @@ from functools import cached_property
 from flask import current_app
 from sqlalchemy import Engine
 
+from .clock import Clock, utc_now
 from .config import Settings
 from .stock.domain import HolderLimits
-from .stock.unit_of_work import Clock, SqlAlchemyUnitOfWork, utc_now
+from .stock.unit_of_work import SqlAlchemyUnitOfWork
 from .web.ratelimit import RateLimits
 
 EXTENSION_KEY = "bazico"

@@ -26,9 +26,9 @@ from bling.errors import BlingNotConnected
 from bling.oauth import OAuthClient, StoredToken, TokenManager, authorization_url
 
 from ..config import DEVELOPMENT_SECRET_KEY, Settings
+from ..crypto import TokenCipher
 from ..observability import metrics
 from ..runtime import Runtime
-from ..shopify.shops import TokenCipher
 from .ratelimit import BLING_RATE, DEFAULT_MARGIN, SqlRateLimiter
 from .tokens import SqlTokenStore
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..stock.unit_of_work import Clock, utc_now
+from ..clock import Clock, utc_now
 from .tables import bling_rate_limit
 
 #: Bling's documented limit: 3 requests per second per account (research/bling.md §2).

@@ -26,11 +26,12 @@ from bling.errors import BLING_TZ, BlingNotConnected
 from bling.products import BALANCE_BATCH, MAX_PAGE_SIZE, iter_products, stock_balances
 from bling.webhooks import BlingEvent
 
+from ..clock import Clock, utc_now
 from ..config import ConfigError, Settings
 from ..db import dialect
 from ..runtime import Runtime
 from ..stock.domain import StockLevel
-from ..stock.unit_of_work import Clock, UnitOfWork, utc_now
+from ..stock.unit_of_work import UnitOfWork
 from .connection import bling_client, is_configured
 from .stock_tables import bling_acks, bling_events, bling_products
 

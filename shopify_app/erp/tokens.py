@@ -38,10 +38,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bling.errors import BlingNotConnected, InvalidGrant
 from bling.oauth import StoredToken
 
+from ..clock import Clock
+from ..crypto import TokenCipher, TokenUnreadable
 from ..db.engine import READ_ONLY
 from ..observability import metrics
-from ..shopify.shops import TokenCipher, TokenUnreadable
-from ..stock.unit_of_work import Clock
 from .tables import REASON_LENGTH, bling_connection
 
 log = logging.getLogger(__name__)

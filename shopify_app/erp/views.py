@@ -17,10 +17,10 @@ from spectree import Response as Answers
 from bling.errors import BlingError, BlingUnavailable, InvalidGrant
 
 from ..runtime import current_runtime
-from ..stock.schemas import Error
 from ..web.auth import require_bearer
 from ..web.errors import error_response
 from ..web.openapi import BEARER, api
+from ..web.schemas import Error
 from . import connection
 
 log = logging.getLogger(__name__)

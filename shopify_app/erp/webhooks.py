@@ -21,9 +21,9 @@ from bling.webhooks import SIGNATURE_HEADER, InvalidEvent, parse_event, verify_s
 
 from ..observability import metrics
 from ..runtime import current_runtime
-from ..stock.schemas import Error
 from ..web.errors import error_response
 from ..web.openapi import api
+from ..web.schemas import Error
 from .stock_sync import configured_deposit, process_event
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..db.engine import READ_ONLY
 from ..runtime import Runtime, current_runtime
 from ..stock.domain import new_hold_id  # buffered urandom: no syscall per request
-from ..stock.schemas import Error
 from ..web.auth import require_bearer
 from ..web.openapi import api
+from ..web.schemas import Error
 from . import logs, metrics
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from spectree import Response as Answers
 
 from ..config import SHOP_DOMAIN_RE, Settings
 from ..runtime import current_runtime
-from ..stock.schemas import Error
 from ..web.errors import error_response
 from ..web.openapi import api
+from ..web.schemas import Error
 from . import client, registration
 from .shops import TokenStore
 

@@ -18,19 +18,11 @@ from spectree import Response as Answers
 from ..config import SHOP_DOMAIN_RE
 from ..runtime import current_runtime
 from ..stock.domain import HoldSource, Line
-from ..stock.schemas import (
-    MAX_QUANTITY,
-    NO_NUL,
-    Error,
-    LimitError,
-    OutOfStockError,
-    RequestBody,
-    ReservationOut,
-    StockOut,
-)
+from ..stock.schemas import MAX_QUANTITY, LimitError, OutOfStockError, ReservationOut, StockOut
 from ..stock.views import check_sku, hold_json, level_of, reserve_for
 from ..web.errors import error_response
 from ..web.openapi import api, check_json_body
+from ..web.schemas import NO_NUL, Error, RequestBody
 from .payloads import is_id, normalize_token
 from .signatures import verify_proxy
 from .webhooks import webhook_secrets

@@ -14,6 +14,7 @@ import click
 from flask.cli import AppGroup
 
 from ..config import SHOP_DOMAIN_RE, Settings
+from ..crypto import TokenUnreadable
 from ..runtime import current_runtime
 from . import client
 from .shops import ShopTokenError, TokenStore
@@ -149,7 +150,7 @@ def register_webhooks_command(shop: str | None) -> None:
     try:
         token = TokenStore.for_runtime(runtime).access_token(shop)
         result = register_webhooks(runtime.settings, shop, token)
-    except (ShopTokenError, client.ShopifyError) as exc:
+    except (ShopTokenError, TokenUnreadable, client.ShopifyError) as exc:
         raise click.ClickException(f"{shop}: {exc}") from None
     click.echo(f"{shop}: webhooks deliver to {result.uri}")
     for topic in result.created:

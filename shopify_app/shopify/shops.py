@@ -17,7 +17,6 @@ per expiry across every process, and its result must be stored before anyone els
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Column,
     Connection,
@@ -42,12 +38,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..config import DEVELOPMENT_SECRET_KEY, Settings
+from ..clock import Clock
+from ..config import Settings
+from ..crypto import TokenCipher
 from ..db.engine import READ_ONLY
 from ..db.metadata import UTCDateTime, metadata
 from ..observability import metrics
 from ..runtime import Runtime
-from ..stock.unit_of_work import Clock, UnitOfWork
+from ..stock.unit_of_work import UnitOfWork
 from . import client
 
 log = logging.getLogger(__name__)
@@ -55,7 +53,6 @@ log = logging.getLogger(__name__)
 #: A token that expires sooner than this is refreshed first, so a call never starts with a token
 #: that dies on the way (and clocks that disagree by a little do not matter).
 REFRESH_MARGIN = timedelta(minutes=5)
-_HKDF_INFO = b"bazico/shopify-token-encryption/v1"
 
 shops = Table(
     "shops",
@@ -83,37 +80,6 @@ class ShopNotInstalled(ShopTokenError):
 
 class ShopConnectionLost(ShopTokenError):
     """The refresh token is expired or refused: the merchant must open the app (re-install)."""
-
-
-class TokenUnreadable(ShopTokenError):
-    """A stored token cannot be decrypted: SECRET_KEY changed since it was stored."""
-
-
-class TokenCipher:
-    """Fernet (AES-128-CBC + HMAC-SHA256) under a key derived from SECRET_KEY with HKDF.
-
-    A derived key, not SECRET_KEY itself, so the cookie-signing secret and the encryption key
-    are never the same bytes.
-    """
-
-    def __init__(self, secret_key: str) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
-            secret_key.encode("utf-8")
-        )
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> TokenCipher:
-        return cls(settings.secret_key or DEVELOPMENT_SECRET_KEY)
-
-    def encrypt(self, plaintext: str) -> str:
-        return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
-
-    def decrypt(self, ciphertext: str) -> str:
-        try:
-            return self._fernet.decrypt(ciphertext.encode("ascii")).decode("utf-8")
-        except InvalidToken:
-            raise TokenUnreadable("stored token unreadable (SECRET_KEY changed?)") from None
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from spectree import Response as Answers
 from ..config import SHOP_DOMAIN_RE, Settings
 from ..observability import metrics
 from ..runtime import current_runtime
-from ..stock.schemas import Error
 from ..stock.unit_of_work import UnitOfWork
 from ..web.errors import error_response
 from ..web.openapi import api
+from ..web.schemas import Error
 from .handlers import HANDLERS, Delivery, Policy
 from .payloads import PayloadError, without_nul
 from .signatures import verify_webhook

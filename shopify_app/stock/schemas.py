@@ -7,11 +7,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from ..web.schemas import NO_NUL, Error, RequestBody
+
 MAX_QUANTITY = 1_000_000
 MAX_TTL_SECONDS = 86_400
-#: Text fields may hold any character but NUL, which PostgreSQL cannot store in text (a fuzzer
-#: found the 500); refusing it here keeps SQLite and PostgreSQL answering alike, with 422.
-NO_NUL = r"^[^\x00]*$"
 Holder = Field(
     default=None,
     min_length=1,
@@ -19,11 +18,6 @@ Holder = Field(
     pattern=NO_NUL,
     description="Cart token or client reference",
 )
-
-
-class RequestBody(BaseModel):
-    # CONTRACT.md: unknown fields are ignored. Strict ints: "2" and 2.0 are not quantities.
-    model_config = ConfigDict(extra="ignore")
 
 
 class ReserveIn(RequestBody):
@@ -111,11 +105,6 @@ class SetStockIn(RequestBody):
     on_hand: StrictInt = Field(ge=0, le=10**12)
 
 
-class Error(BaseModel):
-    error: str = Field(description="Machine-readable code")
-    message: str = Field(description="Human-readable explanation")
-
-
 class OutOfStockError(Error):
     available: int = Field(description="Units still available of the SKU asked for")
     shortfalls: dict[str, int] = Field(description="Available units of each short SKU")
@@ -130,15 +119,6 @@ class LimitError(Error):
     per: str | None = Field(default=None, description="Rates: what they count by (ip, cart)")
     maximum: int | None = Field(default=None, description="Caps: the most one cart may have")
     held: int | None = Field(default=None, description="Caps: what the cart has now")
-
-
-class ValidationFailed(Error):
-    """422: a body of the wrong shape (``invalid_request``, with ``details``), or on the reserve
-    routes a quantity over the per-cart cap (``hold_limit_exceeded``, as LimitError)."""
-
-    details: list[dict[str, object]] | None = Field(
-        default=None, description="What is wrong with the body, field by field"
-    )
 
 
 class ReservationsError(Error):

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
+from ..clock import Clock, utc_now
 from ..db.engine import READ_ONLY
 from ..observability.events import Event, emit_all
 from ..shopify.repository import SqlShopifyRepository
 from .combiner import combiner_for, read_combiner_for
 from .domain import Hold, HoldSource, StockLevel
 from .repository import SqlStockRepository, hold_events
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class UnitOfWork(Protocol):

@@ -23,6 +23,7 @@ from ..web.openapi import (
     self_parsing,
 )
 from ..web.ratelimit import RateLimited
+from ..web.schemas import Error, ValidationFailed
 from . import services
 from .domain import (
     AlreadyConfirmed,
@@ -39,7 +40,6 @@ from .domain import (
 from .schemas import (
     ConfirmIn,
     ConfirmOut,
-    Error,
     LimitError,
     OutOfStockError,
     ReservationOut,
@@ -49,7 +49,6 @@ from .schemas import (
     ReserveLinesIn,
     SetStockIn,
     StockOut,
-    ValidationFailed,
 )
 
 bp = Blueprint("stock", __name__, url_prefix="/stock")

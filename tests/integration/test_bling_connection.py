@@ -24,13 +24,13 @@ from sqlalchemy import Engine, create_engine, select, text
 from bling.errors import BlingNotConnected, InvalidGrant
 from bling.oauth import OAuthClient, TokenGrant, TokenManager
 from shopify_app import create_app
+from shopify_app.crypto import TokenCipher
 from shopify_app.erp import connection
 from shopify_app.erp.connection import bling_client
 from shopify_app.erp.ratelimit import SqlRateLimiter
 from shopify_app.erp.tables import bling_connection, bling_rate_limit
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY, Runtime
-from shopify_app.shopify.shops import TokenCipher
 from tests.conftest import TOKEN, app_environ
 from tests.support.bling_standin import CLIENT_ID, CLIENT_SECRET, BlingStandIn
 from tests.support.clock import FakeClock

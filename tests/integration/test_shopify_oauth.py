@@ -14,10 +14,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 
 from shopify_app.config import DEFAULT_SHOPIFY_SCOPES
+from shopify_app.crypto import TokenCipher
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify import client as shopify_client
 from shopify_app.shopify.registration import register_webhooks
-from shopify_app.shopify.shops import TokenCipher, TokenStore, shops
+from shopify_app.shopify.shops import TokenStore, shops
 from tests.support.clock import FakeClock
 from tests.support.shopify_install import (
     API_KEY,

@@ -18,6 +18,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, event, select
 
+from shopify_app.crypto import TokenUnreadable
 from shopify_app.db.engine import make_engine
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from shopify_app.shopify import client as shopify_client
@@ -27,7 +28,6 @@ from shopify_app.shopify.shops import (
     ShopConnectionLost,
     ShopNotInstalled,
     TokenStore,
-    TokenUnreadable,
     forget_shop,
     save_tokens,
     shops,

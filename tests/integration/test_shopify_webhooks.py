@@ -14,8 +14,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
+from shopify_app.crypto import TokenCipher
 from shopify_app.shopify.client import TokenGrant
-from shopify_app.shopify.shops import TokenCipher, save_tokens, shops
+from shopify_app.shopify.shops import save_tokens, shops
 from shopify_app.shopify.tables import carts, order_lines, orders, webhook_receipts
 from shopify_app.stock.tables import holds
 from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
