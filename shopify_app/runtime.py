@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from .clock import Clock, utc_now
 from .config import Settings
 from .stock.domain import HolderLimits
-from .stock.unit_of_work import SqlAlchemyUnitOfWork
+from .unit_of_work import SqlAlchemyUnitOfWork
 from .web.ratelimit import RateLimits
 
 EXTENSION_KEY = "bazico"

@@ -73,7 +73,7 @@ from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..runtime import Runtime
 from ..shopify.handlers import enqueue_order_job
 from ..shopify.repository import Order
-from ..stock.unit_of_work import UnitOfWork
+from ..unit_of_work import UnitOfWork
 from .connection import bling_client
 from .stock_sync import configured_deposit, record_acknowledgement
 from .stock_tables import bling_products

@@ -31,7 +31,7 @@ from ..config import ConfigError, Settings
 from ..db import dialect
 from ..runtime import Runtime
 from ..stock.domain import StockLevel
-from ..stock.unit_of_work import UnitOfWork
+from ..unit_of_work import UnitOfWork
 from .connection import bling_client, is_configured
 from .stock_tables import bling_acks, bling_events, bling_products
 

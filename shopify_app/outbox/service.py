@@ -21,7 +21,7 @@ from .tables import ERROR_LENGTH, outbox_jobs, outbox_pauses
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
-    from ..stock.unit_of_work import UnitOfWork
+    from ..unit_of_work import UnitOfWork
 
 PENDING, DONE, DEAD = "pending", "done", "dead"
 

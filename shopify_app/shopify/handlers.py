@@ -17,7 +17,7 @@ from .. import outbox
 from ..observability.events import holder_hash
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..stock.domain import Hold, HolderLimits, HoldSource, HoldStatus, StockLevel
-from ..stock.unit_of_work import UnitOfWork
+from ..unit_of_work import UnitOfWork
 from .payloads import (
     CART_ATTRIBUTE,
     LineItem,

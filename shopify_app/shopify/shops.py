@@ -45,7 +45,7 @@ from ..db.engine import READ_ONLY
 from ..db.metadata import UTCDateTime, metadata
 from ..observability import metrics
 from ..runtime import Runtime
-from ..stock.unit_of_work import UnitOfWork
+from ..unit_of_work import UnitOfWork
 from . import client
 
 log = logging.getLogger(__name__)

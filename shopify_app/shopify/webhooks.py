@@ -19,7 +19,7 @@ from spectree import Response as Answers
 from ..config import SHOP_DOMAIN_RE, Settings
 from ..observability import metrics
 from ..runtime import current_runtime
-from ..stock.unit_of_work import UnitOfWork
+from ..unit_of_work import UnitOfWork
 from ..web.errors import error_response
 from ..web.openapi import api
 from ..web.schemas import Error

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ..observability.events import emit, holder_hash
+from ..unit_of_work import UnitOfWork
 from .domain import (
     AlreadyConfirmed,
     Hold,
@@ -27,7 +28,6 @@ from .domain import (
     check_confirmable,
     merge_lines,
 )
-from .unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from shopify_app.stock.domain import (
     UnknownSku,
     merge_lines,
 )
-from shopify_app.stock.unit_of_work import SqlAlchemyUnitOfWork
+from shopify_app.unit_of_work import SqlAlchemyUnitOfWork
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 

@@ -1,4 +1,9 @@
-"""Unit of work: one database transaction, rolled back unless ``commit()`` is called."""
+"""Unit of work: one database transaction, rolled back unless ``commit()`` is called.
+
+App-wide (not a feature's): one transaction hands out the repositories of every feature it
+touches (the stock ledger and the Shopify side), so a webhook's receipt, its effect on the ledger
+and its outbox job commit together.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,13 @@ from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
 
-from ..clock import Clock, utc_now
-from ..db.engine import READ_ONLY
-from ..observability.events import Event, emit_all
-from ..shopify.repository import SqlShopifyRepository
-from .combiner import combiner_for, read_combiner_for
-from .domain import Hold, HoldSource, StockLevel
-from .repository import SqlStockRepository, hold_events
+from .clock import Clock, utc_now
+from .db.engine import READ_ONLY
+from .observability.events import Event, emit_all
+from .shopify.repository import SqlShopifyRepository
+from .stock.combiner import combiner_for, read_combiner_for
+from .stock.domain import Hold, HoldSource, StockLevel
+from .stock.repository import SqlStockRepository, hold_events
 
 
 class UnitOfWork(Protocol):
