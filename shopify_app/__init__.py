@@ -40,22 +40,20 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.session_interface = LazyCookieSessions()
     app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
 
-    from . import db_cli, shopify, worker
+    from . import db_cli, ops, shopify, worker
     from .erp import cli as bling_cli
     from .erp import connection as bling_connection
     from .erp import forwarding as bling_forwarding
     from .erp import sync_cli as bling_sync_cli
     from .erp import views as bling_views
     from .erp import webhooks as bling_webhooks
-    from .observability import http as observability_http
     from .outbox import cli as outbox_cli
     from .stock import cli as stock_cli
     from .stock import views as stock_views
-    from .web import errors, health, openapi
+    from .web import errors, openapi
 
     errors.init_app(app)
-    observability_http.init_app(app)
-    app.register_blueprint(health.bp)
+    ops.init_app(app)
     app.register_blueprint(stock_views.bp)
     app.register_blueprint(bling_webhooks.bp)
     shopify.init_app(app)

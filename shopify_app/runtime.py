@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 
 from .clock import Clock, utc_now
 from .config import Settings
+from .ratelimit import RateLimits
 from .stock.domain import HolderLimits
 from .unit_of_work import SqlAlchemyUnitOfWork
-from .web.ratelimit import RateLimits
 
 EXTENSION_KEY = "bazico"
 

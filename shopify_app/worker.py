@@ -24,9 +24,9 @@ from prometheus_client import start_http_server
 from . import outbox
 from .erp.stock_sync import reconcile
 from .observability import metrics
+from .ratelimit import DatabaseStorage
 from .runtime import Runtime, current_runtime
 from .stock import services
-from .web.ratelimit import DatabaseStorage
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _sweep(runtime: Runtime) -> None:
 
 
 def _purge_rate_counters(runtime: Runtime) -> None:
-    """Delete the database's request-rate rows whose window has run out (web/ratelimit.py)."""
+    """Delete the database's request-rate rows whose window has run out (ratelimit.py)."""
     storage = runtime.rate_limits.storage
     if isinstance(storage, DatabaseStorage):
         storage.purge_expired()

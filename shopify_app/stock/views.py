@@ -10,6 +10,7 @@ from flask import Blueprint, Response, request
 from spectree import Response as Answers
 
 from ..observability.events import emit, holder_hash
+from ..ratelimit import RateLimited
 from ..runtime import current_runtime
 from ..web.auth import require_bearer
 from ..web.errors import error_response
@@ -22,7 +23,6 @@ from ..web.openapi import (
     parse_body,
     self_parsing,
 )
-from ..web.ratelimit import RateLimited
 from ..web.schemas import Error, ValidationFailed
 from . import services
 from .domain import (

@@ -19,10 +19,10 @@ from sqlalchemy import Engine, func, select
 
 from shopify_app import create_app
 from shopify_app.migrations_runner import upgrade
+from shopify_app.ratelimit import rate_limit_counters
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import carts
 from shopify_app.stock.tables import holds
-from shopify_app.web.ratelimit import rate_limit_counters
 from tests.conftest import ApiClient, app_environ
 from tests.integration.test_metrics import samples
 from tests.integration.test_shopify_proxy import signed_query
@@ -360,7 +360,7 @@ def test_another_limits_storage_counts_the_same_way(sqlite_url: str) -> None:
     from dataclasses import replace
 
     from shopify_app.config import load_settings
-    from shopify_app.web.ratelimit import RateLimited, RateLimits
+    from shopify_app.ratelimit import RateLimited, RateLimits
 
     settings = replace(
         load_settings(app_environ(sqlite_url, RATE_LIMIT_PER_CART="2/minute")),

@@ -13,9 +13,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..db.engine import READ_ONLY
 from ..migrations_runner import head_revision
 from ..runtime import current_runtime
-from .errors import error_response
-from .openapi import api
-from .schemas import Error
+from ..web.errors import error_response
+from ..web.openapi import api
+from ..web.schemas import Error
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)

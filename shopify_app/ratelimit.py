@@ -10,6 +10,8 @@ Storage: ``RATE_LIMIT_STORAGE_URL`` may name any shared ``limits`` storage (``re
 ``memcached://…``); by default the counters live in the service's own database (one fixed-window
 row per key, ``rate_limit_counters``), so a first run and a Heroku app without a key-value store
 still count across every gunicorn worker and every dyno. No per-process counters anywhere.
+
+Not in ``web/``: the worker purges the counters too, and must not import the web layer.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Request
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Column, Engine, Float, Integer, String, Table, delete, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug import Request
 
-from ..config import Settings
-from ..db.engine import execute_autocommit
-from ..db.metadata import metadata
+from .config import Settings
+from .db.engine import execute_autocommit
+from .db.metadata import metadata
 
 rate_limit_counters = Table(
     "rate_limit_counters",

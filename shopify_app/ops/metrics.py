@@ -1,15 +1,13 @@
-"""Per-request plumbing: the request id, the latency histogram, and ``GET /metrics``."""
+"""``GET /metrics``: the Prometheus counters of every process (multiprocess under gunicorn) and
+the figures read from the database at scrape time (outbox depth and age, the hottest SKUs)."""
 
 from __future__ import annotations
 
-import functools
 import logging
-import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -18,60 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db.engine import READ_ONLY
+from ..observability import metrics
 from ..runtime import Runtime, current_runtime
-from ..stock.domain import new_hold_id  # buffered urandom: no syscall per request
 from ..web.auth import require_bearer
 from ..web.openapi import api
 from ..web.schemas import Error
-from . import logs, metrics
 
 log = logging.getLogger(__name__)
 bp = Blueprint("metrics", __name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
-# Heroku's router sends a UUID; accept any short, plain token and make one otherwise, so a
-# client cannot inject line breaks or megabytes into every log line of its request.
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
 
 def init_app(app: Flask) -> None:
-    app.before_request(_start)
-    app.after_request(_finish)
-    app.teardown_request(_clear)
     app.register_blueprint(bp)
-
-
-def _start() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else new_hold_id().hex
-    g.request_id = request_id
-    g.started = time.perf_counter()
-    logs.bind_request_id(request_id)
-
-
-def _finish(response: Response) -> Response:
-    request_id = getattr(g, "request_id", None)
-    if request_id:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    started = getattr(g, "started", None)
-    if started is not None:
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        method = request.method if request.method in _METHODS else "OTHER"
-        _histogram(route, method, response.status_code).observe(time.perf_counter() - started)
-    return response
-
-
-# Label values come from the request: only known ones, so a client cannot mint new series.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-@functools.lru_cache(maxsize=1024)  # routes × methods × statuses: a small, fixed set
-def _histogram(route: str, method: str, status: int) -> Any:
-    return metrics.HTTP_REQUEST_DURATION.labels(route, method, str(status))
-
-
-def _clear(_exc: BaseException | None) -> None:
-    logs.clear_context()
 
 
 @bp.get("/metrics")
