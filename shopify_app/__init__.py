@@ -1,8 +1,8 @@
 """Bázico Stock Service: the Flask app factory.
 
-Where things are: ``stock/`` holds the ledger (domain rules, the locked repository, use cases, the
-REST views and CLI); ``web/`` the HTTP plumbing (errors, auth, OpenAPI, health); ``worker.py`` the
-background loop; ``bling/`` (top level) the Bling ERP client.
+The runtime (settings, engine, clock, outbox handlers) is built by ``bootstrap.py``; this wraps it
+in a Flask app and registers each feature's routes and commands. docs/architecture.md shows the
+layers and where each flow goes.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from .bootstrap import build_runtime
 from .clock import Clock, utc_now
-from .config import DEVELOPMENT_SECRET_KEY, load_settings
-from .db.engine import make_engine
-from .observability import logs
-from .runtime import EXTENSION_KEY, Runtime
+from .config import DEVELOPMENT_SECRET_KEY
+from .runtime import EXTENSION_KEY
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -27,8 +26,8 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     Raises ``ConfigError`` listing every problem with the environment. No database connection is
     opened here, so gunicorn can load the app in its master before forking workers.
     """
-    settings = load_settings(environ)
-    logs.configure(settings.log_level)
+    runtime = build_runtime(environ, clock=clock)
+    settings = runtime.settings
 
     app = Flask(__name__)
     app.config.update(
@@ -38,12 +37,10 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.session_interface = LazyCookieSessions()
-    app.extensions[EXTENSION_KEY] = Runtime(settings, make_engine(settings), clock)
+    app.extensions[EXTENSION_KEY] = runtime
 
     from . import db_cli, ops, shopify, worker
     from .erp import cli as bling_cli
-    from .erp import connection as bling_connection
-    from .erp import forwarding as bling_forwarding
     from .erp import sync_cli as bling_sync_cli
     from .erp import views as bling_views
     from .erp import webhooks as bling_webhooks
@@ -65,8 +62,6 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     worker.init_app(app)
     outbox_cli.init_app(app)
     openapi.init_app(app)  # last: spectree documents the routes registered so far
-    if bling_connection.is_configured(settings):
-        bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
     return app
 
 

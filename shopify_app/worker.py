@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -132,12 +133,10 @@ def _abandon() -> None:
     os._exit(1)
 
 
-@click.command("worker")
-def worker_command() -> None:
+def serve(runtime: Runtime) -> None:
     """Run the background worker (sweeper, outbox relay, Bling sync) until SIGTERM or Ctrl-C."""
     stop = threading.Event()
     _stop_on_signals(stop)
-    runtime = current_runtime()
     port = runtime.settings.worker_metrics_port
     if port is not None:
         # Its own registry (multiprocess-aware): the web's /metrics is another dyno.
@@ -146,5 +145,29 @@ def worker_command() -> None:
     run_worker(runtime, stop)
 
 
+@click.command("worker")
+def worker_command() -> None:
+    """Run the background worker (sweeper, outbox relay, Bling sync) until SIGTERM or Ctrl-C."""
+    serve(current_runtime())
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
+
+
+def main() -> None:
+    """``python -m shopify_app.worker``: the Procfile's worker, built without the web app."""
+    from .bootstrap import build_runtime
+    from .config import ConfigError
+
+    try:
+        runtime = build_runtime()
+    except ConfigError as exc:
+        # As wsgi.py does: one line per problem, then a clean exit, no traceback.
+        print(exc, file=sys.stderr)
+        sys.exit(3)
+    serve(runtime)
+
+
+if __name__ == "__main__":
+    main()

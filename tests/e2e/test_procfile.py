@@ -83,5 +83,11 @@ def test_a_bad_environment_stops_the_start_with_one_line_per_problem(tmp_path: o
         web = runner.start("web")
         assert web.wait(60) != 0
         assert "SECRET_KEY is required" in runner.log_of(web)
+        # The worker (python -m shopify_app.worker, no web app) says the same, without a traceback.
+        worker = runner.start("worker")
+        assert worker.wait(60) == 3
+        log = runner.log_of(worker)
+        assert "  - SECRET_KEY is required when APP_ENV=production" in log
+        assert "Traceback" not in log
     finally:
         runner.close()

@@ -77,3 +77,23 @@ def test_worker_survives_a_failing_job(
     finally:
         with engine.begin() as conn:
             conn.execute(text("ALTER TABLE holds_gone RENAME TO holds"))
+
+
+def test_the_worker_entry_point_builds_no_web_app() -> None:
+    """python -m shopify_app.worker starts from bootstrap.py: Flask's app factory, the blueprints
+    and the OpenAPI document are never built (nor their modules imported) to run the loop."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, shopify_app.worker as w, shopify_app.bootstrap as b\n"
+        "b.build_runtime({'APP_ENV': 'test', 'DATABASE_URL': 'sqlite://'})\n"
+        "web = [m for m in ('shopify_app.stock.views', 'shopify_app.web.openapi',"
+        " 'shopify_app.shopify.webhooks', 'shopify_app.ops.metrics') if m in sys.modules]\n"
+        "print(web)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

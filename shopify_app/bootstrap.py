@@ -1,0 +1,29 @@
+"""The composition root: settings, logging, the engine and the outbox handlers, without Flask.
+
+Both entry points start here: ``create_app`` (the Procfile's ``web`` and the command line) wraps
+the runtime in a Flask app; ``python -m shopify_app.worker`` (the Procfile's ``worker``) runs the
+background loop on it directly, with no app, blueprint or OpenAPI document built for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .clock import Clock, utc_now
+from .config import load_settings
+from .db.engine import make_engine
+from .erp import connection as bling_connection
+from .erp import forwarding as bling_forwarding
+from .observability import logs
+from .runtime import Runtime
+
+
+def build_runtime(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> Runtime:
+    """Read the environment (ConfigError lists every problem), set up logging, make the engine
+    (no connection is opened yet) and register the outbox handlers Bling's settings allow."""
+    settings = load_settings(environ)
+    logs.configure(settings.log_level)
+    runtime = Runtime(settings, make_engine(settings), clock)
+    if bling_connection.is_configured(settings):
+        bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
+    return runtime
