@@ -1,8 +1,8 @@
 """Bling ERP (API v3) client and adapter.
 
-Its place in the architecture (DESIGN.md): Bling is the source of truth for stock. This package
-will hold the OAuth2 token handling, a rate-limited ``requests`` client, the stock sync that feeds
-``on_hand``, and the order forwarder the worker calls from the outbox. It is a client a stranger
-could reuse: it never imports ``shopify_app`` (import-linter enforces this in CI); the app calls it
-through a port the services define, with a null implementation when Bling is not configured.
+Bling is the source of truth for stock (docs/architecture.md). This package holds what any Bling
+v3 integration needs: OAuth2 with rotating refresh tokens (``oauth``), a rate-limited, retrying
+``requests`` client with typed errors (``client``, ``errors``), products and balances
+(``products``), contacts and sales orders (``orders``) and webhook signatures (``webhooks``). It
+never imports ``shopify_app`` (import-linter enforces this in CI): ``shopify_app/erp/`` adapts it.
 """

@@ -1,4 +1,4 @@
-"""The HTTP client for Bling API v3: rate limited, retrying, typed errors (research/bling.md §2).
+"""The HTTP client for Bling API v3: rate limited, retrying, typed errors (docs/bling-api.md §2).
 
 Every call: ``rate_limiter.acquire()`` (Bling allows 3 requests/second **per account**, shared by
 every app and process, so the app passes a limiter shared across its processes), a bearer token

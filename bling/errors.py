@@ -1,4 +1,4 @@
-"""Typed exceptions built from Bling's error JSON (research/bling.md §2).
+"""Typed exceptions built from Bling's error JSON (docs/bling-api.md §2).
 
 Bling answers errors as ``{"error": {"type", "message", "description", "fields": [...]}}``; the
 OAuth endpoints use lower-case types (``invalid_token``, ``invalid_grant``) in the same envelope,
@@ -210,7 +210,7 @@ def field_errors(raw: Any) -> tuple[FieldError, ...]:
 def is_daily_limit(error: Mapping[str, Any]) -> bool:
     """Tell the daily 429 from the per-second one: ``period`` first, then ``limit``, then text.
 
-    research/bling.md §2: both share ``type: TOO_MANY_REQUESTS``; the daily one has
+    docs/bling-api.md §2: both share ``type: TOO_MANY_REQUESTS``; the daily one has
     ``"period": "day"`` and ``"limit": 120000``, the other ``"period": "second"`` and
     ``"limit": 3``.
     The text fallback matches the documented daily description ("…por dia…amanhã").

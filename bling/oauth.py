@@ -1,4 +1,4 @@
-"""Bling OAuth2 (authorization code + rotating refresh tokens), research/bling.md §1.
+"""Bling OAuth2 (authorization code + rotating refresh tokens), docs/bling-api.md §1.
 
 - ``authorization_url``: where the merchant approves the app; Bling ignores ``redirect_uri`` and
   ``scope`` (the app's registration decides both), so only ``client_id`` and ``state`` are sent.

@@ -1,4 +1,4 @@
-"""Contacts and sales orders (research/bling.md §4; spec ``/contatos``, ``/pedidos/vendas``).
+"""Contacts and sales orders (docs/bling-api.md §4; spec ``/contatos``, ``/pedidos/vendas``).
 
 Bling has no idempotency key and no documented uniqueness on ``numeroLoja``, so "exactly once"
 is built from search-before-create: ``ensure_sales_order`` looks the order up by its store number

@@ -1,4 +1,4 @@
-"""Products and stock balances (research/bling.md §3, spec paths ``/produtos``, ``/estoques``).
+"""Products and stock balances (docs/bling-api.md §3, spec paths ``/produtos``, ``/estoques``).
 
 - ``iter_products``: every product as ``ProductRef(id, codigo)``; ``codigo`` is the SKU.
 - ``find_products_by_sku``: SKU → product id for a few SKUs (``codigos[]``, matched exactly).
@@ -101,7 +101,7 @@ def stock_balances(
     """Product id → balance, for **every** id asked for.
 
     ``kind="virtual"`` is ``saldoVirtual`` (physical minus what open sales orders reserve: what
-    can still be sold, DESIGN.md's ``on_hand``); ``"physical"`` is ``saldoFisico``.
+    can still be sold, the ledger's ``on_hand``); ``"physical"`` is ``saldoFisico``.
 
     With ``deposit_id`` it reads ``GET /estoques/saldos/{idDeposito}`` (one deposit; the spec's
     answer has per-product totals for that deposit), else ``GET /estoques/saldos`` (all deposits

@@ -1,4 +1,4 @@
-"""Bling webhooks (v3): signature check and event parsing (research/bling.md §5).
+"""Bling webhooks (v3): signature check and event parsing (docs/bling-api.md §5).
 
 - Signature: ``X-Bling-Signature-256: sha256=<hex>``, the HMAC-SHA256 of the **raw** body keyed
   with the app's client secret. Check it on the bytes as received, before parsing: re-serialised

@@ -1,4 +1,4 @@
-"""Settings, read from the environment only (CONTRACT.md) and validated once at start.
+"""Settings, read from the environment only (README, Configuration) and validated once at start.
 
 Every problem found is reported on its own line, so an operator fixes them all in one go instead of
 one per deploy. Nothing else in the code base reads ``os.environ``.
@@ -226,7 +226,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bling_deposit_id=r.str("BLING_DEPOSIT_ID"),
         bling_store_id=r.str("BLING_STORE_ID"),
         bling_payment_method_id=r.str("BLING_PAYMENT_METHOD_ID"),
-        # Bling allows 3 requests/s per account (research/bling.md); shared by every process.
+        # Bling allows 3 requests/s per account (docs/bling-api.md); shared by every process.
         bling_requests_per_second=r.int("BLING_REQUESTS_PER_SECOND", 3, minimum=1, maximum=100),
         # How long a worker owns a Bling job before another may take it over (a worker that
         # died mid-job holds it this long); a forward starts no write after a third of it.

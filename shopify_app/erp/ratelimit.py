@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..clock import Clock, utc_now
 from .tables import bling_rate_limit
 
-#: Bling's documented limit: 3 requests per second per account (research/bling.md §2).
+#: Bling's documented limit: 3 requests per second per account (docs/bling-api.md §2).
 BLING_RATE = 3
 #: Extra spacing per request, against arrival jitter and clock skew between dynos: the account
 #: then sees at most ~2.6 requests/second, and three intervals leave 0.15 s of slack.

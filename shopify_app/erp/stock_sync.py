@@ -1,10 +1,10 @@
 """Stock in from Bling: the full sync, the worker's reconciliation, and webhook stock events.
 
 Bling is the source of truth for ``on_hand`` (its ``saldoVirtual`` in ``BLING_DEPOSIT_ID``). A
-balance is always applied **race-free** (DESIGN.md): a balance that was current at T is taken
-minus what this service acknowledged since T (``bling_acks``), because Bling's number may predate
-those postings while ``on_hand`` already excludes them. T is noted *before* the balance request
-leaves (sync) or is the event's ``date`` (webhook).
+balance is always applied **race-free** (docs/architecture.md, The ledger): a balance that was
+current at T is taken minus what this service acknowledged since T (``bling_acks``), because Bling's
+number may predate those postings while ``on_hand`` already excludes them. T is noted *before* the
+balance request leaves (sync) or is the event's ``date`` (webhook).
 
 Transactions stay short and never span an HTTP call: Bling is read first, then each batch of SKUs
 is locked (sorted order, through the stock repository) and written in one transaction.

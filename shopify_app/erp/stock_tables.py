@@ -5,7 +5,7 @@
   arrives late never overwrites a newer balance.
 - ``bling_acks``: the units this service acknowledged (took off ``on_hand``) when Bling posted an
   order's stock. A balance read at T predates the postings acknowledged after T, so those are
-  subtracted from it again (DESIGN.md, "Applying a Bling balance is race-free").
+  subtracted from it again (docs/architecture.md, The ledger).
 - ``bling_events``: one row per webhook delivery (``eventId``), written in the same transaction as
   its effect: a crash before commit leaves no row, so Bling's retry is applied, not dropped.
 """

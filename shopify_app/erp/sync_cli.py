@@ -1,4 +1,4 @@
-"""``flask --app wsgi bling sync``: a full stock sync from Bling, by hand (CONTRACT.md).
+"""``flask --app wsgi bling sync``: a full stock sync from Bling, by hand (README, Command line).
 
 The worker runs the same sync on a schedule (stock_sync.reconcile); this is for the first fill
 after connecting Bling, and for an operator who does not want to wait for the next round.

@@ -2,7 +2,8 @@
 
 Bling rotates the refresh token on every refresh and kills the old one, so two processes that
 refresh at once would leave one of them with ``invalid_grant`` and the connection lost. The cure
-(DESIGN.md, "Bling") is that ``bling.oauth.TokenManager`` refreshes *inside* ``update(change)``:
+(docs/bling-api.md §1) is that ``bling.oauth.TokenManager`` refreshes *inside*
+``update(change)``:
 
 1. one transaction, on a connection of its own, locks the row (``SELECT … FOR UPDATE`` on
    PostgreSQL; on SQLite the transaction itself began with ``BEGIN IMMEDIATE``, see db/engine.py);

@@ -1,4 +1,5 @@
-"""Business events (DESIGN.md, Operations): each logged once, as ``event.action``, and counted.
+"""Business events (docs/architecture.md, Conventions): each logged once, as ``event.action``,
+and counted.
 
 ``emit`` is for events that are true once called (a refusal, a Bling answer). Events of a
 transaction (a hold created, expired, an order confirmed) are queued on the unit of work with

@@ -15,8 +15,8 @@ ShopifyAPI cannot make them the way this service needs:
   (class-wide ``protocol``/``port``), so it cannot reach ``SHOPIFY_ADMIN_URL`` when that points at
   the loopback stand-in the tests use, and one code path for tests and production is the point;
 - ``shopify.GraphQL().execute`` uses the session activated on ``ShopifyResource`` (class state
-  that threads fall back to: the shared API session STYLE.md warns about), calls ``urlopen``
-  with no timeout and prints error bodies to stdout;
+  that threads fall back to: a global API session shared by threads, a known trap), calls
+  ``urlopen`` with no timeout and prints error bodies to stdout;
 - ``Session.request_token`` cannot ask for expiring tokens (``expiring=1``) nor refresh them.
 
 Every call has a timeout; every failure is raised as a :class:`ShopifyError` subclass, never

@@ -1,9 +1,9 @@
 """The stock ledger's rules, in plain Python (no Flask, no SQL).
 
-Figures per SKU (DESIGN.md): ``on_hand`` (what Bling says can be sold), ``reserved`` (active holds),
-``committed`` (sold here, not yet acknowledged by Bling) and ``available`` = on_hand − reserved −
-committed, derived and never stored. Every change to a figure is a :class:`Movement`; the
-repository applies the same movements to the counters and to the append-only ledger, so the two
+Figures per SKU (docs/architecture.md): ``on_hand`` (what Bling says can be sold), ``reserved``
+(active holds), ``committed`` (sold here, not yet acknowledged by Bling) and ``available`` = on_hand
+− reserved − committed, derived and never stored. Every change to a figure is a :class:`Movement`;
+the repository applies the same movements to the counters and to the append-only ledger, so the two
 cannot disagree.
 """
 

@@ -1,11 +1,11 @@
 """The locked stock repository: the one place where ledger rows are locked, read and written.
 
-Locking rule (DESIGN.md): a transaction that changes a SKU's figures or any of its holds first
-locks that SKU's row, and locks several rows in sorted SKU order, so multi-line carts are
+Locking rule (docs/architecture.md): a transaction that changes a SKU's figures or any of its holds
+first locks that SKU's row, and locks several rows in sorted SKU order, so multi-line carts are
 all-or-nothing and two carts never deadlock. On PostgreSQL that is ``SELECT … ORDER BY sku FOR
 UPDATE``; on SQLite the transaction already began with ``BEGIN IMMEDIATE`` (db/engine.py), which
-holds the database's single write lock. Because every change to a hold happens under its SKU's
-lock, a hold read after that lock is taken is current.
+holds the database's single write lock. Because every change to a hold happens under its SKU's lock,
+a hold read after that lock is taken is current.
 """
 
 from __future__ import annotations

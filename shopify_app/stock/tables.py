@@ -1,7 +1,7 @@
 """The ledger's tables (SQLAlchemy Core). Alembic migrations must match these exactly.
 
 Every table's key is led by the SKU (or is a UUID looked up with its SKU), so the ledger can later
-be sharded by SKU without a redesign (DESIGN.md, "Scale").
+be sharded by SKU without a redesign (docs/architecture.md, "Scale").
 """
 
 from __future__ import annotations

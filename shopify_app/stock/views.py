@@ -61,7 +61,7 @@ def _authenticate_then_parse() -> Response | None:
     return require_bearer(current_runtime().settings.stock_api_token) or check_json_body()
 
 
-# --- errors of the domain, as CONTRACT.md names them -------------------------------------------
+# --- errors of the domain, as the README's HTTP API names them ---------------------------------
 
 
 @bp.app_errorhandler(UnknownSku)

@@ -24,7 +24,7 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 def _validation_error_as_json(
     req: Any, resp: Any, req_validation_error: Any, instance: Any, *_: Any
 ) -> None:
-    """Rewrite spectree's 422 body into the API's error shape (CONTRACT.md)."""
+    """Rewrite spectree's 422 body into the API's error shape (README, HTTP API)."""
     if req_validation_error is None or resp is None:
         return
     details = req_validation_error.errors(include_url=False, include_context=False)

@@ -11,7 +11,8 @@ NO_NUL = r"^[^\x00]*$"
 
 
 class RequestBody(BaseModel):
-    # CONTRACT.md: unknown fields are ignored. Strict ints: "2" and 2.0 are not quantities.
+    # The interface (README, HTTP API): unknown fields are ignored. Strict ints: "2" and 2.0 are
+    # not quantities.
     model_config = ConfigDict(extra="ignore")
 
 

@@ -1,4 +1,5 @@
-"""Every /stock route of CONTRACT.md, every status it lists, and bad input changing nothing.
+"""Every /stock route of the README's HTTP API, every status it lists, and bad input changing
+nothing.
 
 Runs on SQLite and on PostgreSQL (the ``database_url`` fixture).
 """

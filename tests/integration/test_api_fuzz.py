@@ -96,7 +96,7 @@ CONFIG = SchemathesisConfig.from_dict(
 
 
 def _integral_floats_as_ints(value: Any) -> Any:
-    """JSON Schema counts 2.0 as an integer; the API (strict ints, CONTRACT.md) does not."""
+    """JSON Schema counts 2.0 as an integer; the API (strict ints, README) does not."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     if isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""A Bling API v3 stand-in: a real threaded HTTP server on 127.0.0.1 (research/bling.md, spec).
+"""A Bling API v3 stand-in: a real threaded HTTP server on 127.0.0.1 (docs/bling-api.md, spec).
 
 ``with BlingStandIn(products=[("SKU-1", 5)]) as bling:`` then ``BLING_API_BASE_URL=bling.base_url``
 (``http://127.0.0.1:<port>/Api/v3``). It speaks Bling's formats for what the service uses:

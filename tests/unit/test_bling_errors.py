@@ -1,4 +1,4 @@
-"""Bling's error JSON → typed exceptions (research/bling.md §2), including the daily limit's end."""
+"""Bling's error JSON → typed exceptions (docs/bling-api.md §2), including the daily limit's end."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from bling.errors import (
 
 pytestmark = pytest.mark.unit
 
-# The validation example of research/bling.md §2 (the spec's ErrorResponse), verbatim.
+# The validation example of docs/bling-api.md §2 (the spec's ErrorResponse), verbatim.
 VALIDATION = {
     "error": {
         "type": "VALIDATION_ERROR",
