@@ -1,0 +1,57 @@
+"""The import rules import-linter cannot say as an allow-list: the stock domain is plain Python.
+
+setup.cfg's contracts forbid named modules; this checks the other way round, that every import of
+``stock/domain.py`` is the standard library's or the two stdlib-only helpers beside it.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOMAIN = ROOT / "shopify_app" / "stock" / "domain.py"
+#: App modules the domain may use: they import only the standard library themselves.
+ALLOWED_APP_MODULES = {"shopify_app.ids", "shopify_app.clock"}
+
+
+def imports_of(path: Path, package: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def test_the_stock_domain_imports_only_the_standard_library() -> None:
+    imported = imports_of(DOMAIN, "shopify_app.stock")
+    outside = {
+        name
+        for name in imported
+        if name.split(".")[0] not in sys.stdlib_module_names and name not in ALLOWED_APP_MODULES
+    }
+    assert outside == set()
+
+
+def test_the_allowed_helpers_are_standard_library_only() -> None:
+    for module in ALLOWED_APP_MODULES:
+        path = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        imported = imports_of(path, "shopify_app")
+        assert {n for n in imported if n.split(".")[0] not in sys.stdlib_module_names} == set()
+
+
+def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
+    bad = tmp_path / "domain.py"
+    bad.write_text("from sqlalchemy import text\nfrom ..db.engine import READ_ONLY\nimport uuid\n")
+    assert imports_of(bad, "shopify_app.stock") == {
+        "sqlalchemy",
+        "shopify_app.db.engine",
+        "uuid",
+    }
