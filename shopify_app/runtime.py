@@ -12,6 +12,7 @@ from .clock import Clock, utc_now
 from .config import Settings
 from .ratelimit import RateLimits
 from .stock.domain import HolderLimits
+from .stock.reservations import Reservations, reservations_for
 from .unit_of_work import SqlAlchemyUnitOfWork
 
 EXTENSION_KEY = "bazico"
@@ -33,6 +34,11 @@ class Runtime:
         return HolderLimits(
             self.settings.hold_max_units_per_sku, self.settings.hold_max_active_holds
         )
+
+    @cached_property
+    def reservations(self) -> Reservations:
+        """Where holds for waiting callers are made (stock/reservations.py states the rule)."""
+        return reservations_for(self.engine, self.clock, self.uow)
 
     def uow(self, *, read_only: bool = False, snapshot: bool = False) -> SqlAlchemyUnitOfWork:
         """A fresh unit of work; one per request or job, never shared between threads.

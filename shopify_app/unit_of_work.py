@@ -8,7 +8,7 @@ and its outbox job commit together.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
@@ -17,9 +17,7 @@ from .clock import Clock, utc_now
 from .db.engine import READ_ONLY
 from .observability.events import Event, emit_all
 from .shopify.repository import SqlShopifyRepository
-from .stock.combiner import combiner_for, read_combiner_for
-from .stock.domain import Hold, HoldSource, StockLevel
-from .stock.repository import SqlStockRepository, hold_events
+from .stock.repository import SqlStockRepository
 
 
 class UnitOfWork(Protocol):
@@ -38,12 +36,6 @@ class UnitOfWork(Protocol):
     def rollback(self) -> None: ...
 
     def record(self, action: str, **fields: Any) -> None: ...
-
-    def reserve_one(
-        self, sku: str, quantity: int, *, holder: str | None, source: HoldSource, ttl: timedelta
-    ) -> Hold | None: ...
-
-    def level_of(self, sku: str) -> tuple[StockLevel, int] | None: ...
 
 
 class SqlAlchemyUnitOfWork:
@@ -108,36 +100,6 @@ class SqlAlchemyUnitOfWork:
         # Logged and counted only now that they are true.
         emit_all([*self.stock.take_events(), *self.events])
         self.events = []
-
-    def reserve_one(
-        self, sku: str, quantity: int, *, holder: str | None, source: HoldSource, ttl: timedelta
-    ) -> Hold | None:
-        """One SKU held in one short transaction shared with the process's concurrent
-        requests for it (combiner.py), outside any ``with`` block; None when it could not
-        (SQLite, unknown SKU, not enough available): then use the locked path."""
-        if self.engine.dialect.name != "postgresql":
-            return None
-        combiner = combiner_for(self.engine)  # group commit (combiner.py)
-        hold = combiner.reserve(
-            sku, quantity, holder=holder, source=source, ttl=ttl, clock=self.clock
-        )
-        if hold is not None:
-            emit_all(hold_events([hold], []))
-        return hold
-
-    def level_of(self, sku: str) -> tuple[StockLevel, int] | None:
-        """One SKU's level and its due-but-unexpired units: on PostgreSQL one statement shared
-        with the process's concurrent reads (combiner.py), outside any ``with`` block;
-        elsewhere through the repository."""
-        if self.engine.dialect.name == "postgresql":
-            found = read_combiner_for(self.engine).level_of(sku, self.clock)
-            if found is None:
-                return None
-            on_hand, reserved, committed, due = found
-            return StockLevel(sku, on_hand, reserved, committed), due
-        with self:
-            levels = self.stock.levels(sku)
-        return levels[0] if levels else None
 
     def record(self, action: str, *, level: int = logging.INFO, **fields: Any) -> None:
         """Queue a business event; ``commit()`` emits it once the transaction committed."""

@@ -27,7 +27,7 @@ def show_command(sku: str | None) -> None:
     """Print the ledger of SKU, or of every SKU."""
     runtime = current_runtime()
     if sku is not None:
-        view = services.get_level(runtime.uow(read_only=True), sku)
+        view = runtime.reservations.level(sku)
         if view is None:
             raise click.ClickException(f"unknown SKU {sku!r}")
         views = [view]

@@ -58,7 +58,8 @@ def reserve(
     limits: HolderLimits | None = None,
     line_ref: uuid.UUID | None = None,
 ) -> list[Hold]:
-    """Hold every line, or none: OutOfStock names each SKU that falls short, with what it has.
+    """The locked path (reservations.py): hold every line, or none; OutOfStock names each SKU
+    that falls short, with what it has.
 
     A SKU that looks short first has its due holds expired, inside the same locked transaction,
     so a buyer never loses a unit to a hold whose time is up (expiry is exact, not eventual).
@@ -73,11 +74,6 @@ def reserve(
     caps = limits if holder is not None and limits is not None and limits.enabled else None
     if line_ref is not None and (holder is None or len(demand) != 1):
         line_ref = None
-    if len(demand) == 1 and caps is None and line_ref is None:
-        ((sku, quantity),) = demand.items()
-        hold = uow.reserve_one(sku, quantity, holder=holder, source=source, ttl=ttl)
-        if hold is not None:
-            return [hold]  # one statement did it all; else the locked path below decides
     with uow:
         if caps is not None and holder is not None:
             uow.stock.lock_holder(holder)
@@ -216,8 +212,10 @@ def set_on_hand(uow: UnitOfWork, sku: str, on_hand: int, *, reference: str) -> L
 
 
 def get_level(uow: UnitOfWork, sku: str) -> LevelView | None:
-    found = uow.level_of(sku)
-    return None if found is None else LevelView.of(*found)
+    """One SKU as buyers see it (holds past their time excluded); None if not tracked."""
+    with uow:
+        found = uow.stock.levels(sku)
+    return LevelView.of(*found[0]) if found else None
 
 
 def list_levels(uow: UnitOfWork) -> list[LevelView]:

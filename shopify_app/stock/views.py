@@ -170,8 +170,7 @@ def reserve_for(
         # Pending until a cart webhook lists it (domain.Hold.pending): it lives for the grace
         # window, then as long as any cart hold once listed.
         ttl = min(ttl, timedelta(seconds=runtime.settings.cart_hold_grace_seconds))
-    return services.reserve(
-        runtime.uow(),
+    return runtime.reservations.reserve(
         lines,
         holder=holder,
         source=source,
@@ -194,7 +193,7 @@ def hold_json(hold: Hold) -> dict[str, Any]:
 def level_of(sku: str) -> dict[str, Any]:
     """The JSON figures of one SKU as buyers see them; UnknownSku (404) if it is not tracked."""
     check_sku(sku)
-    view = services.get_level(current_runtime().uow(read_only=True), sku)
+    view = current_runtime().reservations.level(sku)
     if view is None:
         raise UnknownSku([sku])
     return level_json(view)

@@ -16,16 +16,19 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
+from shopify_app.clock import utc_now
 from shopify_app.config import load_settings
 from shopify_app.db.engine import make_engine
 from shopify_app.stock import combiner as combiner_module
 from shopify_app.stock import services
 from shopify_app.stock.domain import HoldSource, Line, OutOfStock
+from shopify_app.stock.reservations import reservations_for
 from shopify_app.stock.tables import holds
 from shopify_app.unit_of_work import SqlAlchemyUnitOfWork
 from tests.conftest import TOKEN
@@ -61,11 +64,12 @@ def test_batches_form_and_never_hold_more_than_the_stock(
     refused: list[int] = []
     lock = threading.Lock()
 
+    reservations = reservations_for(engine, utc_now, partial(SqlAlchemyUnitOfWork, engine))
+
     def buyer(quantity: int) -> None:
         start.wait()
         try:
-            services.reserve(
-                SqlAlchemyUnitOfWork(engine),
+            reservations.reserve(
                 [Line("BZ-GC", quantity)],
                 holder=None,
                 source=HoldSource.API,

@@ -53,6 +53,7 @@ from shopify_app.stock.domain import (
     UnknownSku,
     merge_lines,
 )
+from shopify_app.stock.reservations import reservations_for
 from shopify_app.unit_of_work import SqlAlchemyUnitOfWork
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
@@ -197,6 +198,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.engine = databases.fresh()
         self.clock = FakeClock()
         self.uow = SqlAlchemyUnitOfWork(self.engine, self.clock)
+        # The seam the web uses: on PostgreSQL the group commit (and the locked path behind it).
+        self.reservations = reservations_for(
+            self.engine, self.clock, partial(SqlAlchemyUnitOfWork, self.engine, self.clock)
+        )
         self.model = Model(now=self.clock.now)
 
     def teardown(self) -> None:
@@ -222,8 +227,7 @@ class LedgerMachine(RuleBasedStateMachine):
         wanted = [Line(sku, quantity) for sku, quantity in lines]
         demand = merge_lines(wanted)
         call = partial(
-            services.reserve,
-            self.uow,
+            self.reservations.reserve,
             wanted,
             holder="cart-1",
             source=HoldSource.CART,
@@ -379,7 +383,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def buyers_see_the_models_figures(self) -> None:
         views: dict[str, services.LevelView] = {}
         for sku in ALL_SKUS:
-            view = services.get_level(self.uow, sku)
+            view = self.reservations.level(sku)
             if sku not in self.model.on_hand:
                 assert view is None
                 continue

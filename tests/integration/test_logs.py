@@ -352,7 +352,7 @@ def test_no_secret_or_token_value_appears_in_any_answer_log_line_or_command_outp
         raise RuntimeError("unforeseen failure while reading stock")
 
     with monkeypatch.context() as patch:
-        patch.setattr("shopify_app.stock.views.services.get_level", crash)
+        patch.setattr(type(runtime.reservations), "level", crash)
         statuses["500"] = send("500", "GET", "/stock/BZ-S", headers=bearer).status_code
     with runtime.engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE skus RENAME TO skus_gone")

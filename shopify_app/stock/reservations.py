@@ -1,0 +1,144 @@
+"""The one seam where stock is taken: ``Reservations``, and the one rule that picks how.
+
+Every hold made for a caller that waits for the answer (``POST /stock/{sku}/reserve``, ``POST
+/stock/reserve``, the App Proxy's reserve routes) and every figure read for a buyer (``GET
+/stock/{sku}``, the App Proxy's reads) goes through a ``Reservations``. Two implementations keep
+the same guarantees (the race, property and kill tests run over both):
+
+- ``LockedReservations``: ``services.reserve``, one transaction that locks the holder (when
+  per-holder caps apply) and the SKU rows in sorted order, expires due holds of a short SKU,
+  checks caps and stock, and inserts holds and movements. Correct anywhere, SQLite included.
+- ``GroupCommitReservations`` (PostgreSQL): concurrent single-SKU requests of a process ride one
+  transaction (``combiner.py`` over ``fast_path.py``: one conditional UPDATE per SKU, one COMMIT).
+
+The rule, here and nowhere else (``reservations_for`` and ``GroupCommitReservations.reserve``):
+on PostgreSQL a request takes the group commit when it is for **one SKU**, **no per-holder cap
+applies** (it names no holder, or the caps are off) and it **joins no cart line**; any other
+request, and any the group commit cannot cover (not enough available, an unknown SKU), takes
+the locked path, which decides "sold out" and expiry exactly. SQLite takes the locked path always:
+``BEGIN IMMEDIATE`` runs one writer at a time there, so there is nothing to combine.
+
+Cart webhooks reserve inside their own delivery transaction (``shopify/handlers.py``), under the
+same locks; they are not a caller of this seam.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from ..clock import Clock
+from ..observability.events import emit_all
+from ..unit_of_work import UnitOfWork
+from . import services
+from .combiner import combiner_for, read_combiner_for
+from .domain import Hold, HolderLimits, HoldSource, Line, StockLevel, merge_lines
+from .repository import hold_events
+
+
+class Reservations(Protocol):
+    """Hold stock for a caller that waits for the answer, and read what buyers see."""
+
+    def reserve(
+        self,
+        lines: Iterable[Line],
+        *,
+        holder: str | None,
+        source: HoldSource,
+        ttl: timedelta,
+        limits: HolderLimits | None = None,
+        line_ref: uuid.UUID | None = None,
+    ) -> list[Hold]:
+        """Every line or none (``services.reserve``'s errors: OutOfStock, UnknownSku, …)."""
+        ...
+
+    def level(self, sku: str) -> services.LevelView | None:
+        """The SKU's figures as buyers see them (due holds excluded); None if not tracked."""
+        ...
+
+
+class LockedReservations:
+    """The locked path: one unit of work per call (``services.reserve``, ``services.get_level``)."""
+
+    def __init__(self, new_uow: Callable[..., UnitOfWork]) -> None:
+        self.new_uow = new_uow
+
+    def reserve(
+        self,
+        lines: Iterable[Line],
+        *,
+        holder: str | None,
+        source: HoldSource,
+        ttl: timedelta,
+        limits: HolderLimits | None = None,
+        line_ref: uuid.UUID | None = None,
+    ) -> list[Hold]:
+        return services.reserve(
+            self.new_uow(),
+            lines,
+            holder=holder,
+            source=source,
+            ttl=ttl,
+            limits=limits,
+            line_ref=line_ref,
+        )
+
+    def level(self, sku: str) -> services.LevelView | None:
+        return services.get_level(self.new_uow(read_only=True), sku)
+
+
+class GroupCommitReservations:
+    """PostgreSQL: the group commit where the rule allows it, the locked path for the rest."""
+
+    def __init__(self, engine: Engine, clock: Clock, locked: LockedReservations) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.locked = locked
+
+    def reserve(
+        self,
+        lines: Iterable[Line],
+        *,
+        holder: str | None,
+        source: HoldSource,
+        ttl: timedelta,
+        limits: HolderLimits | None = None,
+        line_ref: uuid.UUID | None = None,
+    ) -> list[Hold]:
+        lines = list(lines)
+        demand = merge_lines(lines)
+        caps_apply = holder is not None and limits is not None and limits.enabled
+        if len(demand) == 1 and not caps_apply and line_ref is None:
+            ((sku, quantity),) = demand.items()
+            combiner = combiner_for(self.engine)
+            hold = combiner.reserve(
+                sku, quantity, holder=holder, source=source, ttl=ttl, clock=self.clock
+            )
+            if hold is not None:
+                emit_all(hold_events([hold], []))
+                return [hold]  # else: short or unknown, which the locked path decides
+        return self.locked.reserve(
+            lines, holder=holder, source=source, ttl=ttl, limits=limits, line_ref=line_ref
+        )
+
+    def level(self, sku: str) -> services.LevelView | None:
+        """One statement shared with the process's concurrent reads (``combiner.py``)."""
+        found = read_combiner_for(self.engine).level_of(sku, self.clock)
+        if found is None:
+            return None
+        on_hand, reserved, committed, due = found
+        return services.LevelView.of(StockLevel(sku, on_hand, reserved, committed), due)
+
+
+def reservations_for(
+    engine: Engine, clock: Clock, new_uow: Callable[..., UnitOfWork]
+) -> Reservations:
+    """The implementation this database allows (the rule is in the module docstring)."""
+    locked = LockedReservations(new_uow)
+    if engine.dialect.name == "postgresql":
+        return GroupCommitReservations(engine, clock, locked)
+    return locked
