@@ -17,13 +17,18 @@ from .clock import Clock, utc_now
 from .db.engine import READ_ONLY
 from .observability.events import Event, emit_all
 from .shopify.repository import SqlShopifyRepository
+from .stock.ports import StockRepository
 from .stock.repository import SqlStockRepository
 
 
 class UnitOfWork(Protocol):
-    """What the services need: a repository, the transaction's time, commit and rollback."""
+    """What the use cases need: repositories, the transaction's time, commit and rollback.
 
-    stock: SqlStockRepository
+    ``stock`` is a port (stock/ports.py), so the stock use cases run over an in-memory fake too
+    (tests/support/fakes.py). ``shopify`` is still the SQL repository itself.
+    """
+
+    stock: StockRepository
     shopify: SqlShopifyRepository
     now: datetime
 

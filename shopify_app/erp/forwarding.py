@@ -435,7 +435,7 @@ def _quantities(order: Order) -> dict[str, int]:
 def _product_ids(runtime: Runtime, order: Order) -> dict[str, int]:
     skus = sorted({line.sku for line in order.lines})
     with runtime.uow(read_only=True) as uow:
-        rows = uow.stock.connection.execute(
+        rows = uow.shopify.connection.execute(
             select(bling_products.c.sku, bling_products.c.product_id).where(
                 bling_products.c.sku.in_(skus)
             )

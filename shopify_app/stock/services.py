@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from ..observability.events import emit, holder_hash
 from ..unit_of_work import UnitOfWork
@@ -139,16 +140,16 @@ def _rejected(
     available: dict[str, int],
     **extra: str,
 ) -> None:
-    emit(
-        "reservation.rejected",
-        skus=sorted(demand),
-        quantity=sum(demand.values()),
-        available=available,
-        source=source.value,
-        holder_hash=holder_hash(holder),
-        outcome=outcome,
+    fields: dict[str, Any] = {
+        "skus": sorted(demand),
+        "quantity": sum(demand.values()),
+        "available": available,
+        "source": source.value,
+        "holder_hash": holder_hash(holder),
+        "outcome": outcome,
         **extra,
-    )
+    }
+    emit("reservation.rejected", **fields)
 
 
 def _lock_holds(uow: UnitOfWork, ids: list[uuid.UUID]) -> tuple[dict[str, StockLevel], list[Hold]]:
