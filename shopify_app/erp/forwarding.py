@@ -68,11 +68,11 @@ from bling.orders import (
 from .. import outbox
 from ..config import Settings
 from ..observability.events import emit
+from ..orders.model import BlingStock, ForwardStatus, Order
 from ..outbox import JobPolicy, PauseKind, PermanentFailure, RetryLater
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..runtime import Runtime
 from ..shopify.handlers import enqueue_order_job
-from ..shopify.repository import Order
 from ..unit_of_work import UnitOfWork
 from .connection import bling_client
 from .stock_sync import configured_deposit, record_acknowledgement
@@ -134,10 +134,10 @@ def forward_order(runtime: Runtime, payload: dict[str, Any]) -> None:
     if order is None:
         log.info("bling.forward_skipped shop=%s order=%s reason=unknown_order", shop, order_id)
         return
-    if order.status == "cancelled":
+    if order.cancelled:
         _after_cancellation(runtime, order)
         return
-    if order.forward_status != "pending":
+    if order.forward_status is not ForwardStatus.PENDING:
         return  # forwarded already (this is a repeated run)
     if not order.lines:
         return  # nothing tracked here was sold: no Bling stock to post
@@ -152,7 +152,7 @@ def forward_order(runtime: Runtime, payload: dict[str, Any]) -> None:
         if order.bling_order_id is None:
             products = _product_ids(runtime, order)
             order.bling_order_id = _ensure_sales_order(runtime, client, order, products, deadline)
-        if order.bling_stock != "posted":
+        if order.bling_stock is not BlingStock.POSTED:
             deadline.check("post the stock")
             _post_stock(runtime, client, order, order.bling_order_id)
         calls = client.http_calls
@@ -224,13 +224,15 @@ def _ensure_sales_order(
 
 
 def _post_stock(runtime: Runtime, client: BlingClient, order: Order, bling_id: int) -> None:
-    outcome_unknown = order.bling_stock == "requested"
-    _set_stock_state(runtime, order, "requested")
+    outcome_unknown = order.bling_stock is BlingStock.REQUESTED
+    _set_stock_state(runtime, order, BlingStock.REQUESTED)
     try:
         post_stock(client, bling_id, configured_deposit(runtime.settings))
     except BlingValidationError as exc:
         if not outcome_unknown:
-            _set_stock_state(runtime, order, "none")  # refused outright: nothing was posted
+            _set_stock_state(
+                runtime, order, BlingStock.NONE
+            )  # refused outright: nothing was posted
             raise PermanentFailure(f"Bling refused the stock posting: {exc}") from exc
         # Asked before without learning the answer, and now refused: Bling refuses a second
         # posting of one order, so the first one went through.
@@ -249,9 +251,9 @@ def _post_stock(runtime: Runtime, client: BlingClient, order: Order, bling_id: i
     ):
         # Refused before anything was done: the posting certainly did not happen.
         if not outcome_unknown:
-            _set_stock_state(runtime, order, "none")
+            _set_stock_state(runtime, order, BlingStock.NONE)
         raise
-    order.bling_stock = "posted"
+    order.bling_stock = BlingStock.POSTED
 
 
 def _acknowledge(runtime: Runtime, order: Order) -> str:
@@ -261,16 +263,19 @@ def _acknowledge(runtime: Runtime, order: Order) -> str:
         current = uow.shopify.order(order.shop, order.order_id, lock=True)
         if current is None:  # erased meanwhile (shop/redact): nothing left to account for
             return "erased"
-        if current.status == "cancelled" and current.forward_status == "cancelled":
+        if current.cancelled and current.forward_status is ForwardStatus.CANCELLED:
             # orders/cancelled gave the units back while this forward was in Bling; the posting
             # just made must be undone there.
             uow.shopify.update_order(
-                order.shop, order.order_id, bling_stock="posted", forward_status="reversal_pending"
+                order.shop,
+                order.order_id,
+                bling_stock=BlingStock.POSTED,
+                forward_status=ForwardStatus.REVERSAL_PENDING,
             )
             enqueue_order_job(uow, REVERSE_ORDER, order)
             uow.commit()
             return "cancelled_meanwhile"
-        if current.forward_status != "pending":
+        if current.forward_status is not ForwardStatus.PENDING:
             return current.forward_status  # a twin run acknowledged it first
         levels = uow.stock.lock({line.sku for line in current.lines})
         for sku, quantity in sorted(_quantities(current).items()):
@@ -279,8 +284,8 @@ def _acknowledge(runtime: Runtime, order: Order) -> str:
         uow.shopify.update_order(
             order.shop,
             order.order_id,
-            bling_stock="posted",
-            forward_status="forwarded",
+            bling_stock=BlingStock.POSTED,
+            forward_status=ForwardStatus.FORWARDED,
             forwarded_at=uow.now,
         )
         uow.commit()
@@ -289,15 +294,15 @@ def _acknowledge(runtime: Runtime, order: Order) -> str:
 
 def _after_cancellation(runtime: Runtime, order: Order) -> None:
     """The order was cancelled before it was forwarded; its units are back already."""
-    if order.forward_status != "cancelled":
+    if order.forward_status is not ForwardStatus.CANCELLED:
         return  # reversal_pending/reversed: the reversal job owns it
-    if order.bling_stock in ("requested", "posted"):
+    if order.bling_stock in (BlingStock.REQUESTED, BlingStock.POSTED):
         # A forward got as far as asking Bling to post the stock: undo it there.
         with runtime.uow() as uow:
             current = uow.shopify.order(order.shop, order.order_id, lock=True)
-            if current is not None and current.forward_status == "cancelled":
+            if current is not None and current.forward_status is ForwardStatus.CANCELLED:
                 uow.shopify.update_order(
-                    order.shop, order.order_id, forward_status="reversal_pending"
+                    order.shop, order.order_id, forward_status=ForwardStatus.REVERSAL_PENDING
                 )
                 enqueue_order_job(uow, REVERSE_ORDER, order)
                 uow.commit()
@@ -318,29 +323,31 @@ def reverse_order(runtime: Runtime, payload: dict[str, Any]) -> None:
     """The outbox handler of ``bling.reverse_order``: undo the stock posting in Bling."""
     shop, order_id = _key(payload)
     order = _read(runtime, shop, order_id)
-    if order is None or order.forward_status != "reversal_pending":
+    if order is None or not order.needs_reversal:
         return
-    posted = order.bling_stock in ("requested", "posted", "reversing")
+    posted = order.stock_maybe_posted
     if order.bling_order_id is not None and posted:
         with _bling(runtime, order) as client:  # one write only, at the start of the run
             _reverse_stock(runtime, client, order, order.bling_order_id)
     reference = f"shopify:{order.order_id}"
     with runtime.uow() as uow:
         current = uow.shopify.order(shop, order_id, lock=True)
-        if current is None or current.forward_status != "reversal_pending":
+        if current is None or not current.needs_reversal:
             return
         acknowledged = _was_acknowledged(uow, shop, order_id)
         if acknowledged:
             levels = uow.stock.lock({line.sku for line in current.lines})
             for sku, quantity in sorted(_quantities(current).items()):
                 levels[sku].restock(quantity, reference)
-        uow.shopify.update_order(shop, order_id, bling_stock="reversed", forward_status="reversed")
+        uow.shopify.update_order(
+            shop, order_id, bling_stock=BlingStock.REVERSED, forward_status=ForwardStatus.REVERSED
+        )
         uow.commit()
     log.info("bling.reversed shop=%s order=%s restocked=%s", shop, order_id, acknowledged)
 
 
 def _reverse_stock(runtime: Runtime, client: BlingClient, order: Order, bling_id: int) -> None:
-    _set_stock_state(runtime, order, "reversing")
+    _set_stock_state(runtime, order, BlingStock.REVERSING)
     try:
         reverse_stock(client, bling_id)
     except BlingValidationError as exc:
@@ -409,7 +416,7 @@ def _read(runtime: Runtime, shop: str, order_id: int) -> Order | None:
         return uow.shopify.order(shop, order_id)
 
 
-def _set_stock_state(runtime: Runtime, order: Order, state: str) -> None:
+def _set_stock_state(runtime: Runtime, order: Order, state: BlingStock) -> None:
     with runtime.uow() as uow:
         uow.shopify.update_order(order.shop, order.order_id, bling_stock=state)
         uow.commit()

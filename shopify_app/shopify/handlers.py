@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import outbox
 from ..observability.events import holder_hash
+from ..orders.model import Order, OrderLine
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from ..stock.domain import Hold, HolderLimits, HoldSource, HoldStatus, StockLevel
 from ..unit_of_work import UnitOfWork
@@ -34,7 +35,6 @@ from .payloads import (
     order_name_of,
     parse_time,
 )
-from .repository import Order, OrderLine
 from .shops import forget_shop
 
 log = logging.getLogger(__name__)
@@ -477,14 +477,10 @@ def _split(sold: _Sold, items: list[LineItem]) -> list[OrderLine]:
 
 
 def _cancel(uow: UnitOfWork, levels: dict[str, StockLevel], order: Order, reference: str) -> None:
-    if order.forward_status == "pending":
-        for line in order.lines:
-            levels[line.sku].uncommit(line.quantity, reference)
-        order.forward_status = "cancelled"
-    elif order.forward_status == "forwarded":
-        order.forward_status = "reversal_pending"  # Bling has it: the worker must reverse it
+    for line in order.cancel():  # Bling never had these units: sellable again
+        levels[line.sku].uncommit(line.quantity, reference)
+    if order.needs_reversal:  # Bling has it: the worker must reverse it there
         enqueue_order_job(uow, REVERSE_ORDER, order)
-    order.status = "cancelled"
 
 
 @handles("orders/cancelled")
@@ -494,11 +490,11 @@ def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     order = uow.shopify.order(delivery.shop, order_id, lock=True)
     if order is None:
         # Cancelled before its orders/create arrived: a tombstone makes that one a no-op.
-        tombstone = Order(delivery.shop, order_id, order_name_of(delivery.payload), None)
-        tombstone.status, tombstone.forward_status = "cancelled", "cancelled"
-        uow.shopify.claim_order(tombstone)
+        uow.shopify.claim_order(
+            Order.tombstone(delivery.shop, order_id, order_name_of(delivery.payload))
+        )
         return "unknown_order"
-    if order.status == "cancelled":
+    if order.cancelled:
         return "already_cancelled"
     levels = uow.stock.lock({line.sku for line in order.lines})
     _cancel(uow, levels, order, f"shopify:{order_id}")

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..orders.model import OrderDetails
+
 log = logging.getLogger(__name__)
 
 #: Cart attribute the theme snippet sets; it reaches the order as a note attribute and links the
@@ -201,22 +203,6 @@ def order_name_of(payload: dict[str, Any]) -> str | None:
     """Shopify's order name ("#1001"), or None when absent or not a string."""
     name = payload.get("name")
     return name[:MAX_ORDER_NAME] if isinstance(name, str) and name else None
-
-
-@dataclass(frozen=True)
-class OrderDetails:
-    """What a Bling sales order needs from a Shopify order besides its lines.
-
-    The customer's name and e-mail are kept only until the order reaches Bling (they find or
-    create its contact there) and are erased by ``customers/redact``; an order without them goes
-    to Bling's built-in "Consumidor Final".
-    """
-
-    placed_at: datetime | None
-    shipping_cents: int | None
-    discount_cents: int | None
-    customer_name: str | None
-    customer_email: str | None
 
 
 def order_details(payload: dict[str, Any]) -> OrderDetails:

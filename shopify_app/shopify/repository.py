@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
 from ..db.dialect import insert_ignore, upsert
-from .payloads import OrderDetails
+from ..orders.model import ForwardStatus, Order, OrderDetails, OrderLine
 from .tables import carts, order_lines, orders, variants, webhook_receipts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -27,36 +27,6 @@ class Cart:
     checkout_token: str | None
     cart_updated_at: datetime
     ordered: bool
-
-
-@dataclass
-class OrderLine:
-    line_id: int
-    sku: str
-    quantity: int
-    from_holds: int
-    from_available: int
-    oversold: int
-    unit_price_cents: int | None = None
-    title: str | None = None
-
-
-@dataclass
-class Order:
-    shop: str
-    order_id: int
-    name: str | None
-    cart_token: str | None
-    status: str = "confirmed"
-    forward_status: str = "pending"
-    lines: list[OrderLine] = field(default_factory=list)
-    details: OrderDetails | None = None
-    bling_order_id: int | None = None
-    bling_stock: str = "none"
-
-    @property
-    def oversold(self) -> bool:
-        return any(line.oversold for line in self.lines)
 
 
 class SqlShopifyRepository:
@@ -296,7 +266,7 @@ class SqlShopifyRepository:
         ledger's ``committed`` counts, and deleting them would leave those units sold forever.
         Every other order goes.
         """
-        open_ = orders.c.forward_status.in_(("pending", "reversal_pending"))
+        open_ = orders.c.forward_status.in_([ForwardStatus.PENDING, ForwardStatus.REVERSAL_PENDING])
         self.connection.execute(
             update(orders)
             .where(orders.c.shop == shop, open_)
