@@ -42,6 +42,10 @@ class UnitOfWork(Protocol):
 
     def record(self, action: str, **fields: Any) -> None: ...
 
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any]) -> bool:
+        """Queue an outbox job in this transaction; False if ``(kind, key)`` exists already."""
+        ...
+
 
 class SqlAlchemyUnitOfWork:
     """A transaction on ``engine``; each ``with`` block is a new one, so an instance can be reused.
@@ -105,6 +109,15 @@ class SqlAlchemyUnitOfWork:
         # Logged and counted only now that they are true.
         emit_all([*self.stock.take_events(), *self.events])
         self.events = []
+
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any]) -> bool:
+        """Queue an outbox job in this transaction (outbox/service.py): it commits or rolls back
+        with the change that needs it."""
+        from .outbox.service import enqueue
+
+        if self._connection is None:
+            raise RuntimeError("enqueue() outside a with block")
+        return enqueue(self._connection, kind, key, payload, now=self.now)
 
     def record(self, action: str, *, level: int = logging.INFO, **fields: Any) -> None:
         """Queue a business event; ``commit()`` emits it once the transaction committed."""

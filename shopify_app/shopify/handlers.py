@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from .. import outbox
 from ..observability.events import holder_hash
 from ..orders.model import Order, OrderLine
 from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
@@ -363,7 +362,7 @@ def enqueue_order_job(uow: UnitOfWork, kind: str, order: Order) -> None:
     """Queue a Bling job for ``order`` (outbox/kinds.py: payload and key), in ``uow``'s txn."""
     key = f"{order.shop}:{order.order_id}"
     payload = {"shop": order.shop, "order_id": order.order_id}
-    outbox.enqueue(uow, kind, key, payload, now=uow.now)
+    uow.enqueue(kind, key, payload)
 
 
 def _holder_of(uow: UnitOfWork, delivery: Delivery, named: dict[str, set[uuid.UUID]]) -> str | None:

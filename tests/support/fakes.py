@@ -1,5 +1,6 @@
-"""In-memory stand-ins for the stock port (shopify_app/stock/ports.py) and the unit of work, so the
-stock use cases are unit-tested in milliseconds, without a database.
+"""In-memory stand-ins for the repositories and the unit of work, so the use cases (the stock
+services, the Shopify webhook handlers that sell, cancel and keep carts in step) are unit-tested
+in milliseconds, without a database.
 
 They keep the port's contract the simple way: one transaction at a time, nothing stored until
 ``commit`` (so leaving the ``with`` block without it rolls everything back), every read returning
@@ -9,6 +10,7 @@ SQLite and PostgreSQL in tests/integration.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterable
@@ -16,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from shopify_app.observability.events import Event
+from shopify_app.orders.model import Order
+from shopify_app.shopify.repository import EPOCH, Cart
 from shopify_app.stock.domain import (
     Hold,
     HoldStatus,
@@ -34,6 +38,11 @@ class StockStore:
     holds: dict[uuid.UUID, Hold] = dataclasses.field(default_factory=dict)
     movements: list[Movement] = dataclasses.field(default_factory=list)
     locked_holders: list[str] = dataclasses.field(default_factory=list)
+    carts: dict[tuple[str, str], Cart] = dataclasses.field(default_factory=dict)
+    shortfalls: dict[tuple[str, str], dict[str, int]] = dataclasses.field(default_factory=dict)
+    orders: dict[tuple[str, int], Order] = dataclasses.field(default_factory=dict)
+    variants: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict)
+    jobs: list[tuple[str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
 
     def figures(self, sku: str) -> dict[str, int]:
         on_hand, reserved, committed = self.rows[sku]
@@ -167,6 +176,72 @@ class FakeStockRepository:
         self._new = []
 
 
+class FakeShopifyRepository:
+    """The Shopify side's rows (carts, orders, variants) over a StockStore: reads are copies,
+    writes are kept apart until ``flush`` (the unit of work's commit)."""
+
+    def __init__(self, store: StockStore, now: datetime) -> None:
+        self.store = store
+        self.now = now
+        self._carts: dict[tuple[str, str], Cart] = {}
+        self._shortfalls: dict[tuple[str, str], dict[str, int]] = {}
+        self._orders: dict[tuple[str, int], Order] = {}
+        self._variants: dict[tuple[str, int], str] = {}
+
+    def lock_cart(self, shop: str, token: str) -> Cart:
+        key = (shop, token)
+        if key not in self._carts:
+            found = self.store.carts.get(key) or Cart(shop, token, None, EPOCH, False)
+            self._carts[key] = dataclasses.replace(found)
+        return dataclasses.replace(self._carts[key])
+
+    def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None:
+        self._carts[(cart.shop, cart.token)] = dataclasses.replace(cart)
+        if shortfalls is not None:
+            self._shortfalls[(cart.shop, cart.token)] = dict(shortfalls)
+
+    def cart_token_of_checkout(self, shop: str, checkout_token: str) -> str | None:
+        carts = {**self.store.carts, **self._carts}
+        for (cart_shop, token), cart in carts.items():
+            if cart_shop == shop and cart.checkout_token == checkout_token:
+                return token
+        return None
+
+    def remember_variants(self, shop: str, mapping: dict[int, str]) -> None:
+        self._variants.update({(shop, v): sku for v, sku in mapping.items()})
+
+    def sku_of_variant(self, shop: str, variant_id: int) -> str | None:
+        return {**self.store.variants, **self._variants}.get((shop, variant_id))
+
+    def order(self, shop: str, order_id: int, *, lock: bool = False) -> Order | None:
+        found = self._orders.get((shop, order_id)) or self.store.orders.get((shop, order_id))
+        return copy.deepcopy(found)
+
+    def claim_order(self, order: Order) -> bool:
+        key = (order.shop, order.order_id)
+        if key in self._orders or key in self.store.orders:
+            return False
+        self._orders[key] = copy.deepcopy(order)
+        return True
+
+    def save_order(self, order: Order) -> None:
+        self._orders[(order.shop, order.order_id)] = copy.deepcopy(order)
+
+    def update_order(self, shop: str, order_id: int, **values: Any) -> None:
+        order = self.order(shop, order_id)
+        assert order is not None, "update_order of an unknown order"
+        for name, value in values.items():
+            setattr(order, name, value)
+        self.save_order(order)
+
+    def flush(self) -> None:
+        self.store.carts.update(self._carts)
+        self.store.shortfalls.update(self._shortfalls)
+        self.store.orders.update(self._orders)
+        self.store.variants.update(self._variants)
+        self._carts, self._shortfalls, self._orders, self._variants = {}, {}, {}, {}
+
+
 class FakeUnitOfWork:
     """A unit of work over a StockStore: nothing is stored until ``commit``; ``events`` are the
     business events the use cases recorded, ``committed_events`` those a commit made true."""
@@ -176,25 +251,38 @@ class FakeUnitOfWork:
         self.clock = clock
         self.commits = 0
         self.committed_events: list[Event] = []
-        self.shopify: Any = None  # the Shopify side has no fake yet: stock use cases only
 
     def __enter__(self) -> FakeUnitOfWork:
         self.now = self.clock()
-        self.stock = FakeStockRepository(self.store, self.now)
+        self._fresh()
         self.events: list[Event] = []
         return self
 
+    def _fresh(self) -> None:
+        self.stock = FakeStockRepository(self.store, self.now)
+        self.shopify = FakeShopifyRepository(self.store, self.now)
+        self._jobs: list[tuple[str, str, dict[str, Any]]] = []
+
     def __exit__(self, *exc: object) -> None:
-        self.stock = FakeStockRepository(self.store, self.now)  # uncommitted changes are gone
+        self._fresh()  # uncommitted changes are gone
 
     def commit(self) -> None:
         self.stock.flush()
+        self.shopify.flush()
+        self.store.jobs.extend(self._jobs)
+        self._jobs = []
         self.commits += 1
         self.committed_events.extend(self.events)
         self.events = []
 
     def rollback(self) -> None:
-        self.stock = FakeStockRepository(self.store, self.now)
+        self._fresh()
+
+    def enqueue(self, kind: str, key: str, payload: dict[str, Any]) -> bool:
+        if any((k, key2) == (kind, key) for k, key2, _ in [*self.store.jobs, *self._jobs]):
+            return False
+        self._jobs.append((kind, key, dict(payload)))
+        return True
 
     def record(self, action: str, **fields: Any) -> None:
         fields.pop("level", None)
