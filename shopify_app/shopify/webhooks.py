@@ -23,7 +23,7 @@ from ..unit_of_work import UnitOfWork
 from ..web.errors import error_response
 from ..web.openapi import api
 from ..web.schemas import Error
-from .handlers import HANDLERS, Delivery, Policy
+from .handlers import HANDLERS, Delivery, Policy  # importing handlers registers every topic
 from .payloads import PayloadError, without_nul
 from .signatures import verify_webhook
 

@@ -154,7 +154,7 @@ class Hold:
     its SKU for its cart (``listed_at``): Shopify's webhooks run behind the theme's calls, so one
     describing an earlier state of the cart must not release it. A pending hold lives for the
     grace window only (CART_HOLD_GRACE_SECONDS); once listed it lives as long as a cart's hold.
-    The rule is applied by the cart webhook (shopify/handlers.py, ``sync_cart``).
+    The rule is applied by the cart webhook (shopify/carts.py, ``sync_cart``).
     """
 
     id: uuid.UUID

@@ -18,7 +18,7 @@ request, and any the group commit cannot cover (not enough available, an unknown
 the locked path, which decides "sold out" and expiry exactly. SQLite takes the locked path always:
 ``BEGIN IMMEDIATE`` runs one writer at a time there, so there is nothing to combine.
 
-Cart webhooks reserve inside their own delivery transaction (``shopify/handlers.py``), under the
+Cart webhooks reserve inside their own delivery transaction (``shopify/carts.py``), under the
 same locks; they are not a caller of this seam.
 """
 

@@ -1,5 +1,5 @@
 """Storefront holds: pending until a cart webhook lists them, named on the cart line, consumed by
-the order that names them (shopify/handlers.py, ``sync_cart``; domain.Hold.pending).
+the order that names them (shopify/carts.py, ``sync_cart``; domain.Hold.pending).
 
 Each test runs on SQLite and on PostgreSQL, through the real routes (App Proxy signed as
 Shopify signs it, webhooks signed as Shopify signs them) with a clock moved by hand.

@@ -1,4 +1,4 @@
-"""The Shopify webhook use cases (shopify/handlers.py) over in-memory fakes: keeping a cart's
+"""The Shopify webhook use cases (shopify/carts.py, shopify/handlers.py) over in-memory fakes: keeping a cart's
 holds in step (the storefront hold rule), selling an order, cancelling one. The same handlers
 run against SQLite and PostgreSQL through signed HTTP deliveries in tests/integration."""
 
