@@ -99,6 +99,7 @@ def documented(decorator: Callable[[F], Any]) -> Callable[[F], F]:
     """
 
     def wrap(func: F) -> F:
+        # A function's type declares no __wrapped__ (functools.wraps sets it the same way).
         func.__wrapped__ = decorator(func)  # type: ignore[attr-defined]
         return func
 
