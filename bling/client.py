@@ -380,6 +380,7 @@ def data_list(body: Any) -> list[dict[str, Any]]:
 
 def data_object(body: Any) -> dict[str, Any]:
     """The ``data`` object of a Bling answer (``{"data": {...}}``)."""
-    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
         raise BlingError("unexpected answer from Bling: no 'data' object")
-    return body["data"]
+    return data

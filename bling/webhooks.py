@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 SIGNATURE_HEADER = "X-Bling-Signature-256"
 _PREFIX = "sha256="
@@ -165,7 +165,7 @@ MAX_EVENT_ID = 255
 MAX_EVENT_NAME = 64
 
 
-def _is_name(value: Any, max_length: int) -> bool:
+def _is_name(value: object, max_length: int) -> TypeGuard[str]:
     """A non-empty string of at most ``max_length`` characters, without NUL (which no database
     text column can hold)."""
     return isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value

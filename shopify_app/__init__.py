@@ -35,6 +35,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         JSON_SORT_KEYS=False,
     )
+    # app.json is typed as the JSONProvider base; the one Flask makes (DefaultJSONProvider) has it.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.session_interface = LazyCookieSessions()
     app.extensions[EXTENSION_KEY] = runtime

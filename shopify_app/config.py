@@ -6,6 +6,7 @@ one per deploy. Nothing else in the code base reads ``os.environ``.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import re
@@ -100,7 +101,11 @@ def normalize_database_url(url: str) -> str:
 
 
 class _Reader:
-    """Reads typed values out of an environment mapping, collecting problems instead of raising."""
+    """Reads typed values out of an environment mapping, collecting problems instead of raising.
+
+    Its methods are named after the types they read, so inside the class ``str`` names the method:
+    the annotations after it say ``builtins.str``.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
@@ -112,7 +117,9 @@ class _Reader:
             return default
         return value.strip()
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def int(
+        self, name: builtins.str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         raw = self.str(name)
         if raw is None:
             return default
@@ -127,7 +134,7 @@ class _Reader:
             return default
         return value
 
-    def rate(self, name: str, default: str) -> str | None:
+    def rate(self, name: builtins.str, default: builtins.str) -> builtins.str | None:
         """A rate limit in the ``limits`` notation ("30/minute", "5 per second; 100/hour");
         "off" or "0" for none."""
         raw = self.str(name, default) or default
@@ -140,7 +147,7 @@ class _Reader:
             return default
         return raw
 
-    def float(self, name: str, default: float, *, minimum: float) -> float:
+    def float(self, name: builtins.str, default: float, *, minimum: float) -> float:
         raw = self.str(name)
         if raw is None:
             return default

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem, parse_many
+from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import Column, Engine, Float, Integer, String, Table, delete, select, text
@@ -162,7 +163,14 @@ class RateLimits:
             if value
         ]
         if settings.rate_limit_storage_url:
-            self.storage: Storage = storage_from_string(settings.rate_limit_storage_url)
+            storage = storage_from_string(settings.rate_limit_storage_url)
+            if not isinstance(storage, Storage):
+                # An async+… URL gives an asyncio storage, which the synchronous limiter cannot use.
+                raise ConfigurationError(
+                    "RATE_LIMIT_STORAGE_URL must name a synchronous storage (redis://, "
+                    "memcached://, …), not an async+ one"
+                )
+            self.storage: Storage = storage
         else:
             self.storage = DatabaseStorage(engine=engine)
         self.limiter = FixedWindowRateLimiter(self.storage)

@@ -58,7 +58,8 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
 
 
 class _Job:
-    def __init__(self, name: str, every: float, action: Callable[[Runtime], None]) -> None:
+    # An action may return something (reconcile's SyncReport): the loop ignores it.
+    def __init__(self, name: str, every: float, action: Callable[[Runtime], object]) -> None:
         self.name, self.every, self.action = name, every, action
         self.next_at = time.monotonic()
 

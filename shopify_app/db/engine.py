@@ -8,11 +8,12 @@ write lock is taken before the first read, which makes check-then-write safe acr
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIModule
 from sqlalchemy.exc import DBAPIError
 
 from ..config import Settings
@@ -113,7 +114,9 @@ def checkout(engine: Engine, sql: str, params: dict[str, object]) -> Any:
         raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
 
-def discard_if_broken(engine: Engine, fairy: Any, driver: Any, exc: Exception) -> None:
-    if engine.dialect.is_disconnect(exc, driver, None) or driver.broken:
+def discard_if_broken(engine: Engine, fairy: Any, driver: Any, exc: psycopg.Error) -> None:
+    # SQLAlchemy types a driver error as its protocol's nested DBAPIModule.Error class, which no
+    # driver's exception derives from; psycopg's Error is what the psycopg dialect reads.
+    if engine.dialect.is_disconnect(cast(DBAPIModule.Error, exc), driver, None) or driver.broken:
         fairy.invalidate(exc)
         engine.dispose(close=False)

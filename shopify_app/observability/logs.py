@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 ECS_VERSION = "8.11.0"
 SERVICE_NAME = "bazico-stock-service"
@@ -54,7 +55,7 @@ def scrub(text: str) -> str:
     return _EMAIL.sub("[email]", text)
 
 
-def _to_ecs(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _to_ecs(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
     out: dict[str, Any] = {}
     for key, value in event.items():
         if key in _DROP:
@@ -76,8 +77,10 @@ def _to_ecs(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _render(_logger: Any, _method: str, event: dict[str, Any]) -> str:
-    return scrub(structlog.processors.JSONRenderer(sort_keys=False)(_logger, _method, event))
+def _render(_logger: WrappedLogger, _method: str, event: EventDict) -> str:
+    line = structlog.processors.JSONRenderer(sort_keys=False)(_logger, _method, event)
+    # The default serializer (json.dumps) renders str; only a bytes serializer (orjson) gives bytes.
+    return scrub(line if isinstance(line, str) else line.decode())
 
 
 def _shared_processors() -> list[Any]:
@@ -103,13 +106,13 @@ def make_formatter() -> logging.Formatter:
     )
 
 
-class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StdoutHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` is now (a test's capture, a redirected stream)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stdout
 

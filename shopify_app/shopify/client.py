@@ -230,7 +230,7 @@ def graphql(
     errors = body.get("errors")
     if errors:
         items = errors if isinstance(errors, list) else [{"message": str(errors)}]
-        codes = {str((e.get("extensions") or {}).get("code")) for e in items if isinstance(e, dict)}
+        codes = {str(_error_code(e)) for e in items if isinstance(e, dict)}
         messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in items]
         if "THROTTLED" in codes:
             raise ShopifyUnavailable("GraphQL throttled: " + "; ".join(messages))
@@ -242,6 +242,13 @@ def graphql(
 
 
 # --- plumbing ------------------------------------------------------------------------------
+
+
+def _error_code(error: dict[str, Any]) -> Any:
+    """A GraphQL error's ``extensions.code`` (``THROTTLED``…), or None; ``extensions`` that is not
+    an object carries no code."""
+    extensions = error.get("extensions")
+    return extensions.get("code") if isinstance(extensions, dict) else None
 
 
 def _post(url: str, *, timeout: tuple[float, float], **kwargs: Any) -> requests.Response:

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..orders.model import OrderDetails
 
@@ -35,7 +35,7 @@ MAX_LINE_QUANTITY = 1_000_000
 MAX_ORDER_NAME = 64
 
 
-def is_id(value: Any) -> bool:
+def is_id(value: object) -> TypeGuard[int]:
     """A positive integer that fits a BIGINT column (``True`` is not an id)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
@@ -151,11 +151,13 @@ def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
         if not is_id(quantity) or quantity > MAX_LINE_QUANTITY:
             log.info("%s: line %s has no usable quantity; skipped", context, raw.get("id", index))
             continue
-        line_id = raw.get("id") if is_id(raw.get("id")) else index
+        raw_id = raw.get("id")
+        line_id = raw_id if is_id(raw_id) else index
         if line_id in seen:  # a repeated line id: keep both lines, under distinct keys
             line_id = -(index + 1)
         seen.add(line_id)
         title = raw.get("name") or raw.get("title")
+        variant_id = raw.get("variant_id")
         items.append(
             LineItem(
                 line_id,
@@ -163,7 +165,7 @@ def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
                 quantity,
                 cents(raw.get("price")),
                 title[:255] if isinstance(title, str) and title else None,
-                raw.get("variant_id") if is_id(raw.get("variant_id")) else None,
+                variant_id if is_id(variant_id) else None,
                 hold_id_of(raw),
             )
         )
@@ -214,7 +216,8 @@ def order_details(payload: dict[str, Any]) -> OrderDetails:
         lines = [s for s in list_of(payload, "shipping_lines") if isinstance(s, dict)]
         prices = [cents(s.get("price")) for s in lines]
         shipping = sum(p for p in prices if p is not None) if lines else None
-    customer = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
+    raw_customer = payload.get("customer")
+    customer = raw_customer if isinstance(raw_customer, dict) else {}
     email = payload.get("email") or customer.get("email")
     name = " ".join(
         part.strip()

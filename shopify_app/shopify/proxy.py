@@ -98,6 +98,7 @@ def reserve(sku: str) -> Any:
     the item with the line property ``_bazico_hold`` = ``line_hold``.
     """
     check_sku(sku)
+    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
     body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
     holder = normalize_token(body.cart_token)
     (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY, body.hold_id)
@@ -140,6 +141,7 @@ def show_variant(variant_id: str) -> Any:
 def reserve_variant(variant_id: str) -> Any:
     """As the SKU route, for a variant id: 404 ``unknown_variant`` when its SKU is not known."""
     sku = _sku_of_variant(variant_id)
+    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
     body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
     holder = normalize_token(body.cart_token)
     (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY, body.hold_id)

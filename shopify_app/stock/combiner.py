@@ -118,7 +118,8 @@ class ReserveCombiner:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._runner: GroupRunner[_Reservation, Hold] = GroupRunner(self._run)
+        # A result of None: the SKU cannot cover the hold now (the caller takes the locked path).
+        self._runner: GroupRunner[_Reservation, Hold | None] = GroupRunner(self._run)
 
     def reserve(
         self,

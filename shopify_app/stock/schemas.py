@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic.config import JsonDict
 
 from ..web.schemas import NO_NUL, Error, RequestBody
 
@@ -54,8 +55,8 @@ class ReservationsOut(BaseModel):
 
 #: ``ConfirmIn``'s rule "exactly one of reservation_id and reservation_ids", said in JSON Schema so
 #: that clients (and schemathesis) know ``{}`` or both ids are refused with 422.
-_NULL = {"type": "null"}
-_ONE_OF_IDS = {
+_NULL: JsonDict = {"type": "null"}
+_ONE_OF_IDS: JsonDict = {
     "oneOf": [
         {
             "required": ["reservation_id"],

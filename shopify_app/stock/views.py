@@ -244,6 +244,7 @@ def set_stock(sku: str) -> Any:
         return error_response(422, "invalid_request", message, details=[])
     if "\x00" in sku:
         return error_response(422, "invalid_request", "sku contains a NUL character", details=[])
+    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
     body: SetStockIn = request.context.json  # type: ignore[attr-defined]
     view = services.set_on_hand(current_runtime().uow(), sku, body.on_hand, reference="api")
     return level_json(view)
@@ -280,6 +281,7 @@ self_parsing("stock.reserve")
 )
 def reserve_lines() -> Any:
     """Hold several SKUs at once, all or nothing (one hold per SKU; repeated SKUs are summed)."""
+    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
     body: ReserveLinesIn = request.context.json  # type: ignore[attr-defined]
     lines = [Line(line.sku, line.quantity) for line in body.lines]
     holds = reserve_for(lines, body.holder, body.ttl_seconds)
@@ -301,6 +303,7 @@ def reserve_lines() -> Any:
 )
 def confirm() -> Any:
     """Turn holds into sold units; 410 if one expired (nothing changes); same order again: 200."""
+    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
     body: ConfirmIn = request.context.json  # type: ignore[attr-defined]
     holds = services.confirm(current_runtime().uow(), body.ids, order_ref=body.order_id)
     return {

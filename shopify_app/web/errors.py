@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     message = "request body is larger than 1 MiB" if status == 413 else exc.description or exc.name
     response = error_response(status, CODES.get(status, "error"), message)
-    if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-        response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # werkzeug's (and abort's) 405
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
 
 

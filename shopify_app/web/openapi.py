@@ -8,16 +8,18 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, jsonify, redirect, request
 from pydantic import BaseModel, ValidationError
 from spectree import SecurityScheme, SecuritySchemeData, SpecTree
+from spectree.models import SecureType
 
 from .errors import error_response
 
-BEARER = {"bearer": []}
+#: ``security=`` of a route that needs the bearer token (the scheme below, no scopes).
+BEARER: dict[str, list[str]] = {"bearer": []}
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -52,7 +54,9 @@ api = SpecTree(
     annotations=False,
     before=_validation_error_as_json,
     security_schemes=[
-        SecurityScheme(name="bearer", data=SecuritySchemeData(type="http", scheme="bearer")),
+        SecurityScheme(
+            name="bearer", data=SecuritySchemeData(type=SecureType.HTTP, scheme="bearer")
+        ),
     ],
 )
 
@@ -95,6 +99,7 @@ def documented(decorator: Callable[[F], Any]) -> Callable[[F], F]:
     """
 
     def wrap(func: F) -> F:
+        # A function's type declares no __wrapped__ (functools.wraps sets it the same way).
         func.__wrapped__ = decorator(func)  # type: ignore[attr-defined]
         return func
 
@@ -126,7 +131,7 @@ def parse_body(model: type[M]) -> M | Response:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         details = exc.errors(include_url=False, include_context=False)
-        first = details[0] if details else {}
+        first: Mapping[str, Any] = details[0] if details else {}
         if first.get("type") == "json_invalid":
             return error_response(400, "invalid_json", "the request body is not valid JSON")
         if first.get("type") == "model_type" and not first.get("loc"):
