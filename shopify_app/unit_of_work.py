@@ -28,9 +28,14 @@ class UnitOfWork(Protocol):
     (tests/support/fakes.py). ``shopify`` is still the SQL repository itself.
     """
 
-    stock: StockRepository
-    shopify: SqlShopifyRepository
     now: datetime
+
+    # Read-only in the protocol, so an implementation may hold a more specific repository.
+    @property
+    def stock(self) -> StockRepository: ...
+
+    @property
+    def shopify(self) -> SqlShopifyRepository: ...
 
     def __enter__(self) -> Self: ...
 
