@@ -1,6 +1,7 @@
-"""The Shopify webhook use cases (shopify/carts.py, shopify/handlers.py) over in-memory fakes: keeping a cart's
-holds in step (the storefront hold rule), selling an order, cancelling one. The same handlers
-run against SQLite and PostgreSQL through signed HTTP deliveries in tests/integration."""
+"""The Shopify webhook use cases (shopify/carts.py, shopify/handlers.py) over in-memory fakes:
+keeping a cart's holds in step (the storefront hold rule), selling an order, cancelling one. The
+same handlers run against SQLite and PostgreSQL through signed HTTP deliveries in
+tests/integration."""
 
 from __future__ import annotations
 
