@@ -19,12 +19,10 @@ from sqlalchemy import Engine, create_engine, text
 from shopify_app import create_app
 from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import upgrade
-from shopify_app.runtime import EXTENSION_KEY
+from tests.support.app import ApiClient, app_environ, engine_of
 from tests.support.clock import FakeClock
 from tests.support.pgcluster import PgCluster, find_pg_bin
-from tests.support.procfile import LIMITS_OFF
 
-TOKEN = "test-stock-token"
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
 
 
@@ -94,23 +92,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
 # --- the app -------------------------------------------------------------------------------
 
 
-SHOPIFY_SECRET = "test-shopify-secret"
-SHOP = "bazico-test.myshopify.com"
-
-
-def app_environ(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "STOCK_API_TOKEN": TOKEN,
-        "APP_ENV": "test",
-        "SHOPIFY_API_KEY": "test-shopify-key",
-        "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
-        "SHOPIFY_SHOP_DOMAIN": SHOP,
-        **LIMITS_OFF,
-        **extra,
-    }
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -126,43 +107,9 @@ def app(database_url: str, clock: FakeClock) -> Iterator[Flask]:
     engine.dispose()
 
 
-def engine_of(app: Flask) -> Engine:
-    return app.extensions[EXTENSION_KEY].engine
-
-
 @pytest.fixture
 def engine(app: Flask) -> Engine:
     return engine_of(app)
-
-
-class ApiClient:
-    """The Flask test client with the bearer token on every call (unless told otherwise)."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def _headers(self, token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
-        out = dict(headers or {})
-        if token is not None:
-            out.setdefault("Authorization", f"Bearer {token}")
-        return out
-
-    def request(
-        self, method: str, path: str, *, token: str | None = TOKEN, headers: Any = None, **kw: Any
-    ) -> Any:
-        return self.client.open(path, method=method, headers=self._headers(token, headers), **kw)
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Any:
-        return self.request("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> Any:
-        return self.request("PUT", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Any:
-        return self.request("DELETE", path, **kw)
 
 
 @pytest.fixture

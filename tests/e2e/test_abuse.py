@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, select
 
 from shopify_app.shopify.signatures import proxy_signature
 from shopify_app.stock.tables import holds
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.pgcluster import PgCluster
 from tests.support.procfile import ProcfileRunner, call, free_port

@@ -31,7 +31,7 @@ from shopify_app.outbox.kinds import FORWARD_ORDER
 from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from shopify_app.shopify.tables import orders
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order

@@ -27,9 +27,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shopify_app.outbox.kinds import FORWARD_ORDER
-from tests.conftest import SHOP, SHOPIFY_SECRET
 from tests.e2e.test_bling_forwarding_chaos import Deployment as ChaosDeployment
 from tests.integration.test_deploy_configs import tool
+from tests.support.app import SHOP, SHOPIFY_SECRET
 from tests.support.bling_standin import BlingStandIn
 from tests.support.ledger import assert_ledger_balanced
 from tests.support.orders import shopify_order

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
 

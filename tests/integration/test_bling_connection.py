@@ -31,7 +31,7 @@ from shopify_app.erp.ratelimit import SqlRateLimiter
 from shopify_app.erp.tables import bling_connection, bling_rate_limit
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY, Runtime
-from tests.conftest import TOKEN, app_environ
+from tests.support.app import TOKEN, app_environ
 from tests.support.bling_standin import CLIENT_ID, CLIENT_SECRET, BlingStandIn
 from tests.support.clock import FakeClock
 

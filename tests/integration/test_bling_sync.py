@@ -32,7 +32,7 @@ from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from shopify_app.stock.tables import stock_movements
 from shopify_app.worker import run_worker
-from tests.conftest import SHOP, SHOPIFY_SECRET, app_environ
+from tests.support.app import SHOP, SHOPIFY_SECRET, app_environ
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn, Reply
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures

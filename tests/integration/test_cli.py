@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
 
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.ledger import assert_ledger_balanced, figures
 
 pytestmark = pytest.mark.integration

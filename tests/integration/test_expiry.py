@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.stock import services
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
 

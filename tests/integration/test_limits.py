@@ -23,10 +23,10 @@ from shopify_app.ratelimit import rate_limit_counters
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import carts
 from shopify_app.stock.tables import holds
-from tests.conftest import ApiClient, app_environ
 from tests.integration.test_metrics import samples
 from tests.integration.test_shopify_proxy import signed_query
 from tests.integration.test_shopify_webhooks import cart_payload, deliver, held_by
+from tests.support.app import ApiClient, app_environ
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shopify_app import create_app
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN, app_environ
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ
 from tests.support.shopify_sender import body_of, signed_headers
 
 pytestmark = pytest.mark.integration

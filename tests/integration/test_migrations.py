@@ -48,7 +48,7 @@ def test_upgrade_downgrade_and_no_drift(empty_database_url: str) -> None:
 
 def test_release_command_migrates_through_the_cli(tmp_path: object) -> None:
     from shopify_app import create_app
-    from tests.conftest import app_environ
+    from tests.support.app import app_environ
 
     url = f"sqlite:///{tmp_path}/cli.db"
     app = create_app(app_environ(url))

@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from shopify_app import create_app
-from tests.conftest import app_environ
+from tests.support.app import app_environ
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from shopify_app.shopify.tables import order_lines, orders
-from tests.conftest import ApiClient
 from tests.integration.test_shopify_webhooks import cart_payload, deliver, held_by, order_payload
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count
 
@@ -177,7 +177,7 @@ def outbox_jobs_of(engine: Engine) -> list[tuple[str, str, str]]:
 def test_a_confirmed_order_is_queued_for_bling_once(
     client: FlaskClient, api: ApiClient, engine: Engine
 ) -> None:
-    from tests.conftest import SHOP
+    from tests.support.app import SHOP
 
     stock(api, TEE=5)
     order = order_payload(7101, None, {"TEE": 1})
@@ -199,7 +199,7 @@ def test_cancelling_an_order_bling_has_queues_its_reversal(
     client: FlaskClient, api: ApiClient, engine: Engine
 ) -> None:
     from shopify_app.shopify.tables import orders as orders_table
-    from tests.conftest import SHOP
+    from tests.support.app import SHOP
 
     stock(api, TEE=5)
     order = order_payload(7103, None, {"TEE": 2})

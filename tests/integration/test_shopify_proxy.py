@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from shopify_app.shopify.signatures import proxy_signature
-from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
+from tests.support.app import SHOP, SHOPIFY_SECRET, ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 

@@ -19,7 +19,7 @@ from shopify_app.shopify.client import TokenGrant
 from shopify_app.shopify.shops import save_tokens, shops
 from shopify_app.shopify.tables import carts, order_lines, orders, webhook_receipts
 from shopify_app.stock.tables import holds
-from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
+from tests.support.app import SHOP, SHOPIFY_SECRET, ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 from tests.support.shopify_sender import FIXTURE_TOPICS, body_of, fixture, signed_headers
@@ -257,7 +257,7 @@ def test_forged_deliveries_are_401_and_change_nothing(
 def test_previous_secret_is_accepted_during_rotation(database_url: str, clock: FakeClock) -> None:
     from shopify_app import create_app
     from shopify_app.migrations_runner import upgrade
-    from tests.conftest import app_environ, engine_of
+    from tests.support.app import app_environ, engine_of
 
     app = create_app(
         app_environ(database_url, SHOPIFY_API_SECRET="new", SHOPIFY_API_SECRET_PREVIOUS="old"),

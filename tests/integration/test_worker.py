@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from shopify_app.worker import run_worker
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import hold_count
 
