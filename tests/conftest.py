@@ -1,4 +1,7 @@
-"""Shared fixtures: databases (SQLite file and a throwaway PostgreSQL), the app and its clients.
+"""Fixtures every layer may use: the loopback guard, a throwaway PostgreSQL and the fake clock.
+
+Each layer's own fixtures are in its conftest.py (tests/integration/conftest.py: the app and its
+clients); plain helpers are in tests/support/ (see tests/README.md).
 
 PostgreSQL tests start their own cluster (tests/support/pgcluster.py). Where its binaries are
 missing they skip, unless REQUIRE_POSTGRES=1 (set by scripts/test, hence CI) makes that a failure.
@@ -12,14 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
-from shopify_app import create_app
 from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import upgrade
-from tests.support.app import ApiClient, app_environ, engine_of
 from tests.support.clock import FakeClock
 from tests.support.pgcluster import PgCluster, find_pg_bin
 
@@ -78,45 +77,9 @@ def postgres_url(pg_migrated_url: str) -> str:
     return pg_migrated_url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path}/bazico.db"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Run the test once on SQLite (the default) and once on PostgreSQL (production)."""
-    return request.getfixturevalue(f"{request.param}_url")
-
-
-# --- the app -------------------------------------------------------------------------------
+# --- the clock -----------------------------------------------------------------------------
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def app(database_url: str, clock: FakeClock) -> Iterator[Flask]:
-    app = create_app(app_environ(database_url), clock=clock)
-    engine = engine_of(app)
-    if engine.dialect.name == "sqlite":
-        upgrade(engine)
-    yield app
-    engine.dispose()
-
-
-@pytest.fixture
-def engine(app: Flask) -> Engine:
-    return engine_of(app)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def api(client: FlaskClient) -> ApiClient:
-    return ApiClient(client)
