@@ -25,9 +25,9 @@ from sqlalchemy import create_engine, select
 
 from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.stock.tables import holds
-from tests.e2e.test_bling_forwarding_chaos import Deployment
 from tests.support.app import TOKEN
 from tests.support.bling_standin import BlingStandIn
+from tests.support.deployment import Deployment
 from tests.support.procfile import ProcfileRunner, call, free_port, wait_for, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]

@@ -24,8 +24,8 @@ from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.runtime import Runtime
 from shopify_app.shopify.tables import orders
 from shopify_app.stock import services
-from tests.integration.test_bling_sync import bling_environ, make_app, runtime_of, sync
 from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
+from tests.support.bling_app import bling_environ, make_app, runtime_of, sync
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures

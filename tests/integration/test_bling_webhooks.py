@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from shopify_app.erp.stock_tables import bling_events
-from tests.integration.test_bling_sync import (
+from tests.support.bling_app import (
     GatedStandIn,
     acknowledge,
     bling_environ,

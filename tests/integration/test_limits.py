@@ -23,12 +23,12 @@ from shopify_app.ratelimit import rate_limit_counters
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import carts
 from shopify_app.stock.tables import holds
-from tests.integration.test_metrics import samples
-from tests.integration.test_shopify_proxy import signed_query
-from tests.integration.test_shopify_webhooks import cart_payload, deliver, held_by
 from tests.support.app import ApiClient, app_environ
 from tests.support.clock import FakeClock
-from tests.support.ledger import assert_ledger_balanced, figures, snapshot
+from tests.support.ledger import assert_ledger_balanced, figures, held_by, snapshot
+from tests.support.metrics import samples
+from tests.support.orders import cart_payload
+from tests.support.shopify_sender import deliver, signed_query
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from shopify_app.shopify.tables import order_lines, orders
-from tests.integration.test_shopify_webhooks import cart_payload, deliver, held_by, order_payload
 from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
-from tests.support.ledger import assert_ledger_balanced, figures, hold_count
+from tests.support.ledger import assert_ledger_balanced, figures, held_by, hold_count
+from tests.support.orders import cart_payload, order_payload
+from tests.support.shopify_sender import deliver
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,10 @@ from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import order_lines
 from shopify_app.stock import services
 from shopify_app.stock.tables import holds
-from tests.integration.test_shopify_proxy import signed_query
-from tests.integration.test_shopify_webhooks import deliver
 from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
+from tests.support.shopify_sender import deliver, signed_query
 
 pytestmark = pytest.mark.integration
 
