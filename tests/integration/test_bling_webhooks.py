@@ -65,6 +65,8 @@ def event(
 
 
 def deliver(app: Flask, standin: BlingStandIn, raw: bytes, **headers: str) -> Any:
+    # Bling's webhook, not Shopify's (tests/support/shopify_sender.py's deliver): another
+    # endpoint, signed by the stand-in with X-Bling-Signature-256, so it stays its own helper.
     sent = {SIGNATURE: standin.sign_webhook(raw), "Content-Type": "application/json", **headers}
     return app.test_client().post("/webhooks/bling", data=raw, headers=sent)
 

@@ -16,10 +16,10 @@ from shopify_app import create_app
 from shopify_app.erp.stock_sync import full_sync, record_acknowledgement
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY, Runtime
-from tests.support.app import SHOP, SHOPIFY_SECRET, app_environ
+from tests.support.app import SHOP, app_environ
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn, Reply
 from tests.support.clock import FakeClock
-from tests.support.shopify_sender import body_of, signed_headers
+from tests.support.shopify_sender import deliver
 
 
 def bling_environ(standin: BlingStandIn) -> dict[str, str]:
@@ -70,9 +70,7 @@ def sell(client: FlaskClient, order_id: int, sku: str, quantity: int = 1) -> Non
         "note_attributes": [],
         "line_items": [{"id": 1, "sku": sku, "quantity": quantity}],
     }
-    raw = body_of(order)
-    headers = signed_headers(raw, "orders/create", secret=SHOPIFY_SECRET, shop=SHOP)
-    response = client.post("/webhooks/shopify", data=raw, headers=headers)
+    response = deliver(client, order, "orders/create")
     assert response.status_code == 200, response.get_data(as_text=True)
 
 

@@ -25,7 +25,7 @@ from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.orders import shopify_order
 from tests.support.procfile import ProcfileRunner, wait_for
-from tests.support.shopify_sender import body_of, signed_headers
+from tests.support.shopify_sender import deliver
 
 
 def deployment_environ(database_url: str, bling: BlingStandIn, **extra: str) -> dict[str, str]:
@@ -77,9 +77,7 @@ class Deployment:
     def sell(self, order_id: int, lines: list[tuple[str, int]]) -> None:
         priced = [(sku, qty, "59.90") for sku, qty in lines]
         payload = shopify_order(order_id, priced, name=f"#C{order_id}")
-        raw = body_of(payload)
-        headers = signed_headers(raw, "orders/create", secret=SHOPIFY_SECRET, shop=SHOP)
-        response = self.client.post("/webhooks/shopify", data=raw, headers=headers)
+        response = deliver(self.client, payload, "orders/create")
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.get_json()["status"] == "confirmed"
 
