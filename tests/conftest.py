@@ -1,4 +1,5 @@
-"""Fixtures every layer may use: the loopback guard, a throwaway PostgreSQL and the fake clock.
+"""Fixtures every layer may use: the loopback guard, a throwaway PostgreSQL and the fake clock;
+and the hook that marks each test with its layer (unit, integration, e2e) by its folder.
 
 Each layer's own fixtures are in its conftest.py (tests/integration/conftest.py: the app and its
 clients); plain helpers are in tests/support/ (see tests/README.md).
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,22 @@ from tests.support.clock import FakeClock
 from tests.support.pgcluster import PgCluster, find_pg_bin
 
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+TESTS = Path(__file__).resolve().parent
+#: The layers, by folder; each folder's name is also its marker (setup.cfg's [tool:pytest]).
+LAYERS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its layer, from the folder its file is in (tests/<layer>/...):
+    ``-m unit``, ``-m integration`` and ``-m e2e`` select by folder, and no module says it."""
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if folder in LAYERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import ProcfileRunner, WebOnPostgres, call
 from tests.support.race import Call, race
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 WORKERS = 3
 UNITS = 100

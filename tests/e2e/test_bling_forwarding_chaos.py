@@ -24,7 +24,7 @@ from tests.support.deployment import Deployment
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 STOCK = 100
 

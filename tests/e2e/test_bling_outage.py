@@ -37,7 +37,7 @@ from tests.support.procfile import REPO_ROOT, free_port, wait_for, wait_ready
 from tests.support.shopify_sender import signed_headers
 from tests.support.tools import tool
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 SKUS = [f"BZ-OUT-{n:02d}" for n in range(20)]

@@ -40,7 +40,7 @@ from tests.support.bling_connection import decrypted, oauth_environ, raw_row
 from tests.support.bling_standin import CLIENT_ID, CLIENT_SECRET, BlingStandIn
 from tests.support.procfile import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SLOW_TOKEN_ENDPOINT_SECONDS = 0.3
 

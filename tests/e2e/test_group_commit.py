@@ -35,7 +35,7 @@ from tests.support.app import TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import ProcfileRunner, call, children_of, free_port, wait_ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture

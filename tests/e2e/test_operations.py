@@ -30,7 +30,7 @@ from tests.support.bling_standin import BlingStandIn
 from tests.support.deployment import Deployment
 from tests.support.procfile import ProcfileRunner, call, free_port, wait_for, wait_ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
 def web_env(database_url: str, port: int, **extra: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ from tests.support.pgcluster import PgCluster
 from tests.support.procfile import ProcfileRunner, call, children_of, serve_web
 from tests.support.race import Call, race
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 TOKEN = "race-token"
 WORKERS = 4
 

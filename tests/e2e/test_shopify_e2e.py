@@ -14,7 +14,7 @@ from tests.support.ledger import assert_ledger_balanced, figures, hold_count
 from tests.support.procfile import WebOnPostgres, call
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "e2e-token"
 SECRET = "e2e-shopify-secret"
 SHOP = "bazico-e2e.myshopify.com"

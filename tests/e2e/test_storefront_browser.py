@@ -29,7 +29,7 @@ from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import WebOnPostgres, call, free_port
 from tests.support.storefront_standin import Recorded, Storefront, product
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "browser-e2e-token"
 SECRET = "browser-e2e-shopify-secret"
 SHOP = "bazico-browser.myshopify.com"

@@ -31,7 +31,7 @@ from tests.support.procfile import ProcfileRunner, WebOnPostgres, call, free_por
 from tests.support.race import Call, Outcome, race
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 WORKERS = 3
 

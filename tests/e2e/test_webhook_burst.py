@@ -30,7 +30,7 @@ from tests.support.procfile import (
 )
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 TOKEN = "burst-token"
 SECRET = "burst-shopify-secret"

@@ -16,8 +16,6 @@ from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
 
-pytestmark = pytest.mark.integration
-
 
 def stock(api: ApiClient, sku: str, on_hand: int) -> None:
     assert api.put(f"/stock/{sku}", json={"on_hand": on_hand}).status_code == 200

@@ -47,7 +47,7 @@ from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_o
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 #: Examples per operation and database (about 30 s in all, both databases, on 2 cores).
 EXAMPLES = 40

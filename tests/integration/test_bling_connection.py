@@ -35,8 +35,6 @@ from tests.support.bling_connection import CALLBACK, SECRET_KEY, decrypted, oaut
 from tests.support.bling_standin import CLIENT_ID, CLIENT_SECRET, BlingStandIn
 from tests.support.clock import FakeClock
 
-pytestmark = pytest.mark.integration
-
 
 def query_of(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}

@@ -32,8 +32,6 @@ from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order
 from tests.support.shopify_sender import deliver as post_webhook
 
-pytestmark = pytest.mark.integration
-
 
 def forwarding_environ(standin: BlingStandIn, **extra: str) -> dict[str, str]:
     return {

@@ -38,9 +38,6 @@ from tests.support.bling_standin import BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
 
-pytestmark = pytest.mark.integration
-
-
 # --- fixtures ------------------------------------------------------------------------------
 
 

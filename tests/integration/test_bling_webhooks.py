@@ -31,8 +31,6 @@ from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 
-pytestmark = pytest.mark.integration
-
 SIGNATURE = "X-Bling-Signature-256"
 
 

@@ -16,15 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import Histogram
 
 from shopify_app.observability import metrics
 from shopify_app.observability.metrics import EXPORTED
 from tests.support.tools import tool
-
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from flask import Flask
 from sqlalchemy import Engine
 
@@ -11,8 +10,6 @@ from shopify_app.stock import services
 from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
-
-pytestmark = pytest.mark.integration
 
 
 def test_a_new_buyer_gets_an_expired_unit_before_any_sweep(

@@ -24,8 +24,6 @@ from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 from tests.support.shopify_sender import deliver, signed_headers, signed_query
 
-pytestmark = pytest.mark.integration
-
 
 def refused_without_change(engine: Engine, call: Any, status: int) -> Any:
     before = snapshot(engine)

@@ -30,8 +30,6 @@ from tests.support.metrics import samples
 from tests.support.orders import cart_payload
 from tests.support.shopify_sender import deliver, signed_query
 
-pytestmark = pytest.mark.integration
-
 CAPS = {"HOLD_MAX_UNITS_PER_SKU": "3", "HOLD_MAX_ACTIVE_HOLDS": "4"}
 NO_RATES = {"RATE_LIMIT_PER_IP": "off", "RATE_LIMIT_PER_CART": "off"}
 

@@ -27,8 +27,6 @@ from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.shopify_sender import fixture, signed_headers
 
-pytestmark = pytest.mark.integration
-
 ECS_FIELDS = ("@timestamp", "log.level", "log.logger", "message", "ecs.version", "service.name")
 
 

@@ -14,8 +14,6 @@ from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ
 from tests.support.metrics import samples
 from tests.support.shopify_sender import body_of, signed_headers
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def metered_app(sqlite_url: str) -> Iterator[Flask]:

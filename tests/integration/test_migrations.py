@@ -9,8 +9,6 @@ from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import check, downgrade, head_revision, upgrade
 from tests.support.pgcluster import PgCluster
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
@@ -14,8 +13,6 @@ from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, held_by, hold_count
 from tests.support.orders import cart_payload, order_payload
 from tests.support.shopify_sender import deliver
-
-pytestmark = pytest.mark.integration
 
 
 def stock(api: ApiClient, **levels: int) -> None:

@@ -11,8 +11,6 @@ from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 from tests.support.shopify_sender import signed_query
 
-pytestmark = pytest.mark.integration
-
 
 def test_signed_reserve_holds_for_the_cart_then_409(
     client: FlaskClient, api: ApiClient, engine: Engine, clock: FakeClock

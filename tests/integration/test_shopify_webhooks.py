@@ -25,8 +25,6 @@ from tests.support.ledger import assert_ledger_balanced, figures, held_by, snaps
 from tests.support.orders import cart_payload, order_payload
 from tests.support.shopify_sender import FIXTURE_TOPICS, deliver, fixture, signed_headers
 
-pytestmark = pytest.mark.integration
-
 
 def rows(engine: Engine, table: Any) -> list[Any]:
     with engine.connect() as conn:

@@ -27,8 +27,6 @@ from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 from tests.support.shopify_sender import deliver, signed_query
 
-pytestmark = pytest.mark.integration
-
 GRACE = 120  # CART_HOLD_GRACE_SECONDS' default
 TTL = 900  # RESERVATION_TTL_SECONDS' default
 

@@ -39,7 +39,7 @@ from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 from tests.support.shopify_sender import FIXTURE_TOPICS, fixture, signed_headers
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 #: Examples (each a sequence of up to ``MAX_DELIVERIES`` deliveries) per test and database.
 EXAMPLES = {"sqlite": 300, "postgresql": 100}

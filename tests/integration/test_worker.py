@@ -16,8 +16,6 @@ from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import hold_count
 
-pytestmark = pytest.mark.integration
-
 
 def fast(runtime: Runtime) -> Runtime:
     settings = runtime.settings.__class__(
