@@ -1,4 +1,8 @@
-"""Shared fixtures: databases (SQLite file and a throwaway PostgreSQL), the app and its clients.
+"""Fixtures every layer may use: the loopback guard, a throwaway PostgreSQL and the fake clock;
+and the hook that marks each test with its layer (unit, integration, e2e) by its folder.
+
+Each layer's own fixtures are in its conftest.py (tests/integration/conftest.py: the app and its
+clients); plain helpers are in tests/support/ (see tests/README.md).
 
 PostgreSQL tests start their own cluster (tests/support/pgcluster.py). Where its binaries are
 missing they skip, unless REQUIRE_POSTGRES=1 (set by scripts/test, hence CI) makes that a failure.
@@ -9,23 +13,34 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
-from shopify_app import create_app
 from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import upgrade
-from shopify_app.runtime import EXTENSION_KEY
 from tests.support.clock import FakeClock
 from tests.support.pgcluster import PgCluster, find_pg_bin
-from tests.support.procfile import LIMITS_OFF
 
-TOKEN = "test-stock-token"
 REQUIRE_POSTGRES = os.environ.get("REQUIRE_POSTGRES") == "1"
+TESTS = Path(__file__).resolve().parent
+#: The layers, by folder; each folder's name is also its marker (setup.cfg's [tool:pytest]).
+LAYERS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its layer, from the folder its file is in (tests/<layer>/...):
+    ``-m unit``, ``-m integration`` and ``-m e2e`` select by folder, and no module says it."""
+    for item in items:
+        try:
+            folder = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            continue
+        if folder in LAYERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(autouse=True)
@@ -80,96 +95,9 @@ def postgres_url(pg_migrated_url: str) -> str:
     return pg_migrated_url
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path}/bazico.db"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Run the test once on SQLite (the default) and once on PostgreSQL (production)."""
-    return request.getfixturevalue(f"{request.param}_url")
-
-
-# --- the app -------------------------------------------------------------------------------
-
-
-SHOPIFY_SECRET = "test-shopify-secret"
-SHOP = "bazico-test.myshopify.com"
-
-
-def app_environ(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "STOCK_API_TOKEN": TOKEN,
-        "APP_ENV": "test",
-        "SHOPIFY_API_KEY": "test-shopify-key",
-        "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
-        "SHOPIFY_SHOP_DOMAIN": SHOP,
-        **LIMITS_OFF,
-        **extra,
-    }
+# --- the clock -----------------------------------------------------------------------------
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def app(database_url: str, clock: FakeClock) -> Iterator[Flask]:
-    app = create_app(app_environ(database_url), clock=clock)
-    engine = engine_of(app)
-    if engine.dialect.name == "sqlite":
-        upgrade(engine)
-    yield app
-    engine.dispose()
-
-
-def engine_of(app: Flask) -> Engine:
-    return app.extensions[EXTENSION_KEY].engine
-
-
-@pytest.fixture
-def engine(app: Flask) -> Engine:
-    return engine_of(app)
-
-
-class ApiClient:
-    """The Flask test client with the bearer token on every call (unless told otherwise)."""
-
-    def __init__(self, client: FlaskClient) -> None:
-        self.client = client
-
-    def _headers(self, token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
-        out = dict(headers or {})
-        if token is not None:
-            out.setdefault("Authorization", f"Bearer {token}")
-        return out
-
-    def request(
-        self, method: str, path: str, *, token: str | None = TOKEN, headers: Any = None, **kw: Any
-    ) -> Any:
-        return self.client.open(path, method=method, headers=self._headers(token, headers), **kw)
-
-    def get(self, path: str, **kw: Any) -> Any:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Any:
-        return self.request("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> Any:
-        return self.request("PUT", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Any:
-        return self.request("DELETE", path, **kw)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-@pytest.fixture
-def api(client: FlaskClient) -> ApiClient:
-    return ApiClient(client)

@@ -16,17 +16,16 @@ from urllib.parse import urlencode
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
 from shopify_app.shopify.signatures import proxy_signature
 from shopify_app.stock.tables import holds
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
-from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, free_port
+from tests.support.procfile import ProcfileRunner, WebOnPostgres, call
 from tests.support.race import Call, race
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 WORKERS = 3
 UNITS = 100
@@ -53,36 +52,27 @@ def shopper(ip: str, cart: str, quantity: int = 1) -> Call:
 
 
 @pytest.fixture
-def storefront(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine, ProcfileRunner, int]]:
-    url = pg_cluster.create_database(f"abuse_{time.monotonic_ns() % 10**8}")
-    port = free_port()
-    runner = ProcfileRunner(
-        {
-            "DATABASE_URL": url,
-            "PORT": str(port),
-            "STOCK_API_TOKEN": TOKEN,
-            "SHOPIFY_API_KEY": "test-shopify-key",
-            "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
-            "SHOPIFY_SHOP_DOMAIN": SHOP,
-            "WEB_CONCURRENCY": str(WORKERS),
-            "WEB_THREADS": "4",
-            "APP_ENV": "test",
-            "LOG_LEVEL": "INFO",
-            "HOLD_MAX_UNITS_PER_SKU": str(CAP_UNITS),
-            "HOLD_MAX_ACTIVE_HOLDS": str(CAP_HOLDS),
-            "RATE_LIMIT_PER_IP": f"{PER_IP}/minute",
-            "RATE_LIMIT_PER_CART": f"{PER_CART}/minute",
-            "TRUSTED_PROXY_HOPS": "0",
-        }
-    )
-    engine = create_engine(url)
-    try:
-        web = runner.release_and_serve(port, WORKERS)
-        yield port, engine, runner, web.pid
-        assert runner.stop(web) == 0, runner.log_of(web)
-    finally:
-        runner.close()
-        engine.dispose()
+def storefront(
+    web_on_postgres: WebOnPostgres,
+) -> Iterator[tuple[int, Engine, ProcfileRunner, int]]:
+    database = f"abuse_{time.monotonic_ns() % 10**8}"
+    env = {
+        "STOCK_API_TOKEN": TOKEN,
+        "SHOPIFY_API_KEY": "test-shopify-key",
+        "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
+        "SHOPIFY_SHOP_DOMAIN": SHOP,
+        "WEB_CONCURRENCY": str(WORKERS),
+        "WEB_THREADS": "4",
+        "APP_ENV": "test",
+        "LOG_LEVEL": "INFO",
+        "HOLD_MAX_UNITS_PER_SKU": str(CAP_UNITS),
+        "HOLD_MAX_ACTIVE_HOLDS": str(CAP_HOLDS),
+        "RATE_LIMIT_PER_IP": f"{PER_IP}/minute",
+        "RATE_LIMIT_PER_CART": f"{PER_CART}/minute",
+        "TRUSTED_PROXY_HOPS": "0",
+    }
+    with web_on_postgres(database, env, workers=WORKERS, clean_exit=True) as served:
+        yield served.port, served.engine, served.runner, served.proc.pid
 
 
 def held_units(engine: Engine) -> dict[str, int]:

@@ -11,109 +11,22 @@ that a backlog forwarded by two workers while a full sync runs never goes over i
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from flask import Flask
-from sqlalchemy import func, select
 
-from shopify_app import create_app
-from shopify_app.erp import connection
-from shopify_app.erp.stock_sync import full_sync
-from shopify_app.outbox.kinds import FORWARD_ORDER
-from shopify_app.outbox.tables import outbox_jobs
-from shopify_app.runtime import EXTENSION_KEY, Runtime
-from shopify_app.shopify.tables import orders
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
-from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
+from tests.support.bling_standin import BlingStandIn
+from tests.support.deployment import Deployment
 from tests.support.ledger import assert_ledger_balanced, figures
-from tests.support.orders import shopify_order
-from tests.support.procfile import ProcfileRunner, wait_for
-from tests.support.shopify_sender import body_of, signed_headers
+from tests.support.procfile import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 STOCK = 100
-
-
-def environ(database_url: str, bling: BlingStandIn, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "APP_ENV": "development",
-        "SECRET_KEY": "chaos-test-secret-key-0123456789",  # the workers decrypt the tokens
-        "STOCK_API_TOKEN": TOKEN,
-        "SHOPIFY_API_KEY": "test-shopify-key",
-        "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
-        "SHOPIFY_SHOP_DOMAIN": SHOP,
-        "BLING_API_BASE_URL": bling.base_url,
-        "BLING_CLIENT_ID": bling.client_id,
-        "BLING_CLIENT_SECRET": bling.client_secret,
-        "BLING_DEPOSIT_ID": str(DEFAULT_DEPOSIT_ID),
-        "BLING_PAYMENT_METHOD_ID": str(PAYMENT_METHOD_ID),
-        "WORKER_OUTBOX_INTERVAL_SECONDS": "0.1",
-        "WORKER_BLING_SYNC_SECONDS": "3600",
-        "LOG_LEVEL": "INFO",
-        **extra,
-    }
-
-
-class Deployment:
-    """The app in this process (webhooks in, Bling connected and synced) and worker processes."""
-
-    def __init__(self, database_url: str, bling: BlingStandIn, **extra: str) -> None:
-        self.bling = bling
-        self.env = environ(database_url, bling, **extra)
-        self.app: Flask = create_app(self.env)
-        self.runtime: Runtime = self.app.extensions[EXTENSION_KEY]
-        self.client = self.app.test_client()
-        self.runner = ProcfileRunner(self.env)
-        connection.connect(self.runtime, bling.authorize())
-
-    def sync(self) -> None:
-        with connection.bling_client(self.runtime) as client:
-            full_sync(self.runtime, client, deposit_id=DEFAULT_DEPOSIT_ID)
-
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self.runner.start("worker")
-        wait_for(lambda: "worker started" in self.runner.log_of(proc), "worker start", 30, proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-    def sell(self, order_id: int, lines: list[tuple[str, int]]) -> None:
-        priced = [(sku, qty, "59.90") for sku, qty in lines]
-        payload = shopify_order(order_id, priced, name=f"#C{order_id}")
-        raw = body_of(payload)
-        headers = signed_headers(raw, "orders/create", secret=SHOPIFY_SECRET, shop=SHOP)
-        response = self.client.post("/webhooks/shopify", data=raw, headers=headers)
-        assert response.status_code == 200, response.get_data(as_text=True)
-        assert response.get_json()["status"] == "confirmed"
-
-    def forwarded(self) -> int:
-        with self.runtime.engine.connect() as conn:
-            return conn.execute(
-                select(func.count()).where(orders.c.forward_status == "forwarded")
-            ).scalar_one()
-
-    def jobs(self) -> Counter[str]:
-        with self.runtime.engine.connect() as conn:
-            rows = conn.execute(
-                select(outbox_jobs.c.status).where(outbox_jobs.c.kind == FORWARD_ORDER)
-            )
-            return Counter(row.status for row in rows)
-
-    def close(self) -> None:
-        self.runner.close()
-        self.runtime.engine.dispose()
 
 
 @pytest.fixture

@@ -27,17 +27,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shopify_app.outbox.kinds import FORWARD_ORDER
-from tests.conftest import SHOP, SHOPIFY_SECRET
-from tests.e2e.test_bling_forwarding_chaos import Deployment as ChaosDeployment
-from tests.integration.test_deploy_configs import tool
+from tests.support.app import SHOP, SHOPIFY_SECRET
 from tests.support.bling_standin import BlingStandIn
+from tests.support.deployment import Deployment as ChaosDeployment
 from tests.support.ledger import assert_ledger_balanced
 from tests.support.orders import shopify_order
 from tests.support.outage import percentile, request
 from tests.support.procfile import REPO_ROOT, free_port, wait_for, wait_ready
 from tests.support.shopify_sender import signed_headers
+from tests.support.tools import tool
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 SKUS = [f"BZ-OUT-{n:02d}" for n in range(20)]

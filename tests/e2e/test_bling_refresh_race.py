@@ -36,11 +36,11 @@ from shopify_app import create_app
 from shopify_app.erp import connection
 from shopify_app.erp.tables import bling_connection
 from shopify_app.runtime import EXTENSION_KEY, Runtime
-from tests.integration.test_bling_connection import bling_environ, decrypted, raw_row
+from tests.support.bling_connection import decrypted, oauth_environ, raw_row
 from tests.support.bling_standin import CLIENT_ID, CLIENT_SECRET, BlingStandIn
 from tests.support.procfile import REPO_ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SLOW_TOKEN_ENDPOINT_SECONDS = 0.3
 
@@ -115,7 +115,7 @@ class Bling:
 
     def __init__(self, stand_in: BlingStandIn, url: str, workdir: Path) -> None:
         self.stand_in, self.workdir = stand_in, workdir
-        self.environ = bling_environ(url, stand_in.base_url, LOG_LEVEL="WARNING")
+        self.environ = oauth_environ(url, stand_in.base_url, LOG_LEVEL="WARNING")
         self.runtime: Runtime = create_app(self.environ).extensions[EXTENSION_KEY]
         connection.connect(self.runtime, stand_in.authorize())
 

@@ -38,7 +38,7 @@ from tests.support.pgcluster import PgCluster, find_pg_bin
 from tests.support.procfile import ProcfileRunner, children_of, free_port, wait_for
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 TOKEN = "outage-token"
 SECRET = "outage-shopify-secret"

@@ -31,11 +31,11 @@ from shopify_app.stock.domain import HoldSource, Line, OutOfStock
 from shopify_app.stock.reservations import reservations_for
 from shopify_app.stock.tables import holds
 from shopify_app.unit_of_work import SqlAlchemyUnitOfWork
-from tests.conftest import TOKEN
+from tests.support.app import TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import ProcfileRunner, call, children_of, free_port, wait_ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture

@@ -25,12 +25,12 @@ from sqlalchemy import create_engine, select
 
 from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.stock.tables import holds
-from tests.conftest import TOKEN
-from tests.e2e.test_bling_forwarding_chaos import Deployment
+from tests.support.app import TOKEN
 from tests.support.bling_standin import BlingStandIn
+from tests.support.deployment import Deployment
 from tests.support.procfile import ProcfileRunner, call, free_port, wait_for, wait_ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
 def web_env(database_url: str, port: int, **extra: str) -> dict[str, str]:

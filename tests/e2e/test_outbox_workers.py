@@ -28,8 +28,6 @@ from shopify_app.migrations_runner import upgrade
 from shopify_app.outbox.tables import outbox_jobs
 from tests.support.procfile import ProcfileRunner, wait_for
 
-pytestmark = [pytest.mark.e2e]
-
 KIND = "e2e.record"
 LEASE_SECONDS = 2.0
 RUNS_TABLE = "outbox_e2e_runs"

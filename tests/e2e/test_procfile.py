@@ -10,7 +10,7 @@ from sqlalchemy import create_engine
 from tests.support.ledger import assert_ledger_balanced, hold_count
 from tests.support.procfile import ProcfileRunner, call, free_port, wait_ready
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 TOKEN = "procfile-token"
 
 

@@ -16,15 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
 from shopify_app.stock.tables import holds
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, children_of, free_port
+from tests.support.procfile import ProcfileRunner, call, children_of, serve_web
 from tests.support.race import Call, race
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 TOKEN = "race-token"
 WORKERS = 4
 
@@ -50,27 +50,17 @@ def _database(request: pytest.FixtureRequest, tmp_path: object) -> str:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def service(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Service]:
+    # Not web_on_postgres (tests/e2e/conftest.py): the SQLite run must not need the cluster.
     url = _database(request, tmp_path)
-    port = free_port()
-    runner = ProcfileRunner(
-        {
-            "DATABASE_URL": url,
-            "PORT": str(port),
-            "STOCK_API_TOKEN": TOKEN,
-            "WEB_CONCURRENCY": str(WORKERS),
-            "WEB_THREADS": "8",
-            "APP_ENV": "test",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    engine = create_engine(url)
-    try:
-        web = runner.release_and_serve(port, WORKERS)
-        yield Service(port, engine, runner, web.pid)
-        assert runner.stop(web) == 0, runner.log_of(web)
-    finally:
-        runner.close()
-        engine.dispose()
+    env = {
+        "STOCK_API_TOKEN": TOKEN,
+        "WEB_CONCURRENCY": str(WORKERS),
+        "WEB_THREADS": "8",
+        "APP_ENV": "test",
+        "LOG_LEVEL": "WARNING",
+    }
+    with serve_web(url, env, workers=WORKERS, clean_exit=True) as served:
+        yield Service(served.port, served.engine, served.runner, served.proc.pid)
 
 
 def granted_ids(outcomes: list) -> set[str]:

@@ -8,41 +8,29 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count
-from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, free_port
+from tests.support.procfile import WebOnPostgres, call
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "e2e-token"
 SECRET = "e2e-shopify-secret"
 SHOP = "bazico-e2e.myshopify.com"
 
 
 @pytest.fixture
-def web(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine]]:
-    url = pg_cluster.create_database("shopify_e2e")
-    port = free_port()
-    runner = ProcfileRunner(
-        {
-            "DATABASE_URL": url,
-            "PORT": str(port),
-            "STOCK_API_TOKEN": TOKEN,
-            "SHOPIFY_API_SECRET": SECRET,
-            "SHOPIFY_SHOP_DOMAIN": SHOP,
-            "APP_ENV": "test",
-            "WEB_CONCURRENCY": "2",
-        }
-    )
-    engine = create_engine(url)
-    try:
-        runner.release_and_serve(port)
-        yield port, engine
-    finally:
-        runner.close()
-        engine.dispose()
+def web(web_on_postgres: WebOnPostgres) -> Iterator[tuple[int, Engine]]:
+    env = {
+        "STOCK_API_TOKEN": TOKEN,
+        "SHOPIFY_API_SECRET": SECRET,
+        "SHOPIFY_SHOP_DOMAIN": SHOP,
+        "APP_ENV": "test",
+        "WEB_CONCURRENCY": "2",
+    }
+    with web_on_postgres("shopify_e2e", env) as served:
+        yield served.port, served.engine
 
 
 def send(port: int, topic: str, payload: dict[str, Any]) -> str:

@@ -22,15 +22,14 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
 from shopify_app.stock.tables import holds
 from tests.support.ledger import assert_ledger_balanced, figures
-from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, free_port
+from tests.support.procfile import WebOnPostgres, call, free_port
 from tests.support.storefront_standin import Recorded, Storefront, product
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TOKEN = "browser-e2e-token"
 SECRET = "browser-e2e-shopify-secret"
 SHOP = "bazico-browser.myshopify.com"
@@ -76,27 +75,16 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def web(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine]]:
-    url = pg_cluster.create_database("storefront_browser")
-    port = free_port()
-    runner = ProcfileRunner(
-        {
-            "DATABASE_URL": url,
-            "PORT": str(port),
-            "STOCK_API_TOKEN": TOKEN,
-            "SHOPIFY_API_SECRET": SECRET,
-            "SHOPIFY_SHOP_DOMAIN": SHOP,
-            "APP_ENV": "test",
-            "WEB_CONCURRENCY": "2",
-        }
-    )
-    engine = create_engine(url)
-    try:
-        runner.release_and_serve(port, workers=2)
-        yield port, engine
-    finally:
-        runner.close()
-        engine.dispose()
+def web(web_on_postgres: WebOnPostgres) -> Iterator[tuple[int, Engine]]:
+    env = {
+        "STOCK_API_TOKEN": TOKEN,
+        "SHOPIFY_API_SECRET": SECRET,
+        "SHOPIFY_SHOP_DOMAIN": SHOP,
+        "APP_ENV": "test",
+        "WEB_CONCURRENCY": "2",
+    }
+    with web_on_postgres("storefront_browser", env, workers=2) as served:
+        yield served.port, served.engine
 
 
 def catalog(prefix: str, base: int) -> tuple[dict[str, Any], dict[str, Any]]:

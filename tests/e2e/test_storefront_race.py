@@ -24,14 +24,14 @@ from sqlalchemy import Engine, create_engine, func, select
 from shopify_app.shopify.signatures import proxy_signature
 from shopify_app.shopify.tables import order_lines, orders
 from shopify_app.stock.tables import holds
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.pgcluster import PgCluster
-from tests.support.procfile import ProcfileRunner, call, free_port, wait_for
+from tests.support.procfile import ProcfileRunner, WebOnPostgres, call, free_port, wait_for
 from tests.support.race import Call, Outcome, race
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 WORKERS = 3
 
@@ -100,9 +100,12 @@ def order(order_id: int, token: str, sku: str, hold: str) -> dict[str, Any]:
 
 
 def environment(url: str, port: int, **extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": url, "PORT": str(port), **settings(**extra)}
+
+
+def settings(**extra: str) -> dict[str, str]:
+    """The service's environment apart from its database and port."""
     return {
-        "DATABASE_URL": url,
-        "PORT": str(port),
         "STOCK_API_TOKEN": TOKEN,
         "SHOPIFY_API_KEY": "test-shopify-key",
         "SHOPIFY_API_SECRET": SHOPIFY_SECRET,
@@ -121,17 +124,9 @@ def environment(url: str, port: int, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def web(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine]]:
-    url = pg_cluster.create_database("storefront_race")
-    port = free_port()
-    runner = ProcfileRunner(environment(url, port))
-    engine = create_engine(url)
-    try:
-        runner.release_and_serve(port, WORKERS)
-        yield port, engine
-    finally:
-        runner.close()
-        engine.dispose()
+def web(web_on_postgres: WebOnPostgres) -> Iterator[tuple[int, Engine]]:
+    with web_on_postgres("storefront_race", settings(), workers=WORKERS) as served:
+        yield served.port, served.engine
 
 
 def stock(port: int, sku: str, on_hand: int) -> None:

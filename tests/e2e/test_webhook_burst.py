@@ -20,19 +20,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.outage import Answer, percentile, request
-from tests.support.pgcluster import PgCluster
 from tests.support.procfile import (
-    ProcfileRunner,
+    WebOnPostgres,
     call,
-    free_port,
 )
 from tests.support.shopify_sender import signed_headers
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 TOKEN = "burst-token"
 SECRET = "burst-shopify-secret"
@@ -44,31 +42,19 @@ SHOPIFY_TIMEOUT_S = 5.0
 
 
 @pytest.fixture
-def web(pg_cluster: PgCluster) -> Iterator[tuple[int, Engine]]:
-    url = pg_cluster.create_database("webhook_burst")
-    port = free_port()
-    runner = ProcfileRunner(
-        {
-            "DATABASE_URL": url,
-            "PORT": str(port),
-            "STOCK_API_TOKEN": TOKEN,
-            "SHOPIFY_API_KEY": "burst-key",
-            "SHOPIFY_API_SECRET": SECRET,
-            "SHOPIFY_SHOP_DOMAIN": SHOP,
-            "APP_ENV": "test",
-            "WEB_CONCURRENCY": "2",
-            "WEB_THREADS": "8",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    engine = create_engine(url)
-    try:
-        proc = runner.release_and_serve(port, 2)
-        yield port, engine
-        assert runner.stop(proc) == 0, runner.log_of(proc)
-    finally:
-        runner.close()
-        engine.dispose()
+def web(web_on_postgres: WebOnPostgres) -> Iterator[tuple[int, Engine]]:
+    env = {
+        "STOCK_API_TOKEN": TOKEN,
+        "SHOPIFY_API_KEY": "burst-key",
+        "SHOPIFY_API_SECRET": SECRET,
+        "SHOPIFY_SHOP_DOMAIN": SHOP,
+        "APP_ENV": "test",
+        "WEB_CONCURRENCY": "2",
+        "WEB_THREADS": "8",
+        "LOG_LEVEL": "WARNING",
+    }
+    with web_on_postgres("webhook_burst", env, workers=2, clean_exit=True) as served:
+        yield served.port, served.engine
 
 
 def cart(token: str, minute: int, lines: dict[str, int]) -> dict[str, Any]:

@@ -12,11 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
-
-pytestmark = pytest.mark.integration
 
 
 def stock(api: ApiClient, sku: str, on_hand: int) -> None:

@@ -43,11 +43,11 @@ from shopify_app import create_app
 from shopify_app.migrations_runner import upgrade
 from shopify_app.schema import metadata
 from shopify_app.shopify.signatures import proxy_signature
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_of
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_of
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 #: Examples per operation and database (about 30 s in all, both databases, on 2 cores).
 EXAMPLES = 40

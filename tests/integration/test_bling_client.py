@@ -36,8 +36,6 @@ from bling.oauth import InMemoryTokenStore, OAuthClient, TokenManager
 from bling.webhooks import SIGNATURE_HEADER, parse_event, verify_signature
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 
-pytestmark = pytest.mark.integration
-
 
 class Sleeps(list[float]):
     """A fake ``sleep`` that only records how long it was asked to wait."""

@@ -24,51 +24,16 @@ from sqlalchemy import Engine, create_engine, select, text
 from bling.errors import BlingNotConnected, InvalidGrant
 from bling.oauth import OAuthClient, TokenGrant, TokenManager
 from shopify_app import create_app
-from shopify_app.crypto import TokenCipher
 from shopify_app.erp import connection
 from shopify_app.erp.connection import bling_client
 from shopify_app.erp.ratelimit import SqlRateLimiter
-from shopify_app.erp.tables import bling_connection, bling_rate_limit
+from shopify_app.erp.tables import bling_rate_limit
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY, Runtime
-from tests.conftest import TOKEN, app_environ
+from tests.support.app import TOKEN, app_environ
+from tests.support.bling_connection import CALLBACK, SECRET_KEY, decrypted, oauth_environ, raw_row
 from tests.support.bling_standin import CLIENT_ID, CLIENT_SECRET, BlingStandIn
 from tests.support.clock import FakeClock
-
-pytestmark = pytest.mark.integration
-
-SECRET_KEY = "bling-test-secret-key-0123456789"
-APP_URL = "https://stock.bazico.test"
-CALLBACK = APP_URL + "/bling/callback"
-
-
-def bling_environ(database_url: str, base_url: str, **extra: str) -> dict[str, str]:
-    """The environment of an app whose Bling is the stand-in at ``base_url``."""
-    bling = {
-        "BLING_API_BASE_URL": base_url,
-        "BLING_CLIENT_ID": CLIENT_ID,
-        "BLING_CLIENT_SECRET": CLIENT_SECRET,
-        "SECRET_KEY": SECRET_KEY,
-        "APP_URL": APP_URL,
-    }
-    return app_environ(database_url, **{**bling, **extra})
-
-
-def raw_row(engine: Engine) -> dict[str, Any] | None:
-    with engine.connect() as conn:
-        row = conn.execute(select(bling_connection)).mappings().first()
-    return None if row is None else dict(row)
-
-
-def decrypted(engine: Engine) -> tuple[str, str]:
-    """(access, refresh) as stored, decrypted with the key an operator derives from SECRET_KEY."""
-    row = raw_row(engine)
-    assert row is not None and row["access_token_encrypted"], "no token stored"
-    cipher = TokenCipher(SECRET_KEY)
-    return (
-        cipher.decrypt(row["access_token_encrypted"]),
-        cipher.decrypt(row["refresh_token_encrypted"]),
-    )
 
 
 def query_of(url: str) -> dict[str, str]:
@@ -103,7 +68,7 @@ def stand_in() -> Iterator[BlingStandIn]:
 
 @pytest.fixture
 def bling_app(database_url: str, clock: FakeClock, stand_in: BlingStandIn) -> Iterator[Flask]:
-    app = create_app(bling_environ(database_url, stand_in.base_url), clock=clock)
+    app = create_app(oauth_environ(database_url, stand_in.base_url), clock=clock)
     engine = app.extensions[EXTENSION_KEY].engine
     if engine.dialect.name == "sqlite":
         upgrade(engine)
@@ -374,7 +339,7 @@ def test_a_refused_refresh_token_nobody_replaced_is_a_lost_connection(
 def test_tokens_stored_under_another_secret_key_are_not_a_connection(
     database_url: str, clock: FakeClock, stand_in: BlingStandIn
 ) -> None:
-    environ = bling_environ(database_url, stand_in.base_url, SECRET_KEY="a-rotated-secret-key-000")
+    environ = oauth_environ(database_url, stand_in.base_url, SECRET_KEY="a-rotated-secret-key-000")
     app = create_app(environ, clock=clock)
     runtime = app.extensions[EXTENSION_KEY]
     try:

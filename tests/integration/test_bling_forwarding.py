@@ -24,15 +24,13 @@ from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.runtime import Runtime
 from shopify_app.shopify.tables import orders
 from shopify_app.stock import services
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN
-from tests.integration.test_bling_sync import bling_environ, make_app, runtime_of, sync
+from tests.support.app import TOKEN
+from tests.support.bling_app import bling_environ, make_app, runtime_of, sync
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order
-from tests.support.shopify_sender import body_of, signed_headers
-
-pytestmark = pytest.mark.integration
+from tests.support.shopify_sender import deliver as post_webhook
 
 
 def forwarding_environ(standin: BlingStandIn, **extra: str) -> dict[str, str]:
@@ -60,9 +58,10 @@ def forwarding_app(database_url: str, clock: FakeClock, standin: BlingStandIn) -
 
 
 def deliver(client: FlaskClient, payload: dict[str, Any], topic: str) -> dict[str, Any]:
-    raw = body_of(payload)
-    headers = signed_headers(raw, topic, secret=SHOPIFY_SECRET, shop=SHOP)
-    response = client.post("/webhooks/shopify", data=raw, headers=headers)
+    """The shared ``deliver`` (tests/support/shopify_sender.py), but every delivery in this
+    module must be taken: it asserts the 200 and returns the JSON, where the shared one returns
+    the response for tests that expect refusals."""
+    response = post_webhook(client, payload, topic)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
 

@@ -14,121 +14,29 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from bling.client import BlingClient, LocalRateLimiter, NullRateLimiter
-from bling.oauth import InMemoryTokenStore, OAuthClient, TokenManager
-from shopify_app import create_app
 from shopify_app.erp import connection
 from shopify_app.erp.stock_sync import (
-    full_sync,
     reconcile,
-    record_acknowledgement,
     sellable_units,
 )
 from shopify_app.erp.stock_tables import bling_acks, bling_products
-from shopify_app.migrations_runner import upgrade
-from shopify_app.runtime import EXTENSION_KEY, Runtime
+from shopify_app.runtime import Runtime
 from shopify_app.stock.tables import stock_movements
 from shopify_app.worker import run_worker
-from tests.conftest import SHOP, SHOPIFY_SECRET, app_environ
-from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn, Reply
+from tests.support.bling_app import (
+    GatedStandIn,
+    acknowledge,
+    bling_environ,
+    make_app,
+    runtime_of,
+    sell,
+    sync,
+)
+from tests.support.bling_standin import BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
-from tests.support.shopify_sender import body_of, signed_headers
-
-pytestmark = pytest.mark.integration
-
-
-# --- helpers shared with test_bling_webhooks.py ------------------------------------------------
-
-
-def bling_environ(standin: BlingStandIn) -> dict[str, str]:
-    return {
-        "BLING_API_BASE_URL": standin.base_url,
-        "BLING_CLIENT_ID": standin.client_id,
-        "BLING_CLIENT_SECRET": standin.client_secret,
-        "BLING_DEPOSIT_ID": str(DEFAULT_DEPOSIT_ID),
-    }
-
-
-def make_app(database_url: str, clock: FakeClock, **env: str) -> Flask:
-    app = create_app(app_environ(database_url, **env), clock=clock)
-    engine = runtime_of(app).engine
-    if engine.dialect.name == "sqlite":
-        upgrade(engine)
-    return app
-
-
-def runtime_of(app: Flask) -> Runtime:
-    return app.extensions[EXTENSION_KEY]
-
-
-def direct_client(standin: BlingStandIn, *, limited: bool = False) -> BlingClient:
-    """A client with tokens the stand-in issued, as after the OAuth dance (no database)."""
-    manager = TokenManager(
-        OAuthClient(standin.client_id, standin.client_secret, standin.base_url),
-        InMemoryTokenStore(),
-    )
-    manager.connect(standin.authorize())
-    limiter = LocalRateLimiter() if limited else NullRateLimiter()
-    return BlingClient(standin.base_url, manager, limiter, timeout=(1.0, 5.0), max_retries=1)
-
-
-def sync(app: Flask, standin: BlingStandIn) -> Any:
-    with direct_client(standin) as client:
-        return full_sync(runtime_of(app), client, deposit_id=DEFAULT_DEPOSIT_ID)
-
-
-def sell(client: FlaskClient, order_id: int, sku: str, quantity: int = 1) -> None:
-    """A Shopify order with no cart holds: the line is committed from ``available``."""
-    order = {
-        "id": order_id,
-        "name": f"#{order_id}",
-        "cart_token": None,
-        "checkout_token": None,
-        "cancelled_at": None,
-        "note_attributes": [],
-        "line_items": [{"id": 1, "sku": sku, "quantity": quantity}],
-    }
-    raw = body_of(order)
-    headers = signed_headers(raw, "orders/create", secret=SHOPIFY_SECRET, shop=SHOP)
-    response = client.post("/webhooks/shopify", data=raw, headers=headers)
-    assert response.status_code == 200, response.get_data(as_text=True)
-
-
-def acknowledge(runtime: Runtime, order_id: int, sku: str, quantity: int = 1) -> None:
-    """What the order forwarder does once Bling posted the order's stock, in one transaction."""
-    reference = f"shopify:{order_id}"
-    with runtime.uow() as uow:
-        order = uow.shopify.order(SHOP, order_id, lock=True)
-        assert order is not None
-        uow.stock.lock([sku])[sku].acknowledge(quantity, reference)
-        record_acknowledgement(uow, sku, quantity, reference)
-        order.forward_status = "forwarded"
-        uow.shopify.save_order(order)
-        uow.commit()
-
-
-class GatedStandIn(BlingStandIn):
-    """Answers a balance request only when told to, *after* reading the balance: the answer is
-    then one that was current when the request arrived, delivered late (a slow Bling)."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.gate_armed = False
-        self.balance_read = threading.Event()
-        self.release = threading.Event()
-
-    def route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> Reply:
-        reply = super().route(method, path, query, raw)  # reads under the stand-in's lock
-        if self.gate_armed and path.startswith("/estoques/saldos"):
-            self.gate_armed = False
-            self.balance_read.set()
-            assert self.release.wait(10), "the test never released the balance answer"
-        return reply
-
 
 # --- fixtures ------------------------------------------------------------------------------
 

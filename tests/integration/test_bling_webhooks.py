@@ -18,7 +18,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from shopify_app.erp.stock_tables import bling_events
-from tests.integration.test_bling_sync import (
+from tests.support.bling_app import (
     GatedStandIn,
     acknowledge,
     bling_environ,
@@ -30,8 +30,6 @@ from tests.integration.test_bling_sync import (
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
-
-pytestmark = pytest.mark.integration
 
 SIGNATURE = "X-Bling-Signature-256"
 
@@ -65,6 +63,8 @@ def event(
 
 
 def deliver(app: Flask, standin: BlingStandIn, raw: bytes, **headers: str) -> Any:
+    # Bling's webhook, not Shopify's (tests/support/shopify_sender.py's deliver): another
+    # endpoint, signed by the stand-in with X-Bling-Signature-256, so it stays its own helper.
     sent = {SIGNATURE: standin.sign_webhook(raw), "Content-Type": "application/json", **headers}
     return app.test_client().post("/webhooks/bling", data=raw, headers=sent)
 

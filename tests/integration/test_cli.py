@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
 
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.ledger import assert_ledger_balanced, figures
-
-pytestmark = pytest.mark.integration
 
 
 def test_stock_set_then_show(app: Flask, engine: Engine) -> None:

@@ -16,10 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from shopify_app import create_app
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_of
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_of
 from tests.support.shopify_sender import signed_headers
-
-pytestmark = pytest.mark.integration
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -9,7 +9,6 @@ the service exports (``metrics.EXPORTED``) are pure Python and always run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,14 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import Histogram
 
 from shopify_app.observability import metrics
 from shopify_app.observability.metrics import EXPORTED
-
-pytestmark = pytest.mark.integration
+from tests.support.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -34,7 +31,6 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 DASHBOARD = DEPLOY / "grafana" / "bazico-sales.json"
 
-REQUIRE_PROMTOOLS = os.environ.get("REQUIRE_PROMTOOLS") == "1"
 
 METRIC_NAME = re.compile(r"\bbazico_[a-z0-9_]+")
 HISTOGRAMS = {
@@ -46,18 +42,6 @@ HISTOGRAMS = {
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None and os.access(f"/usr/bin/{name}", os.X_OK):
-        found = f"/usr/bin/{name}"
-    if found is None:
-        message = f"{name} not found (Debian: apt-get install prometheus prometheus-alertmanager)"
-        if REQUIRE_PROMTOOLS:
-            pytest.fail(f"{message} and REQUIRE_PROMTOOLS=1")
-        pytest.skip(f"{message}; REQUIRE_PROMTOOLS=1 makes this a failure")
-    return found
 
 
 def run(*args: str | Path, cwd: Path = ROOT) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from flask import Flask
 from sqlalchemy import Engine
 
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.stock import services
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, hold_count, snapshot
-
-pytestmark = pytest.mark.integration
 
 
 def test_a_new_buyer_gets_an_expired_unit_before_any_sweep(

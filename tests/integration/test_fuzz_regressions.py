@@ -19,19 +19,10 @@ from bling.webhooks import sign as bling_sign
 from shopify_app.erp.stock_sync import BlingStockRows
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import order_lines, orders
-from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient, app_environ, engine_of
-from tests.integration.test_shopify_proxy import signed_query
+from tests.support.app import SHOP, SHOPIFY_SECRET, ApiClient, app_environ, engine_of
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
-from tests.support.shopify_sender import signed_headers
-
-pytestmark = pytest.mark.integration
-
-
-def deliver(client: FlaskClient, payload: Any, topic: str) -> Any:
-    raw = json.dumps(payload).encode()
-    headers = signed_headers(raw, topic, secret=SHOPIFY_SECRET, shop=SHOP)
-    return client.post("/webhooks/shopify", data=raw, headers=headers)
+from tests.support.shopify_sender import deliver, signed_headers, signed_query
 
 
 def refused_without_change(engine: Engine, call: Any, status: int) -> Any:

@@ -58,8 +58,6 @@ from shopify_app.unit_of_work import SqlAlchemyUnitOfWork
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 
-pytestmark = pytest.mark.integration
-
 SKUS = ("A", "B", "C")  # stocked by the first step
 NEW_SKU = "D"  # exists only once an adjustment creates it (lock_or_create)
 ALL_SKUS = (*SKUS, NEW_SKU)

@@ -23,14 +23,12 @@ from shopify_app.ratelimit import rate_limit_counters
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import carts
 from shopify_app.stock.tables import holds
-from tests.conftest import ApiClient, app_environ
-from tests.integration.test_metrics import samples
-from tests.integration.test_shopify_proxy import signed_query
-from tests.integration.test_shopify_webhooks import cart_payload, deliver, held_by
+from tests.support.app import ApiClient, app_environ
 from tests.support.clock import FakeClock
-from tests.support.ledger import assert_ledger_balanced, figures, snapshot
-
-pytestmark = pytest.mark.integration
+from tests.support.ledger import assert_ledger_balanced, figures, held_by, snapshot
+from tests.support.metrics import samples
+from tests.support.orders import cart_payload
+from tests.support.shopify_sender import deliver, signed_query
 
 CAPS = {"HOLD_MAX_UNITS_PER_SKU": "3", "HOLD_MAX_ACTIVE_HOLDS": "4"}
 NO_RATES = {"RATE_LIMIT_PER_IP": "off", "RATE_LIMIT_PER_CART": "off"}

@@ -22,12 +22,10 @@ from shopify_app.shopify.client import TokenGrant
 from shopify_app.shopify.shops import TokenStore
 from shopify_app.shopify.signatures import proxy_signature
 from shopify_app.stock import services
-from tests.conftest import SHOP, TOKEN, ApiClient, app_environ
+from tests.support.app import SHOP, TOKEN, ApiClient, app_environ
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.shopify_sender import fixture, signed_headers
-
-pytestmark = pytest.mark.integration
 
 ECS_FIELDS = ("@timestamp", "log.level", "log.logger", "message", "ecs.version", "service.name")
 

@@ -6,15 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 
 from shopify_app import create_app
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN, app_environ
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ
+from tests.support.metrics import samples
 from tests.support.shopify_sender import body_of, signed_headers
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -23,19 +21,6 @@ def metered_app(sqlite_url: str) -> Iterator[Flask]:
     upgrade(app.extensions[EXTENSION_KEY].engine)
     yield app
     app.extensions[EXTENSION_KEY].engine.dispose()
-
-
-def samples(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = app.test_client().get(
-        "/metrics", headers={"Authorization": "Bearer metrics-secret-token"}
-    )
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    out = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def test_metrics_asks_for_its_token_when_one_is_set(metered_app: Flask) -> None:

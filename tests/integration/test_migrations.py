@@ -9,8 +9,6 @@ from shopify_app.db.metadata import metadata
 from shopify_app.migrations_runner import check, downgrade, head_revision, upgrade
 from tests.support.pgcluster import PgCluster
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
@@ -48,7 +46,7 @@ def test_upgrade_downgrade_and_no_drift(empty_database_url: str) -> None:
 
 def test_release_command_migrates_through_the_cli(tmp_path: object) -> None:
     from shopify_app import create_app
-    from tests.conftest import app_environ
+    from tests.support.app import app_environ
 
     url = f"sqlite:///{tmp_path}/cli.db"
     app = create_app(app_environ(url))

@@ -25,8 +25,6 @@ from shopify_app.stock.tables import skus
 from shopify_app.worker import run_worker
 from tests.support.clock import FakeClock
 
-pytestmark = pytest.mark.integration
-
 FAST = outbox.JobPolicy(backoff_base_seconds=1, backoff_cap_seconds=10, max_attempts=3)
 
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import socket
 
-import pytest
 from flask.testing import FlaskClient
 
 from shopify_app import create_app
-from tests.conftest import app_environ
-
-pytestmark = pytest.mark.integration
+from tests.support.app import app_environ
 
 
 def test_healthz(client: FlaskClient) -> None:

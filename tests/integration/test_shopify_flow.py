@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from shopify_app.shopify.tables import order_lines, orders
-from tests.conftest import ApiClient
-from tests.integration.test_shopify_webhooks import cart_payload, deliver, held_by, order_payload
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
-from tests.support.ledger import assert_ledger_balanced, figures, hold_count
-
-pytestmark = pytest.mark.integration
+from tests.support.ledger import assert_ledger_balanced, figures, held_by, hold_count
+from tests.support.orders import cart_payload, order_payload
+from tests.support.shopify_sender import deliver
 
 
 def stock(api: ApiClient, **levels: int) -> None:
@@ -177,7 +175,7 @@ def outbox_jobs_of(engine: Engine) -> list[tuple[str, str, str]]:
 def test_a_confirmed_order_is_queued_for_bling_once(
     client: FlaskClient, api: ApiClient, engine: Engine
 ) -> None:
-    from tests.conftest import SHOP
+    from tests.support.app import SHOP
 
     stock(api, TEE=5)
     order = order_payload(7101, None, {"TEE": 1})
@@ -199,7 +197,7 @@ def test_cancelling_an_order_bling_has_queues_its_reversal(
     client: FlaskClient, api: ApiClient, engine: Engine
 ) -> None:
     from shopify_app.shopify.tables import orders as orders_table
-    from tests.conftest import SHOP
+    from tests.support.app import SHOP
 
     stock(api, TEE=5)
     order = order_payload(7103, None, {"TEE": 2})

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlencode
-
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from shopify_app.shopify.signatures import proxy_signature
-from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
+from tests.support.app import SHOP, ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
-
-pytestmark = pytest.mark.integration
-
-
-def signed_query(clock: FakeClock, *, secret: str = SHOPIFY_SECRET, **overrides: Any) -> str:
-    params: dict[str, list[str]] = {
-        "shop": [SHOP],
-        "logged_in_customer_id": [""],
-        "path_prefix": ["/apps/bazico"],
-        "timestamp": [str(int(clock.now.timestamp()))],
-    }
-    params.update({k: [v] for k, v in overrides.items() if k != "signature"})
-    params["signature"] = [overrides.get("signature") or proxy_signature(secret, params)]
-    return urlencode({k: v[0] for k, v in params.items()})
+from tests.support.shopify_sender import signed_query
 
 
 def test_signed_reserve_holds_for_the_cart_then_409(

@@ -45,7 +45,6 @@ from tests.support.shopify_install import (
 )
 from tests.support.shopify_standin import ShopifyStandIn
 
-pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LIFETIME = 3600
 

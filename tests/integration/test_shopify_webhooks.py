@@ -19,63 +19,16 @@ from shopify_app.shopify.client import TokenGrant
 from shopify_app.shopify.shops import save_tokens, shops
 from shopify_app.shopify.tables import carts, order_lines, orders, webhook_receipts
 from shopify_app.stock.tables import holds
-from tests.conftest import SHOP, SHOPIFY_SECRET, ApiClient
+from tests.support.app import SHOP, SHOPIFY_SECRET, ApiClient
 from tests.support.clock import FakeClock
-from tests.support.ledger import assert_ledger_balanced, figures, snapshot
-from tests.support.shopify_sender import FIXTURE_TOPICS, body_of, fixture, signed_headers
-
-pytestmark = pytest.mark.integration
-
-
-def deliver(
-    client: FlaskClient,
-    body: Any,
-    topic: str,
-    *,
-    secret: str = SHOPIFY_SECRET,
-    shop: str = SHOP,
-    webhook_id: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    raw = body_of(body)
-    sent = signed_headers(raw, topic, secret=secret, shop=shop, webhook_id=webhook_id)
-    sent.update(headers or {})
-    return client.post("/webhooks/shopify", data=raw, headers=sent)
+from tests.support.ledger import assert_ledger_balanced, figures, held_by, snapshot
+from tests.support.orders import cart_payload, order_payload
+from tests.support.shopify_sender import FIXTURE_TOPICS, deliver, fixture, signed_headers
 
 
 def rows(engine: Engine, table: Any) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(select(table)))
-
-
-def cart_payload(token: str, updated_at: str, lines: dict[str, int]) -> dict[str, Any]:
-    return {
-        "id": token,
-        "token": token,
-        "updated_at": updated_at,
-        "line_items": [
-            {"id": i + 1, "sku": sku, "quantity": qty, "variant_id": i + 1}
-            for i, (sku, qty) in enumerate(lines.items())
-        ],
-    }
-
-
-def order_payload(
-    order_id: int, cart_token: str | None, lines: dict[str, int], **extra: Any
-) -> Any:
-    return {
-        "id": order_id,
-        "name": f"#{order_id}",
-        "cart_token": cart_token,
-        "checkout_token": None,
-        "cancelled_at": None,
-        "note_attributes": [],
-        "line_items": [
-            {"id": 100 + i, "sku": sku, "quantity": qty}
-            for i, (sku, qty) in enumerate(lines.items())
-        ],
-        **extra,
-    }
 
 
 # --- every saved delivery: 200 and its documented effect ----------------------------------
@@ -89,19 +42,6 @@ FIXTURE_SKUS = {
     "LENS-PROTECT-2YR": 3,
     "CASE-LEATHER-PREM": 3,
 }
-
-
-def held_by(engine: Engine, holder: str) -> dict[str, int]:
-    with engine.connect() as conn:
-        result = conn.execute(
-            select(holds.c.sku, holds.c.quantity).where(
-                holds.c.holder == holder, holds.c.status == "active"
-            )
-        )
-        held: dict[str, int] = {}
-        for r in result:
-            held[r.sku] = held.get(r.sku, 0) + r.quantity
-        return held
 
 
 def effect_cart_sample(engine: Engine, _: Any) -> None:
@@ -257,7 +197,7 @@ def test_forged_deliveries_are_401_and_change_nothing(
 def test_previous_secret_is_accepted_during_rotation(database_url: str, clock: FakeClock) -> None:
     from shopify_app import create_app
     from shopify_app.migrations_runner import upgrade
-    from tests.conftest import app_environ, engine_of
+    from tests.support.app import app_environ, engine_of
 
     app = create_app(
         app_environ(database_url, SHOPIFY_API_SECRET="new", SHOPIFY_API_SECRET_PREVIOUS="old"),

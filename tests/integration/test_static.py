@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
 from flask.testing import FlaskClient
-
-pytestmark = pytest.mark.integration
 
 
 def test_the_app_serves_the_snippet(client: FlaskClient) -> None:

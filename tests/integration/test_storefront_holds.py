@@ -22,13 +22,10 @@ from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify.tables import order_lines
 from shopify_app.stock import services
 from shopify_app.stock.tables import holds
-from tests.conftest import ApiClient
-from tests.integration.test_shopify_proxy import signed_query
-from tests.integration.test_shopify_webhooks import deliver
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
-
-pytestmark = pytest.mark.integration
+from tests.support.shopify_sender import deliver, signed_query
 
 GRACE = 120  # CART_HOLD_GRACE_SECONDS' default
 TTL = 900  # RESERVATION_TTL_SECONDS' default

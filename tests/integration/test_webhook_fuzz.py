@@ -34,12 +34,12 @@ from shopify_app import create_app
 from shopify_app.erp.stock_sync import BlingStockRows
 from shopify_app.migrations_runner import upgrade
 from shopify_app.runtime import EXTENSION_KEY
-from tests.conftest import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_of
+from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN, app_environ, engine_of
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, snapshot
 from tests.support.shopify_sender import FIXTURE_TOPICS, fixture, signed_headers
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 #: Examples (each a sequence of up to ``MAX_DELIVERIES`` deliveries) per test and database.
 EXAMPLES = {"sqlite": 300, "postgresql": 100}

@@ -12,11 +12,9 @@ from sqlalchemy import Engine, text
 
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from shopify_app.worker import run_worker
-from tests.conftest import ApiClient
+from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import hold_count
-
-pytestmark = pytest.mark.integration
 
 
 def fast(runtime: Runtime) -> Runtime:

@@ -46,6 +46,19 @@ def hold_count(engine: Engine, sku: str | None = None, status: str | None = None
         return int(conn.execute(stmt).scalar_one())
 
 
+def held_by(engine: Engine, holder: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        result = conn.execute(
+            select(holds.c.sku, holds.c.quantity).where(
+                holds.c.holder == holder, holds.c.status == "active"
+            )
+        )
+        held: dict[str, int] = {}
+        for r in result:
+            held[r.sku] = held.get(r.sku, 0) + r.quantity
+        return held
+
+
 def assert_ledger_balanced(engine: Engine) -> None:
     """Counters equal the movement ledger's sums and the holds' statuses, for every SKU."""
     with engine.connect() as conn:

@@ -12,9 +12,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine, create_engine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,3 +195,41 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+@dataclass
+class Web:
+    """The Procfile's ``web`` serving on ``port``, and an engine on its database."""
+
+    port: int
+    engine: Engine
+    runner: ProcfileRunner
+    proc: subprocess.Popen[bytes]
+
+
+#: ``serve_web`` with the database made in the session's PostgreSQL cluster: the e2e fixture
+#: ``web_on_postgres`` (tests/e2e/conftest.py), called as ``(database_name, env, **kw)``.
+WebOnPostgres = Callable[..., contextlib.AbstractContextManager[Web]]
+
+
+@contextlib.contextmanager
+def serve_web(
+    database_url: str, env: dict[str, str], *, workers: int = 1, clean_exit: bool = False
+) -> Iterator[Web]:
+    """Run ``release``, then serve ``web`` on a free port with ``env`` (DATABASE_URL and PORT
+    are set here) until it answers with ``workers`` gunicorn workers up; stop everything after.
+
+    ``clean_exit``: when the block ends, SIGTERM must stop ``web`` with status 0 (the tests that
+    also check a graceful shutdown); without it the processes are simply killed.
+    """
+    port = free_port()
+    runner = ProcfileRunner({"DATABASE_URL": database_url, "PORT": str(port), **env})
+    engine = create_engine(database_url)
+    try:
+        proc = runner.release_and_serve(port, workers)
+        yield Web(port, engine, runner, proc)
+        if clean_exit:
+            assert runner.stop(proc) == 0, runner.log_of(proc)
+    finally:
+        runner.close()
+        engine.dispose()

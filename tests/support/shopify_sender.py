@@ -1,4 +1,8 @@
-"""Deliver webhooks signed exactly as Shopify signs them (headers included).
+"""Deliver webhooks signed exactly as Shopify signs them (headers included), and sign App Proxy
+queries as Shopify's proxy does.
+
+In tests, ``deliver`` posts a webhook to the app's Flask test client and ``signed_query`` is the
+query string of a proxied storefront request, both signed with tests/support/app.py's secret.
 
 As a command, it sends a fixture to a running service, for trying things by hand::
 
@@ -14,11 +18,18 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import requests
 
-from shopify_app.shopify.signatures import webhook_signature
+from shopify_app.shopify.signatures import proxy_signature, webhook_signature
+from tests.support.app import SHOP, SHOPIFY_SECRET
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
+
+    from tests.support.clock import FakeClock
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shopify"
 API_VERSION = "2026-07"
@@ -70,6 +81,34 @@ def fixture(name: str) -> bytes:
 
 def body_of(payload: Any) -> bytes:
     return json.dumps(payload).encode() if not isinstance(payload, bytes) else payload
+
+
+def deliver(
+    client: FlaskClient,
+    body: Any,
+    topic: str,
+    *,
+    secret: str = SHOPIFY_SECRET,
+    shop: str = SHOP,
+    webhook_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    raw = body_of(body)
+    sent = signed_headers(raw, topic, secret=secret, shop=shop, webhook_id=webhook_id)
+    sent.update(headers or {})
+    return client.post("/webhooks/shopify", data=raw, headers=sent)
+
+
+def signed_query(clock: FakeClock, *, secret: str = SHOPIFY_SECRET, **overrides: Any) -> str:
+    params: dict[str, list[str]] = {
+        "shop": [SHOP],
+        "logged_in_customer_id": [""],
+        "path_prefix": ["/apps/bazico"],
+        "timestamp": [str(int(clock.now.timestamp()))],
+    }
+    params.update({k: [v] for k, v in overrides.items() if k != "signature"})
+    params["signature"] = [overrides.get("signature") or proxy_signature(secret, params)]
+    return urlencode({k: v[0] for k, v in params.items()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,6 @@ from bling.errors import (
     parse_error_body,
 )
 
-pytestmark = pytest.mark.unit
-
 # The validation example of docs/bling-api.md §2 (the spec's ErrorResponse), verbatim.
 VALIDATION = {
     "error": {

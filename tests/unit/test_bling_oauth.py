@@ -18,8 +18,6 @@ from bling.oauth import (
     authorization_url,
 )
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 

@@ -9,8 +9,6 @@ import pytest
 
 from bling.orders import OrderLine, SalesOrderInput, only_digits, person_type
 
-pytestmark = pytest.mark.unit
-
 
 def order(**overrides: object) -> SalesOrderInput:
     fields: dict[str, object] = {

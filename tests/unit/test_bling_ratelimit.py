@@ -9,8 +9,6 @@ import pytest
 
 from bling.client import LocalRateLimiter, backoff_delay
 
-pytestmark = pytest.mark.unit
-
 
 class FakeTime:
     """A clock that moves only when someone sleeps (and records the sleeps)."""

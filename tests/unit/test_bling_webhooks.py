@@ -11,8 +11,6 @@ import pytest
 
 from bling.webhooks import InvalidEvent, parse_event, sign, verify_signature
 
-pytestmark = pytest.mark.unit
-
 SECRET = "client-secret-of-the-app"
 # The stock.created example of Bling's /webhooks page, as bytes that arrive on the wire.
 RAW = (

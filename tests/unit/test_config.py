@@ -15,8 +15,6 @@ from shopify_app.config import (
     normalize_database_url,
 )
 
-pytestmark = pytest.mark.unit
-
 
 def test_defaults_run_a_development_service_on_sqlite() -> None:
     settings = load_settings({})

@@ -21,8 +21,6 @@ import requests
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2]
 MINERVA = {
     "aliases": ["CVE-2024-23342", "GHSA-wj6h-64fc-37mp"],

@@ -22,7 +22,6 @@ from shopify_app.stock.domain import (
     merge_lines,
 )
 
-pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 TTL = timedelta(minutes=15)
 

@@ -15,7 +15,6 @@ from shopify_app.stock.domain import (
     HoldStatus,
 )
 
-pytestmark = pytest.mark.unit
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 

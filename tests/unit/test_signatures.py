@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from shopify_app.shopify.signatures import (
     proxy_message,
     verify_proxy,
@@ -13,7 +11,6 @@ from shopify_app.shopify.signatures import (
     webhook_signature,
 )
 
-pytestmark = pytest.mark.unit
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shopify"
 
 

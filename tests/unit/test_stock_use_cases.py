@@ -28,7 +28,6 @@ from shopify_app.stock.reservations import LockedReservations
 from tests.support.clock import FakeClock
 from tests.support.fakes import FakeUnitOfWork, StockStore
 
-pytestmark = pytest.mark.unit
 TTL = timedelta(minutes=15)
 
 
