@@ -19,7 +19,6 @@ from shopify_app.stock.domain import Hold, HoldSource, HoldStatus, Line
 from tests.support.clock import FakeClock
 from tests.support.fakes import FakeUnitOfWork, StockStore
 
-pytestmark = pytest.mark.unit
 SHOP = "bazico.myshopify.com"
 GRACE = timedelta(seconds=120)
 POLICY = Policy(cart_ttl=timedelta(minutes=15), checkout_ttl=timedelta(minutes=30))

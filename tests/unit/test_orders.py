@@ -6,8 +6,6 @@ import pytest
 
 from shopify_app.orders.model import BlingStock, ForwardStatus, Order, OrderLine, OrderStatus
 
-pytestmark = pytest.mark.unit
-
 
 def order(**fields: object) -> Order:
     lines = [OrderLine(1, "TEE", 2, 2, 0, 0), OrderLine(2, "CAP", 1, 0, 1, 0)]
