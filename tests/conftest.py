@@ -58,6 +58,15 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+# --- databases -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    """A fresh SQLite file (integration tests, and e2e tests that run on both databases)."""
+    return f"sqlite:///{tmp_path}/bazico.db"
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------
 
 

@@ -12,18 +12,17 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from urllib.parse import urlencode
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select
 
-from shopify_app.shopify.signatures import proxy_signature
 from shopify_app.stock.tables import holds
 from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import ProcfileRunner, WebOnPostgres, call
 from tests.support.race import Call, race
+from tests.support.shopify_sender import signed_query
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -34,14 +33,7 @@ PER_IP, PER_CART = 20, 5  # per minute
 
 
 def signed_path(sku: str) -> str:
-    params = {
-        "shop": [SHOP],
-        "logged_in_customer_id": [""],
-        "path_prefix": ["/apps/bazico"],
-        "timestamp": [str(int(time.time()))],
-    }
-    params["signature"] = [proxy_signature(SHOPIFY_SECRET, params)]
-    return f"/proxy/stock/{sku}/reserve?" + urlencode({k: v[0] for k, v in params.items()})
+    return f"/proxy/stock/{sku}/reserve?{signed_query()}"
 
 
 def shopper(ip: str, cart: str, quantity: int = 1) -> Call:

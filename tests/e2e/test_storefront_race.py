@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import json
 import random
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
-from shopify_app.shopify.signatures import proxy_signature
 from shopify_app.shopify.tables import order_lines, orders
 from shopify_app.stock.tables import holds
 from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
@@ -29,7 +26,7 @@ from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.pgcluster import PgCluster
 from tests.support.procfile import ProcfileRunner, WebOnPostgres, call, free_port, wait_for
 from tests.support.race import Call, Outcome, race
-from tests.support.shopify_sender import signed_headers
+from tests.support.shopify_sender import signed_headers, signed_query
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -37,14 +34,7 @@ WORKERS = 3
 
 
 def proxy_path(path: str) -> str:
-    params = {
-        "shop": [SHOP],
-        "logged_in_customer_id": [""],
-        "path_prefix": ["/apps/bazico"],
-        "timestamp": [str(int(time.time()))],
-    }
-    params["signature"] = [proxy_signature(SHOPIFY_SECRET, params)]
-    return f"/proxy/{path}?" + urlencode({k: v[0] for k, v in params.items()})
+    return f"/proxy/{path}?{signed_query()}"
 
 
 def reserve(sku: str, cart: str, ip: str, quantity: int = 1) -> Call:

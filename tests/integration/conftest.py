@@ -4,7 +4,6 @@ conftest's cluster), the app built on it and its clients. No HTTP server: see te
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -17,11 +16,6 @@ from tests.support.app import ApiClient, app_environ, engine_of
 from tests.support.clock import FakeClock
 
 # --- the database ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path}/bazico.db"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,12 +100,17 @@ def deliver(
     return client.post("/webhooks/shopify", data=raw, headers=sent)
 
 
-def signed_query(clock: FakeClock, *, secret: str = SHOPIFY_SECRET, **overrides: Any) -> str:
+def signed_query(
+    clock: FakeClock | None = None, *, secret: str = SHOPIFY_SECRET, **overrides: Any
+) -> str:
+    """The query Shopify's App Proxy adds, signed, at ``clock``'s time (the wall clock when None:
+    a service in another process checks the timestamp against its own)."""
+    now = clock.now.timestamp() if clock is not None else time.time()
     params: dict[str, list[str]] = {
         "shop": [SHOP],
         "logged_in_customer_id": [""],
         "path_prefix": ["/apps/bazico"],
-        "timestamp": [str(int(clock.now.timestamp()))],
+        "timestamp": [str(int(now))],
     }
     params.update({k: [v] for k, v in overrides.items() if k != "signature"})
     params["signature"] = [overrides.get("signature") or proxy_signature(secret, params)]
