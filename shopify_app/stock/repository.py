@@ -131,7 +131,8 @@ class SqlStockRepository:
             .where(holds.c.sku == sku, holds.c.status == "active", holds.c.expires_at <= self.now)
             .order_by(holds.c.expires_at)
         )
-        return [self._track(_hold_from_row(row)) for row in rows]
+        tracked = (self._track(_hold_from_row(row)) for row in rows)
+        return [hold for hold in tracked if hold.is_due(self.now)]
 
     def skus_with_due_holds(self, limit: int) -> list[str]:
         """SKUs with an active hold past its time (no lock: only a hint for the sweeper)."""
@@ -157,7 +158,8 @@ class SqlStockRepository:
             .where(holds.c.holder == holder, holds.c.status == "active")
             .order_by(holds.c.created_at, holds.c.id)
         )
-        return [self._track(_hold_from_row(row)) for row in rows]
+        tracked = (self._track(_hold_from_row(row)) for row in rows)
+        return [hold for hold in tracked if hold.status is HoldStatus.ACTIVE]
 
     def holds_confirmed_for(self, holder: str, order_refs: Iterable[str]) -> list[Hold]:
         """The holder's holds already confirmed for one of ``order_refs`` (``POST
@@ -177,6 +179,13 @@ class SqlStockRepository:
         return [_hold_from_row(row) for row in rows]
 
     def _track(self, hold: Hold) -> Hold:
+        """The transaction's object for a hold read from a row: a hold this transaction already
+        changed stays as changed (the row does not show it yet), any other is the row's state.
+        Without this a hold expired earlier in the transaction read again as due was expired a
+        second time (``reserved`` then fell below the active holds)."""
+        known = self._holds.get(hold.id)
+        if known is not None and _loaded(known[0]) != known[1]:
+            return known[0]
         self._holds[hold.id] = (hold, _loaded(hold))
         return hold
 

@@ -211,3 +211,19 @@ def test_cancelling_an_order_bling_has_queues_its_reversal(
     assert deliver(client, order, "orders/cancelled").get_json()["status"] == "cancelled"
     assert outbox_jobs_of(engine)[-1] == ("bling.reverse_order", f"{SHOP}:7103", "pending")
     assert order_row(engine, 7103)[0].forward_status == "reversal_pending"
+
+
+def test_a_cart_whose_hold_ran_out_asking_for_more_than_is_left_expires_it_once(
+    client: FlaskClient, api: ApiClient, engine: Engine, clock: FakeClock
+) -> None:
+    """The webhook expires the cart's own due hold, then finds the SKU short and expires the
+    SKU's due holds before granting: the first one must not be expired a second time (it was,
+    and ``reserved`` fell below the active holds)."""
+    stock(api, TEE=2)
+    deliver(client, cart_payload("late", "2026-11-27T12:00:00Z", {"TEE": 2}), "carts/create")
+    clock.advance(901)  # past the cart TTL
+    more = cart_payload("late", "2026-11-27T12:20:00Z", {"TEE": 3})
+    assert deliver(client, more, "carts/update").status_code == 200
+    assert figures(engine, "TEE") == {"on_hand": 2, "reserved": 2, "committed": 0, "available": 0}
+    assert held_by(engine, "late") == {"TEE": 2}
+    assert_ledger_balanced(engine)
