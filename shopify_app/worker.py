@@ -171,4 +171,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the module under its own name, so its log lines say ``shopify_app.worker``, not
+    # ``__main__`` (operators filter on the logger).
+    from shopify_app.worker import main as run_as_module
+
+    run_as_module()

@@ -55,6 +55,7 @@ def test_release_web_and_worker_from_the_procfile(tmp_path: object) -> None:
         assert runner.stop(worker) == 0
         assert time.monotonic() - started < 25, "SIGTERM must stop the worker within Heroku's 30 s"
         assert "worker stopped" in runner.log_of(worker)
+        assert '"log.logger": "shopify_app.worker"' in runner.log_of(worker), "not __main__"
         assert runner.stop(web) == 0
     finally:
         runner.close()
