@@ -108,7 +108,8 @@ def reserve(sku: str) -> Any:
 def _sku_of_variant(variant_id: str) -> str:
     """The SKU of a variant this service has seen in Shopify's payloads; 404 otherwise (the
     storefront then adds the item as usual: untracked products are not this service's)."""
-    number = int(variant_id) if variant_id.isdigit() and len(variant_id) <= 19 else 0
+    plain = variant_id.isascii() and variant_id.isdigit() and len(variant_id) <= 19  # not "²"
+    number = int(variant_id) if plain else 0
     sku = None
     if is_id(number):
         with current_runtime().uow(read_only=True) as uow:

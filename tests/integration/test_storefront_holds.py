@@ -357,7 +357,7 @@ def test_the_proxy_reserves_a_variant_it_has_seen_in_shopifys_payloads(
     unknown = client.post(f"/proxy/variants/4401/reserve?{signed_query(clock)}", json=body)
     assert unknown.status_code == 404 and unknown.get_json()["error"] == "unknown_variant"
     assert client.get(f"/proxy/variants/4401?{signed_query(clock)}").status_code == 404
-    for bad in ("abc", "0", "9" * 30, "-1"):
+    for bad in ("abc", "0", "9" * 30, "-1", "²", "١٢"):
         response = client.post(f"/proxy/variants/{bad}/reserve?{signed_query(clock)}", json=body)
         assert response.status_code == 404, bad
     assert snapshot(engine) == before
