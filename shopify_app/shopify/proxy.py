@@ -18,8 +18,8 @@ from spectree import Response as Answers
 from ..config import SHOP_DOMAIN_RE
 from ..runtime import current_runtime
 from ..stock.domain import HoldSource, Line
-from ..stock.schemas import MAX_QUANTITY, LimitError, OutOfStockError, ReservationOut, StockOut
-from ..stock.views import check_sku, hold_json, level_of, reserve_for
+from ..stock.schemas import MAX_QUANTITY, ReservationOut, StockOut
+from ..stock.views import RESERVE_REFUSALS, check_sku, hold_json, level_of, reserve_for
 from ..web.errors import error_response
 from ..web.openapi import api, check_json_body
 from ..web.schemas import NO_NUL, Error, RequestBody
@@ -77,16 +77,8 @@ def show(sku: str) -> Any:
     return level_of(sku)
 
 
-RESERVE_ANSWERS = Answers(
-    HTTP_200=ReservationOut,
-    HTTP_409=OutOfStockError,
-    HTTP_404=Error,
-    HTTP_401=Error,
-    HTTP_400=Error,
-    HTTP_413=Error,
-    HTTP_422=Error,
-    HTTP_429=LimitError,
-)
+#: The reserve routes answer as the REST one does (stock/views.py names its refusals once).
+RESERVE_ANSWERS = Answers(HTTP_200=ReservationOut, **RESERVE_REFUSALS)
 
 
 @bp.post("/stock/<sku>/reserve")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clock import FakeClock
+from tests.support.fakes import FakeUnitOfWork, StockStore
+
 
 def _no_database(name: str) -> None:
     pytest.fail(f"unit tests have no database ({name}): move the test to tests/integration")
@@ -28,3 +31,15 @@ def pg_migrated_url() -> None:
 @pytest.fixture
 def postgres_url() -> None:
     _no_database("postgres_url")
+
+
+@pytest.fixture
+def store() -> StockStore:
+    """The fake database of the use-case tests."""
+    return StockStore()
+
+
+@pytest.fixture
+def uow(store: StockStore, clock: FakeClock) -> FakeUnitOfWork:
+    """A unit of work over ``store`` at the root conftest's ``clock``."""
+    return FakeUnitOfWork(store, clock)

@@ -9,8 +9,6 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from shopify_app.orders.model import ForwardStatus
 from shopify_app.outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from shopify_app.shopify.handlers import HANDLERS, Delivery, Policy
@@ -23,21 +21,6 @@ SHOP = "bazico.myshopify.com"
 GRACE = timedelta(seconds=120)
 POLICY = Policy(cart_ttl=timedelta(minutes=15), checkout_ttl=timedelta(minutes=30))
 _ids = itertools.count(1)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store() -> StockStore:
-    return StockStore()
-
-
-@pytest.fixture
-def uow(store: StockStore, clock: FakeClock) -> FakeUnitOfWork:
-    return FakeUnitOfWork(store, clock)
 
 
 def deliver(uow: FakeUnitOfWork, topic: str, payload: dict[str, Any]) -> str:

@@ -31,21 +31,6 @@ from tests.support.fakes import FakeUnitOfWork, StockStore
 TTL = timedelta(minutes=15)
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store() -> StockStore:
-    return StockStore()
-
-
-@pytest.fixture
-def uow(store: StockStore, clock: FakeClock) -> FakeUnitOfWork:
-    return FakeUnitOfWork(store, clock)
-
-
 def reserve(
     uow: FakeUnitOfWork, *lines: tuple[str, int], holder: str | None = "cart", **kw: Any
 ) -> list[Hold]:
