@@ -1,8 +1,8 @@
 """Unit of work: one database transaction, rolled back unless ``commit()`` is called.
 
 App-wide (not a feature's): one transaction hands out the repositories of every feature it
-touches (the stock ledger and the Shopify side), so a webhook's receipt, its effect on the ledger
-and its outbox job commit together.
+touches (the stock ledger, the orders and the Shopify side), so a webhook's receipt, its effect
+on the ledger and its outbox job commit together.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from .clock import Clock, utc_now
 from .db.engine import READ_ONLY
 from .observability.events import Event, emit_all
+from .orders.ports import OrderRepository
+from .orders.repository import SqlOrderRepository
+from .shopify.ports import ShopifyRepository
 from .shopify.repository import SqlShopifyRepository
 from .stock.ports import StockRepository
 from .stock.repository import SqlStockRepository
@@ -24,8 +27,8 @@ from .stock.repository import SqlStockRepository
 class UnitOfWork(Protocol):
     """What the use cases need: repositories, the transaction's time, commit and rollback.
 
-    ``stock`` is a port (stock/ports.py), so the stock use cases run over an in-memory fake too
-    (tests/support/fakes.py). ``shopify`` is still the SQL repository itself.
+    Each repository is a port (stock/ports.py, orders/ports.py, shopify/ports.py), so the use
+    cases run over the in-memory fakes of tests/support/fakes.py as well.
     """
 
     now: datetime
@@ -35,7 +38,16 @@ class UnitOfWork(Protocol):
     def stock(self) -> StockRepository: ...
 
     @property
-    def shopify(self) -> SqlShopifyRepository: ...
+    def orders(self) -> OrderRepository: ...
+
+    @property
+    def shopify(self) -> ShopifyRepository: ...
+
+    @property
+    def connection(self) -> Connection:
+        """The transaction's connection, for the adapters that keep tables of their own (Bling's
+        books, the shops' tokens) and must commit or roll back with the rest."""
+        ...
 
     def __enter__(self) -> Self: ...
 
@@ -94,8 +106,15 @@ class SqlAlchemyUnitOfWork:
         self.now = self.clock()
         self.events: list[Event] = []
         self.stock = SqlStockRepository(connection, self.now)
+        self.orders = SqlOrderRepository(connection, self.now)
         self.shopify = SqlShopifyRepository(connection, self.now)
         return self
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("connection outside a with block")
+        return self._connection
 
     def __exit__(self, *exc: object) -> None:
         try:

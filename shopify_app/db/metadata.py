@@ -41,4 +41,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 SKU = String(255)
+#: A shop's myshopify domain: the first part of every key of the Shopify side and the orders.
+SHOP = String(255)
 Quantity = BigInteger().with_variant(Integer, "sqlite")

@@ -75,7 +75,7 @@ class BlingStockRows:
     connection, so everything commits or rolls back together)."""
 
     def __init__(self, uow: UnitOfWork) -> None:
-        self.connection: Connection = uow.shopify.connection
+        self.connection: Connection = uow.connection
         self.now = uow.now
 
     def record_event(self, event: BlingEvent) -> bool:

@@ -12,8 +12,8 @@ Statuses (enums; the database stores their values):
   ``reversing`` → ``reversed``.
 
 The transitions are methods, so the rules ("a forwarded order needs a reversal when cancelled")
-are written once. Shopify's webhooks (shopify/handlers.py) and the Bling forwarder
-(erp/forwarding.py) call them; the repository stores the result.
+are written once. The use cases (orders/services.py: sell, cancel; orders/forwarding.py: the
+order's way to the ERP) call them; the repository (orders/repository.py) stores the result.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ class Order:
     details: OrderDetails | None = None
     bling_order_id: int | None = None
     bling_stock: BlingStock = BlingStock.NONE
+    #: When the ERP's acknowledgement turned the commitments into on-hand decreases (set once).
+    forwarded_at: datetime | None = None
 
     def __post_init__(self) -> None:
         # Rows and callers may hand plain strings; the enums check they are known values.
@@ -134,3 +136,38 @@ class Order:
     @property
     def needs_reversal(self) -> bool:
         return self.forward_status is ForwardStatus.REVERSAL_PENDING
+
+    @property
+    def acknowledged(self) -> bool:
+        """Its units left ``on_hand`` when the ERP posted them (a reversal puts them back)."""
+        return self.forwarded_at is not None
+
+    def record_stock(self, state: BlingStock) -> None:
+        """Note where the ERP's stock posting stands, before and after each call to it."""
+        self.bling_stock = BlingStock(state)
+
+    def acknowledge(self, at: datetime) -> None:
+        """The ERP has the sales order and its stock posting: the order is forwarded."""
+        if not self.awaiting_bling:
+            raise ValueError(f"order {self.order_id} is {self.forward_status}, not pending")
+        self.forward_status = ForwardStatus.FORWARDED
+        self.bling_stock = BlingStock.POSTED
+        self.forwarded_at = at
+
+    def undo_late_posting(self, *, posted: bool = False) -> bool:
+        """The order was cancelled before it was forwarded (its units are back here), yet a
+        forward asked the ERP to post its stock: that posting must be reversed there. True when
+        this asks for the reversal; ``posted`` records that the posting is known to be made."""
+        if not (self.cancelled and self.forward_status is ForwardStatus.CANCELLED):
+            return False
+        self.forward_status = ForwardStatus.REVERSAL_PENDING
+        if posted:
+            self.bling_stock = BlingStock.POSTED
+        return True
+
+    def reversed(self) -> None:
+        """The ERP's posting is undone (an acknowledged order's units are back on hand)."""
+        if not self.needs_reversal:
+            raise ValueError(f"order {self.order_id} is {self.forward_status}, not to reverse")
+        self.forward_status = ForwardStatus.REVERSED
+        self.bling_stock = BlingStock.REVERSED

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from datetime import timedelta
 
 from ..observability.events import holder_hash
+from ..orders.services import demand_of, named_holds
 from ..stock.domain import Hold, HoldSource, HoldStatus, StockLevel
+from ..stock.services import expire_due_holds
 from ..unit_of_work import UnitOfWork
 from .payloads import (
     LineItem,
     PayloadError,
     cart_token_of,
-    demand_of,
     line_items,
     normalize_token,
     parse_time,
 )
-from .topics import Delivery, Policy, expire_due_holds, handles, log_untracked
+from .topics import Delivery, Policy, handles, log_untracked
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +115,9 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     return "applied"
 
 
-def named_holds(items: list[LineItem]) -> dict[str, set[uuid.UUID]]:
-    """Per SKU, the hold ids the lines of that SKU name (a claim: only the cart's own count)."""
-    named: dict[str, set[uuid.UUID]] = {}
-    for item in items:
-        if item.hold_id is not None:
-            named.setdefault(item.sku, set()).add(item.hold_id)
-    return named
-
-
-def variants_of(items: list[LineItem], levels: dict[str, StockLevel]) -> dict[int, str]:
+def variants_of(items: list[LineItem], tracked: Collection[str]) -> dict[int, str]:
     """Variant id → SKU of the lines whose SKU is tracked (the App Proxy's variant routes)."""
-    return {i.variant_id: i.sku for i in items if i.variant_id is not None and i.sku in levels}
+    return {i.variant_id: i.sku for i in items if i.variant_id is not None and i.sku in tracked}
 
 
 def _follow(

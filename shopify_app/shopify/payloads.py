@@ -172,13 +172,6 @@ def line_items(payload: dict[str, Any], *, context: str) -> list[LineItem]:
     return items
 
 
-def demand_of(items: list[LineItem]) -> dict[str, int]:
-    demand: dict[str, int] = {}
-    for item in items:
-        demand[item.sku] = demand.get(item.sku, 0) + item.quantity
-    return demand
-
-
 def cart_token_of(payload: dict[str, Any]) -> str:
     token = normalize_token(payload.get("token")) or normalize_token(payload.get("id"))
     if token is None:

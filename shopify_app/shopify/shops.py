@@ -151,7 +151,7 @@ def forget_shop(db: Connection | UnitOfWork, shop: str, *, now: datetime | None 
     if isinstance(db, Connection):
         connection, when = db, now or datetime.now(UTC)
     else:
-        connection, when = db.shopify.connection, now or db.now
+        connection, when = db.connection, now or db.now
     result = connection.execute(
         update(shops)
         .where(shops.c.shop == shop)

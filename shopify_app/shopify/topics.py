@@ -12,12 +12,12 @@ Lock order everywhere: the cart row, then the holder, then the SKU rows in sorte
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..stock.domain import HolderLimits, StockLevel
+from ..stock.domain import HolderLimits
 from ..unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -54,14 +54,7 @@ def handles(*topics: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def expire_due_holds(uow: UnitOfWork, level: StockLevel) -> None:
-    """Expire the SKU's holds whose time is up (call with it locked): done before a short SKU
-    takes or sells units, so nothing is lost to a dead hold."""
-    for hold in uow.stock.due_holds(level.sku):
-        level.expire(hold)
-
-
-def log_untracked(demand: dict[str, int], levels: dict[str, StockLevel], context: str) -> None:
-    untracked = sorted(set(demand) - levels.keys())
+def log_untracked(demand: dict[str, int], tracked: Collection[str], context: str) -> None:
+    untracked = sorted(set(demand) - set(tracked))
     if untracked:
         log.info("%s: SKUs not tracked here, skipped: %s", context, ", ".join(untracked))

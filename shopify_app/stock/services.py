@@ -91,8 +91,7 @@ def reserve(
         for sku, quantity in demand.items():
             level = levels[sku]
             if level.available < quantity:
-                for hold in uow.stock.due_holds(sku):
-                    level.expire(hold)
+                expire_due_holds(uow, level)
         short = {
             sku: max(levels[sku].available, 0)
             for sku, quantity in demand.items()
@@ -277,9 +276,16 @@ def expire_due(uow: UnitOfWork, *, batch_skus: int = 50) -> int:
                 return expired
             levels = uow.stock.lock(sku_batch)
             for sku in sku_batch:
-                for hold in uow.stock.due_holds(sku):
-                    levels[sku].expire(hold)
-                    expired += 1
+                expired += expire_due_holds(uow, levels[sku])
             uow.commit()
         if len(sku_batch) < batch_skus:
             return expired
+
+
+def expire_due_holds(uow: UnitOfWork, level: StockLevel) -> int:
+    """Expire the SKU's holds whose time is up (call with it locked): done before a short SKU
+    grants or sells units, so nothing is lost to a dead hold. Returns how many it expired."""
+    due = uow.stock.due_holds(level.sku)
+    for hold in due:
+        level.expire(hold)
+    return len(due)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import Engine, create_engine, select
 
+from shopify_app.orders.tables import orders
 from shopify_app.outbox.kinds import FORWARD_ORDER
 from shopify_app.outbox.tables import outbox_jobs
-from shopify_app.shopify.tables import orders
 from shopify_app.stock.tables import holds
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order

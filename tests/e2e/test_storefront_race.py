@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, func, select
 
-from shopify_app.shopify.tables import order_lines, orders
+from shopify_app.orders.tables import order_lines, orders
 from shopify_app.stock.tables import holds
 from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.ledger import assert_ledger_balanced, figures

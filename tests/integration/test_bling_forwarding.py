@@ -19,10 +19,10 @@ from bling.errors import BLING_TZ
 from shopify_app import outbox
 from shopify_app.erp import connection, forwarding
 from shopify_app.erp.stock_tables import bling_acks
+from shopify_app.orders.tables import orders
 from shopify_app.outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
 from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.runtime import Runtime
-from shopify_app.shopify.tables import orders
 from shopify_app.stock import services
 from tests.support.app import TOKEN
 from tests.support.bling_app import bling_environ, make_app, runtime_of, sync

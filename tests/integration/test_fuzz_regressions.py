@@ -17,8 +17,8 @@ from sqlalchemy import Engine, select
 
 from bling.webhooks import sign as bling_sign
 from shopify_app.erp.stock_sync import BlingStockRows
+from shopify_app.orders.tables import order_lines, orders
 from shopify_app.runtime import EXTENSION_KEY
-from shopify_app.shopify.tables import order_lines, orders
 from tests.support.app import SHOP, SHOPIFY_SECRET, ApiClient, app_environ, engine_of
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot

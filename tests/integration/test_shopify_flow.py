@@ -7,7 +7,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
-from shopify_app.shopify.tables import order_lines, orders
+from shopify_app.orders.tables import order_lines, orders
 from tests.support.app import ApiClient
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, held_by, hold_count
@@ -196,7 +196,7 @@ def test_a_confirmed_order_is_queued_for_bling_once(
 def test_cancelling_an_order_bling_has_queues_its_reversal(
     client: FlaskClient, api: ApiClient, engine: Engine
 ) -> None:
-    from shopify_app.shopify.tables import orders as orders_table
+    from shopify_app.orders.tables import orders as orders_table
     from tests.support.app import SHOP
 
     stock(api, TEE=5)

@@ -15,9 +15,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from shopify_app.crypto import TokenCipher
+from shopify_app.orders.tables import order_lines, orders
 from shopify_app.shopify.client import TokenGrant
 from shopify_app.shopify.shops import save_tokens, shops
-from shopify_app.shopify.tables import carts, order_lines, orders, webhook_receipts
+from shopify_app.shopify.tables import carts, webhook_receipts
 from shopify_app.stock.tables import holds
 from tests.support.app import SHOP, SHOPIFY_SECRET, ApiClient
 from tests.support.clock import FakeClock

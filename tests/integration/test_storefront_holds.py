@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 
+from shopify_app.orders.tables import order_lines
 from shopify_app.runtime import EXTENSION_KEY
-from shopify_app.shopify.tables import order_lines
 from shopify_app.stock import services
 from shopify_app.stock.tables import holds
 from tests.support.app import ApiClient

@@ -78,12 +78,12 @@ def acknowledge(runtime: Runtime, order_id: int, sku: str, quantity: int = 1) ->
     """What the order forwarder does once Bling posted the order's stock, in one transaction."""
     reference = f"shopify:{order_id}"
     with runtime.uow() as uow:
-        order = uow.shopify.order(SHOP, order_id, lock=True)
+        order = uow.orders.get(SHOP, order_id, lock=True)
         assert order is not None
         uow.stock.lock([sku])[sku].acknowledge(quantity, reference)
         record_acknowledgement(uow, sku, quantity, reference)
         order.forward_status = "forwarded"
-        uow.shopify.save_order(order)
+        uow.orders.save(order)
         uow.commit()
 
 

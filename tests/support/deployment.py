@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from shopify_app import create_app
 from shopify_app.erp import connection
 from shopify_app.erp.stock_sync import full_sync
+from shopify_app.orders.tables import orders
 from shopify_app.outbox.kinds import FORWARD_ORDER
 from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.runtime import EXTENSION_KEY, Runtime
-from shopify_app.shopify.tables import orders
 from tests.support.app import SHOP, SHOPIFY_SECRET, TOKEN
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.orders import shopify_order

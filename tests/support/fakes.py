@@ -1,6 +1,6 @@
-"""In-memory stand-ins for the repositories and the unit of work, so the use cases (the stock
-services, the Shopify webhook handlers that sell, cancel and keep carts in step) are unit-tested
-in milliseconds, without a database.
+"""In-memory stand-ins for the repositories, the unit of work and the ERP, so the use cases (the
+stock services, the order services, the forwarding steps, the Shopify webhook handlers that keep
+carts in step) are unit-tested in milliseconds, without a database.
 
 They keep the port's contract the simple way: one transaction at a time, nothing stored until
 ``commit`` (so leaving the ``with`` block without it rolls everything back), every read returning
@@ -19,7 +19,7 @@ from typing import Any
 
 from shopify_app.observability.events import Event
 from shopify_app.orders.model import Order
-from shopify_app.shopify.repository import EPOCH, Cart
+from shopify_app.shopify.ports import EPOCH, Cart
 from shopify_app.stock.domain import (
     Hold,
     HoldStatus,
@@ -213,33 +213,77 @@ class FakeShopifyRepository:
     def sku_of_variant(self, shop: str, variant_id: int) -> str | None:
         return {**self.store.variants, **self._variants}.get((shop, variant_id))
 
-    def order(self, shop: str, order_id: int, *, lock: bool = False) -> Order | None:
+    def forget_carts(self, shop: str, tokens: Iterable[str]) -> None:
+        for token in tokens:
+            self.store.carts.pop((shop, token), None)
+            self._carts.pop((shop, token), None)
+
+    def erase_shop(self, shop: str) -> None:
+        for table in (self.store.carts, self._carts, self.store.variants, self._variants):
+            for key in [k for k in table if k[0] == shop]:
+                del table[key]
+
+    def flush(self) -> None:
+        self.store.carts.update(self._carts)
+        self.store.shortfalls.update(self._shortfalls)
+        self.store.variants.update(self._variants)
+        self._carts, self._shortfalls, self._variants = {}, {}, {}
+
+
+class FakeOrderRepository:
+    """The orders' rows over a StockStore: reads are copies, writes wait for ``flush``."""
+
+    def __init__(self, store: StockStore, now: datetime) -> None:
+        self.store = store
+        self.now = now
+        self._orders: dict[tuple[str, int], Order] = {}
+
+    def get(self, shop: str, order_id: int, *, lock: bool = False) -> Order | None:
         found = self._orders.get((shop, order_id)) or self.store.orders.get((shop, order_id))
         return copy.deepcopy(found)
 
-    def claim_order(self, order: Order) -> bool:
+    def claim(self, order: Order) -> bool:
         key = (order.shop, order.order_id)
         if key in self._orders or key in self.store.orders:
             return False
         self._orders[key] = copy.deepcopy(order)
         return True
 
-    def save_order(self, order: Order) -> None:
+    def save(self, order: Order) -> None:
         self._orders[(order.shop, order.order_id)] = copy.deepcopy(order)
 
-    def update_order(self, shop: str, order_id: int, **values: Any) -> None:
-        order = self.order(shop, order_id)
-        assert order is not None, "update_order of an unknown order"
-        for name, value in values.items():
-            setattr(order, name, value)
-        self.save_order(order)
+    def _write(self, order: Order, **fields: Any) -> None:
+        current = self.get(order.shop, order.order_id)
+        assert current is not None, "a write to an unknown order"
+        for name, value in fields.items():
+            setattr(current, name, value)
+        self._orders[(order.shop, order.order_id)] = current
+
+    def save_erp_order(self, order: Order) -> None:
+        self._write(order, bling_order_id=order.bling_order_id)
+
+    def save_stock_state(self, order: Order) -> None:
+        self._write(order, bling_stock=order.bling_stock)
+
+    def forget_customers(self, shop: str, order_ids: Iterable[int]) -> list[str]:
+        tokens = []
+        for order_id in order_ids:
+            order = self.get(shop, order_id)
+            if order is not None:
+                if order.cart_token:
+                    tokens.append(order.cart_token)
+                order.cart_token = None
+                self.save(order)
+        return tokens
+
+    def erase_shop(self, shop: str) -> None:
+        for table in (self.store.orders, self._orders):
+            for key in [k for k in table if k[0] == shop]:
+                del table[key]
 
     def flush(self) -> None:
-        self.store.carts.update(self._carts)
-        self.store.shortfalls.update(self._shortfalls)
         self.store.orders.update(self._orders)
-        self.store.variants.update(self._variants)
-        self._carts, self._shortfalls, self._orders, self._variants = {}, {}, {}, {}
+        self._orders = {}
 
 
 class FakeUnitOfWork:
@@ -261,6 +305,7 @@ class FakeUnitOfWork:
     def _fresh(self) -> None:
         self.stock = FakeStockRepository(self.store, self.now)
         self.shopify = FakeShopifyRepository(self.store, self.now)
+        self.orders = FakeOrderRepository(self.store, self.now)
         self._jobs: list[tuple[str, str, dict[str, Any]]] = []
 
     def __exit__(self, *exc: object) -> None:
@@ -269,6 +314,7 @@ class FakeUnitOfWork:
     def commit(self) -> None:
         self.stock.flush()
         self.shopify.flush()
+        self.orders.flush()
         self.store.jobs.extend(self._jobs)
         self._jobs = []
         self.commits += 1
@@ -277,6 +323,14 @@ class FakeUnitOfWork:
 
     def rollback(self) -> None:
         self._fresh()
+
+    @property
+    def connection(self) -> Any:
+        raise NotImplementedError("an in-memory unit of work has no SQL connection")
+
+    def __call__(self, *, read_only: bool = False, snapshot: bool = False) -> FakeUnitOfWork:
+        """Itself, as a fresh transaction: stands for ``Runtime.uow`` (a factory of them)."""
+        return self
 
     def enqueue(self, kind: str, key: str, payload: dict[str, Any]) -> bool:
         if any((k, key2) == (kind, key) for k, key2, _ in [*self.store.jobs, *self._jobs]):

@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, or_, select
 
+from shopify_app.orders.tables import order_lines, orders
 from shopify_app.schema import metadata
-from shopify_app.shopify.tables import order_lines, orders
 from shopify_app.stock.tables import holds, skus, stock_movements
 
 

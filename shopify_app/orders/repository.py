@@ -1,0 +1,193 @@
+"""The orders' rows: the Order aggregate in and out of ``orders`` and ``order_lines``.
+
+Same transaction as the other repositories (the unit of work hands them out together). Lock
+order (with stock/repository.py and shopify/repository.py): the cart row, then the order row,
+then the SKU rows in sorted order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from ..db.dialect import insert_ignore
+from .model import ForwardStatus, Order, OrderDetails, OrderLine
+from .tables import order_lines, orders
+
+#: Orders whose units are still counted in ``committed`` (or must be given back in the ERP).
+OPEN = (ForwardStatus.PENDING, ForwardStatus.REVERSAL_PENDING)
+
+
+class SqlOrderRepository:
+    def __init__(self, connection: Connection, now: datetime) -> None:
+        self.connection = connection
+        self.now = now
+        self._postgres = connection.dialect.name == "postgresql"
+
+    def get(self, shop: str, order_id: int, *, lock: bool = False) -> Order | None:
+        stmt = select(orders).where(orders.c.shop == shop, orders.c.order_id == order_id)
+        if lock and self._postgres:
+            stmt = stmt.with_for_update()
+        row = self.connection.execute(stmt).one_or_none()
+        if row is None:
+            return None
+        lines = self.connection.execute(
+            select(order_lines)
+            .where(order_lines.c.shop == shop, order_lines.c.order_id == order_id)
+            .order_by(order_lines.c.line_id)
+        )
+        return Order(
+            shop,
+            order_id,
+            row.name,
+            row.cart_token,
+            row.status,
+            row.forward_status,
+            [
+                OrderLine(
+                    r.line_id,
+                    r.sku,
+                    r.quantity,
+                    r.from_holds,
+                    r.from_available,
+                    r.oversold,
+                    r.unit_price_cents,
+                    r.title,
+                )
+                for r in lines
+            ],
+            OrderDetails(
+                row.placed_at,
+                row.shipping_cents,
+                row.discount_cents,
+                row.customer_name,
+                row.customer_email,
+            ),
+            row.bling_order_id,
+            row.bling_stock,
+            row.forwarded_at,
+        )
+
+    def claim(self, order: Order) -> bool:
+        """Insert the order row; False if this order was recorded before (idempotency)."""
+        stmt = (
+            insert_ignore(
+                self.connection,
+                orders,
+                {
+                    "shop": order.shop,
+                    "order_id": order.order_id,
+                    "name": order.name,
+                    "cart_token": order.cart_token,
+                    "status": order.status,
+                    "forward_status": order.forward_status,
+                    "oversold": False,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                    **_details_columns(order.details),
+                },
+                ["shop", "order_id"],
+            )
+        ).returning(orders.c.order_id)
+        return self.connection.execute(stmt).first() is not None
+
+    def save(self, order: Order) -> None:
+        """Write the order's state and its new lines. Call with the order read under its lock
+        (``get(lock=True)``) or just claimed: every state column is written."""
+        self._update(
+            order,
+            status=order.status,
+            forward_status=order.forward_status,
+            oversold=order.oversold,
+            bling_order_id=order.bling_order_id,
+            bling_stock=order.bling_stock,
+            forwarded_at=order.forwarded_at,
+        )
+        existing = set(
+            self.connection.execute(
+                select(order_lines.c.line_id).where(
+                    order_lines.c.shop == order.shop, order_lines.c.order_id == order.order_id
+                )
+            ).scalars()
+        )
+        new = [line for line in order.lines if line.line_id not in existing]
+        if new:
+            self.connection.execute(
+                insert(order_lines),
+                [{"shop": order.shop, "order_id": order.order_id, **line.__dict__} for line in new],
+            )
+
+    def save_erp_order(self, order: Order) -> None:
+        """Write only the ERP's sales order id: a forward records it without the order's lock,
+        so a cancellation that landed meanwhile keeps its status."""
+        self._update(order, bling_order_id=order.bling_order_id)
+
+    def save_stock_state(self, order: Order) -> None:
+        """Write only where the ERP's stock posting stands (recorded before each call to it)."""
+        self._update(order, bling_stock=order.bling_stock)
+
+    def _update(self, order: Order, **values: Any) -> None:
+        self.connection.execute(
+            update(orders)
+            .where(orders.c.shop == order.shop, orders.c.order_id == order.order_id)
+            .values(updated_at=self.now, **values)
+        )
+
+    # --- privacy --------------------------------------------------------------------------
+
+    def forget_customers(self, shop: str, order_ids: Iterable[int]) -> list[str]:
+        """Drop the cart tokens (pseudonymous shopper ids) and the customer's name and e-mail
+        kept for the ERP from these orders; return the tokens."""
+        ids = list(order_ids)
+        if not ids:
+            return []
+        tokens = [
+            t
+            for t in self.connection.execute(
+                select(orders.c.cart_token).where(orders.c.shop == shop, orders.c.order_id.in_(ids))
+            ).scalars()
+            if t
+        ]
+        self.connection.execute(
+            update(orders)
+            .where(orders.c.shop == shop, orders.c.order_id.in_(ids))
+            .values(cart_token=None, customer_name=None, customer_email=None, updated_at=self.now)
+        )
+        return tokens
+
+    def erase_shop(self, shop: str) -> None:
+        """shop/redact: nothing about the shop's customers stays.
+
+        Orders whose units are still committed here (waiting for the ERP, or for their reversal
+        there) keep their ids and lines, without cart token or customer: they are what the
+        ledger's ``committed`` counts, and deleting them would leave those units sold forever.
+        Every other order goes.
+        """
+        open_ = orders.c.forward_status.in_(list(OPEN))
+        self.connection.execute(
+            update(orders)
+            .where(orders.c.shop == shop, open_)
+            .values(cart_token=None, customer_name=None, customer_email=None, updated_at=self.now)
+        )
+        closed = select(orders.c.order_id).where(orders.c.shop == shop, ~open_)
+        self.connection.execute(
+            delete(order_lines).where(
+                order_lines.c.shop == shop, order_lines.c.order_id.in_(closed)
+            )
+        )
+        self.connection.execute(delete(orders).where(orders.c.shop == shop, ~open_))
+
+
+def _details_columns(details: OrderDetails | None) -> dict[str, Any]:
+    if details is None:
+        return {}
+    return {
+        "placed_at": details.placed_at,
+        "shipping_cents": details.shipping_cents,
+        "discount_cents": details.discount_cents,
+        "customer_name": details.customer_name,
+        "customer_email": details.customer_email,
+    }
