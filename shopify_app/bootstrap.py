@@ -15,15 +15,19 @@ from .db.engine import make_engine
 from .erp import connection as bling_connection
 from .erp import forwarding as bling_forwarding
 from .observability import logs
+from .orders.forwarding import NullGateway
 from .runtime import Runtime
 
 
 def build_runtime(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> Runtime:
     """Read the environment (ConfigError lists every problem), set up logging, make the engine
-    (no connection is opened yet) and register the outbox handlers Bling's settings allow."""
+    (no connection is opened yet) and register the outbox handlers of the ERP the settings name
+    (Bling once its credentials are set; none with ERP_BACKEND=none)."""
     settings = load_settings(environ)
     logs.configure(settings.log_level)
     runtime = Runtime(settings, make_engine(settings), clock)
-    if bling_connection.is_configured(settings):
+    if settings.erp_backend == "none":
+        NullGateway.register(settings.bling_job_lease_seconds)  # no ERP: sales leave on_hand
+    elif bling_connection.is_configured(settings):
         bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
     return runtime

@@ -78,6 +78,9 @@ class Settings:
     rate_limit_per_cart: str | None
     rate_limit_storage_url: str | None
     trusted_proxy_hops: int
+    #: Where confirmed orders go: ``bling`` (the default) or ``none`` (no ERP: the ledger's
+    #: ``on_hand`` is the truth and a sale leaves it at once, orders/forwarding.py NullGateway).
+    erp_backend: str = "bling"
 
     @property
     def is_development(self) -> bool:
@@ -272,6 +275,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxy_hops=r.int(
             "TRUSTED_PROXY_HOPS", 1 if "DYNO" in env else 0, minimum=0, maximum=5
         ),
+        erp_backend=(r.str("ERP_BACKEND", "bling") or "bling").lower(),
     )
     storage = settings.rate_limit_storage_url
     if storage is not None and storage.split(":", 1)[0] in ("memory", "async+memory"):
@@ -295,6 +299,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     bling_parts = (settings.bling_client_id, settings.bling_client_secret)
     if any(bling_parts) and not all(bling_parts):
         r.problems.append("BLING_CLIENT_ID and BLING_CLIENT_SECRET must be set together")
+    if settings.erp_backend not in ("bling", "none"):
+        r.problems.append(f"ERP_BACKEND must be bling or none, got {settings.erp_backend!r}")
+    elif settings.erp_backend == "none" and any(bling_parts):
+        r.problems.append(
+            "ERP_BACKEND=none sends orders nowhere, yet BLING_CLIENT_ID is set: unset one of them"
+        )
 
     if r.problems:
         raise ConfigError(r.problems)

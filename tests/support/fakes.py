@@ -10,15 +10,18 @@ SQLite and PostgreSQL in tests/integration.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from shopify_app.observability.events import Event
 from shopify_app.orders.model import Order
+from shopify_app.orders.ports import ErpFailure, ErpRefused
+from shopify_app.outbox import RetryLater
 from shopify_app.shopify.ports import EPOCH, Cart
 from shopify_app.stock.domain import (
     Hold,
@@ -341,3 +344,80 @@ class FakeUnitOfWork:
     def record(self, action: str, **fields: Any) -> None:
         fields.pop("level", None)
         self.events.append(Event(action, fields))
+
+
+class FakeErp:
+    """An ERP in memory, for the forwarding use cases (orders/forwarding.py): its sales orders
+    by store number, the orders whose stock is posted, and failures scripted per call.
+
+    ``fail(call, *errors)`` makes the next calls of ``call`` (``session``, ``ensure_sales_order``,
+    ``post_stock``, ``reverse_stock``) raise those errors in turn; ``LOST`` as an error does the
+    call, then loses its answer (a 5xx after the fact, a timeout: the outcome unknown).
+    """
+
+    LOST = object()
+
+    def __init__(self) -> None:
+        self.sales_orders: dict[str, int] = {}
+        self.posted: set[int] = set()
+        self.calls = 0
+        self.writes: list[tuple[str, int]] = []
+        self.acknowledged: list[tuple[dict[str, int], str]] = []
+        self.failures: dict[str, list[Any]] = {}
+        self._ids = iter(range(9001, 10_000))
+
+    def fail(self, call: str, *errors: Any) -> None:
+        self.failures.setdefault(call, []).extend(errors)
+
+    def _next_failure(self, call: str) -> Any:
+        self.calls += 1
+        queue = self.failures.get(call) or []
+        if not queue:
+            return None
+        failure = queue.pop(0)
+        if failure is not FakeErp.LOST:
+            raise failure
+        return failure
+
+    @staticmethod
+    def _lost() -> Exception:
+        return ErpFailure(RetryLater("answer lost"), nothing_done=False)
+
+    @contextlib.contextmanager
+    def session(self, order: Order) -> Iterator[FakeErp]:
+        self._next_failure("session")
+        yield self
+
+    def ensure_sales_order(self, order: Order, before_write: Callable[[str], None]) -> int | None:
+        lost = self._next_failure("ensure_sales_order")
+        number = order.name or str(order.order_id)
+        if number not in self.sales_orders:
+            before_write("create the sales order")
+            self.sales_orders[number] = next(self._ids)
+            self.writes.append(("sales_order", self.sales_orders[number]))
+        if lost:
+            raise self._lost()
+        return self.sales_orders[number]
+
+    def post_stock(self, erp_order_id: int | None) -> None:
+        lost = self._next_failure("post_stock")
+        assert erp_order_id is not None
+        if erp_order_id in self.posted:
+            raise ErpRefused("stock already posted for this order")
+        self.posted.add(erp_order_id)
+        self.writes.append(("post", erp_order_id))
+        if lost:
+            raise self._lost()
+
+    def reverse_stock(self, erp_order_id: int | None) -> None:
+        lost = self._next_failure("reverse_stock")
+        assert erp_order_id is not None
+        if erp_order_id not in self.posted:
+            raise ErpRefused("nothing posted to reverse")
+        self.posted.discard(erp_order_id)
+        self.writes.append(("reverse", erp_order_id))
+        if lost:
+            raise self._lost()
+
+    def note_acknowledged(self, uow: Any, quantities: dict[str, int], reference: str) -> None:
+        self.acknowledged.append((dict(quantities), reference))

@@ -223,3 +223,25 @@ def test_secrets_are_read_from_the_environment_by_config_py_only() -> None:
     for name, reads in readers.items():
         if name != "shopify_app/config.py":
             assert not [r for r in reads if any(w in r for w in secret_words)], (name, reads)
+
+
+def test_erp_backend_names_bling_or_none_and_none_refuses_bling_credentials() -> None:
+    assert load_settings({}).erp_backend == "bling"
+    assert load_settings({"ERP_BACKEND": "None"}).erp_backend == "none"
+    with pytest.raises(ConfigError, match="ERP_BACKEND must be bling or none"):
+        load_settings({"ERP_BACKEND": "tiny"})
+    with pytest.raises(ConfigError, match="sends orders nowhere"):
+        load_settings(
+            {"ERP_BACKEND": "none", "BLING_CLIENT_ID": "id", "BLING_CLIENT_SECRET": "secret"}
+        )
+
+
+def test_without_an_erp_the_order_kinds_run_on_the_null_gateway() -> None:
+    from shopify_app.orders.forwarding import NullGateway
+    from shopify_app.outbox import Registry
+    from shopify_app.outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
+
+    registry = Registry()
+    NullGateway.register(300.0, registry)
+    NullGateway.register(300.0, registry)  # again, as every create_app does: a no-op
+    assert registry.kinds() == {FORWARD_ORDER, REVERSE_ORDER}
