@@ -1,14 +1,20 @@
-"""The import rules import-linter cannot say as an allow-list: the domain is plain Python.
+"""The import rules import-linter cannot say: the domain is plain Python, and every module has
+a layer.
 
 setup.cfg's contracts forbid named modules; this checks the other way round, that every import of
-``stock/domain.py`` and ``orders/model.py`` is the standard library's or a stdlib-only helper.
+``stock/domain.py`` and ``orders/model.py`` is the standard library's or a stdlib-only helper, and
+that the layers contract names every module (a new module outside it would go unchecked).
 """
 
 from __future__ import annotations
 
 import ast
+import configparser
+import re
 import sys
 from pathlib import Path
+
+import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The domain modules: the stock ledger's rules and the order aggregate.
@@ -60,3 +66,40 @@ def test_the_check_sees_a_forbidden_import(tmp_path: Path) -> None:
         "shopify_app.db.engine",
         "uuid",
     }
+
+
+#: Package ``__init__`` modules whose children sit in different layers: they only re-export
+#: (outbox) or register their children's routes and commands (``init_app``), and the root one
+#: is the Flask factory. Everything else must be in a layer of the contract.
+CONTAINERS = {
+    "shopify_app",
+    "shopify_app.erp",
+    "shopify_app.orders",
+    "shopify_app.outbox",
+    "shopify_app.shopify",
+    "shopify_app.stock",
+}
+
+
+def layered_modules() -> list[str]:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    layers = config["importlinter:contract:package-layers"]["layers"]
+    return [f"shopify_app.{name}" for name in re.split(r"[\s|:]+", layers) if name]
+
+
+def test_every_module_of_the_package_is_in_a_layer() -> None:
+    graph = grimp.build_graph("shopify_app")
+    layered = layered_modules()
+    outside = sorted(
+        module
+        for module in graph.modules
+        if module not in CONTAINERS
+        and not any(module == layer or module.startswith(f"{layer}.") for layer in layered)
+    )
+    assert outside == [], "add these to [importlinter:contract:package-layers] in setup.cfg"
+
+
+def test_each_layer_names_a_module_that_exists() -> None:
+    graph = grimp.build_graph("shopify_app")
+    assert [m for m in layered_modules() if m not in graph.modules] == []
