@@ -9,6 +9,10 @@ Starts a throwaway PostgreSQL cluster (unless --database-url), our service from 
 stock; then, per workload, runs wrk against both alternately and prints req/s, p50, p99 and the
 ratio ours/peer. The machine is shared and noisy, so only the ratios measured in the same run
 mean anything; absolute figures do not carry over between runs. See bench/README.md.
+
+Long because one script starts PostgreSQL, both services under gunicorn and wrk, runs each
+workload side by side and prints the ratios, so a benchmark run is one command with nothing else
+to install.
 """
 
 from __future__ import annotations

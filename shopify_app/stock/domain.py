@@ -5,6 +5,9 @@ Figures per SKU (docs/architecture.md): ``on_hand`` (what Bling says can be sold
 − reserved − committed, derived and never stored. Every change to a figure is a :class:`Movement`;
 the repository applies the same movements to the counters and to the append-only ledger, so the two
 cannot disagree.
+
+Long because StockLevel and Hold change each other (every hold transition moves a SKU's counters
+and writes its movement), so the ledger's rules stay in one module.
 """
 
 from __future__ import annotations

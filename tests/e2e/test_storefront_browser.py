@@ -10,6 +10,9 @@ Skips when Playwright or chromium is missing, unless REQUIRE_BROWSER=1 (scripts/
 hence CI) makes that a failure. Screenshots of the sold-out states go to the test's tmp_path;
 UPDATE_SCREENSHOTS=1 also writes them to docs/ (the README shows them), so a plain run leaves
 the work tree as it was.
+
+Long because one browser session per module is what makes these tests affordable (Chromium
+starts once), so every storefront path a shopper takes lives here.
 """
 
 from __future__ import annotations

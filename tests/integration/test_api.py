@@ -2,6 +2,9 @@
 nothing.
 
 Runs on SQLite and on PostgreSQL (the ``database_url`` fixture).
+
+Long because it walks every route and status of the README's HTTP API in one place, so a change
+to the contract shows up in one file.
 """
 
 from __future__ import annotations

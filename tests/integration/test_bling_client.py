@@ -2,6 +2,9 @@
 
 Sleeps are fake (recorded) except in the rate-limit test, which needs the real clock; timeouts
 are tens of milliseconds. Each test's stand-in is fresh.
+
+Long because every Bling call the adapter makes, and every error Bling answers with, against one
+stand-in.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@ the rate limiter shared through the database (SQLite and PostgreSQL).
 
 Bling is the loopback stand-in (tests/support/bling_standin.py): it rotates refresh tokens,
 counts refreshes and counts every request over 3 in any one-second window as a violation.
+
+Long because the connection flow, the token store and the shared rate limiter are tested against
+one stand-in and share its fixtures.
 """
 
 from __future__ import annotations

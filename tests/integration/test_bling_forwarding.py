@@ -2,6 +2,9 @@
 
 The relay runs in this process (``outbox.run_due``) on a FakeClock, which the tests move past
 each backoff; Bling is the loopback stand-in, told to lose answers or refuse as each test needs.
+
+Long because each fault Bling can show (lost answers, refusals, 429s, outages, cancellations
+mid-forward) is one test on the same forwarding app fixture.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ services and a real database (SQLite; PostgreSQL with fewer examples) next to a 
 After every step the buyers' figures (``get_level``) equal the model's, every hold row matches its
 model twin, the counters equal the movement ledger, and the ledger holds exactly the movements the
 model expects. Refused requests must leave every row as it was.
+
+Long because a hypothesis state machine is one class: its rules, invariants and the plain-Python
+model they are checked against.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Logs: one ECS JSON object per line on stdout, each business event once, no secret anywhere."""
+"""Logs: one ECS JSON object per line on stdout, each business event once, no secret anywhere.
+
+Long because each business event is checked once, by the flow that emits it, next to the rule
+that no secret is logged.
+"""
 
 from __future__ import annotations
 

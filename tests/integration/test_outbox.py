@@ -1,6 +1,9 @@
 """The outbox: enqueue in the caller's transaction, the relay's claim/lease/outcomes, the CLI.
 
 Time is a FakeClock and jitter an injected rng, so backoff, leases and pauses are exact.
+
+Long because the relay's outcomes (retry, pause, dead letter, lease take-over) are one state
+machine, tested together on one FakeClock.
 """
 
 from __future__ import annotations

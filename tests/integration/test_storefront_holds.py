@@ -3,6 +3,9 @@ the order that names them (shopify/carts.py, ``sync_cart``; domain.Hold.pending)
 
 Each test runs on SQLite and on PostgreSQL, through the real routes (App Proxy signed as
 Shopify signs it, webhooks signed as Shopify signs them) with a clock moved by hand.
+
+Long because the storefront hold rule has many cases (pending, listed, joined, named, consumed),
+each through the real routes, and they share the signed-request helpers of this module.
 """
 
 from __future__ import annotations

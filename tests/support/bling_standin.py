@@ -1,5 +1,8 @@
 """A Bling API v3 stand-in: a real threaded HTTP server on 127.0.0.1 (docs/bling-api.md, spec).
 
+Long because it is one server playing every part of Bling the service talks to (OAuth, products,
+balances, deposits, contacts, sales orders, stock postings, webhooks), over one shared state.
+
 ``with BlingStandIn(products=[("SKU-1", 5)]) as bling:`` then ``BLING_API_BASE_URL=bling.base_url``
 (``http://127.0.0.1:<port>/Api/v3``). It speaks Bling's formats for what the service uses:
 

@@ -6,6 +6,9 @@ They keep the port's contract the simple way: one transaction at a time, nothing
 ``commit`` (so leaving the ``with`` block without it rolls everything back), every read returning
 copies that only ``commit`` writes back. The SQL implementations are tested against a real
 SQLite and PostgreSQL in tests/integration.
+
+Long because one fake per port (stock, orders, Shopify side, ERP) and the unit of work that
+hands them out; they share one StockStore, and apart they would need each other's internals.
 """
 
 from __future__ import annotations

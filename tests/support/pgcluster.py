@@ -9,6 +9,9 @@ Usage::
         url = cluster.create_database("stock_test")  # postgresql+psycopg://bazico@127.0.0.1:N/...
 
 Developers can keep one running with ``python -m tests.support.pgcluster``.
+
+Long because it finds PostgreSQL's binaries, runs initdb as an unprivileged user, starts, waits
+for and stops a cluster, and creates databases, with the standard library only (see above).
 """
 
 from __future__ import annotations

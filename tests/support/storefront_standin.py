@@ -18,6 +18,10 @@ One threaded HTTP server on 127.0.0.1 plays what Shopify serves on ``https://{sh
   ``signature``) and ``X-Forwarded-For``; cookies are not forwarded.
 
 Every request is recorded (``requests``), and every webhook delivery (``deliveries``).
+
+Long because it serves a whole storefront: product and cart pages, Shopify's AJAX cart API, the
+App Proxy forwarding with its signature, and the cart webhooks Shopify would send, which share
+the one cart state.
 """
 
 from __future__ import annotations

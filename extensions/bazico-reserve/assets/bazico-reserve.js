@@ -25,6 +25,10 @@
  * the last unit.
  *
  * Plain ES2017, no build step. Under Node (`module` exists) it only exports its parts.
+ *
+ * Long because a theme app extension's asset is served as one file with no build step (no
+ * bundler runs between this repository and the storefront), so the form, fetch and XHR hooks,
+ * the cart-drawer quantity handling and the messages live together.
  */
 (function (root, factory) {
   "use strict";
