@@ -204,15 +204,26 @@ class Hold:
         return self.status is HoldStatus.ACTIVE and self.expires_at <= now
 
 
+@dataclass(frozen=True)
+class HoldChange:
+    """A hold's transition, as it happened (``created``, ``released``, ``expired``,
+    ``confirmed``): the business event the unit of work emits once the transaction commits."""
+
+    action: str
+    hold: Hold
+
+
 @dataclass
 class StockLevel:
-    """The ledger row of one SKU; it changes only through methods that record a Movement."""
+    """The ledger row of one SKU; it changes only through methods that record a Movement, and
+    each hold transition it makes is recorded as a HoldChange."""
 
     sku: str
     on_hand: int
     reserved: int
     committed: int
     pending: list[Movement] = field(default_factory=list)
+    changes: list[HoldChange] = field(default_factory=list)
 
     @property
     def available(self) -> int:
@@ -246,6 +257,7 @@ class StockLevel:
             expires_at=now + ttl,
         )
         self._record(Movement(self.sku, Reason.RESERVE, str(hold.id), reserved=quantity))
+        self.changes.append(HoldChange("created", hold))
         return hold
 
     def _check_active(self, hold: Hold) -> None:
@@ -257,6 +269,7 @@ class StockLevel:
         self._check_active(hold)
         hold.status = status
         self._record(Movement(self.sku, reason, str(hold.id), reserved=-hold.quantity))
+        self.changes.append(HoldChange(status.value, hold))
 
     def expire(self, hold: Hold) -> None:
         self._end(hold, HoldStatus.EXPIRED, Reason.EXPIRE)
@@ -290,6 +303,7 @@ class StockLevel:
                 committed=hold.quantity,
             )
         )
+        self.changes.append(HoldChange("confirmed", hold))
 
     def commit(self, quantity: int, order_ref: str) -> int:
         """Sell ``quantity`` units straight from ``available`` (an order line no hold covered).

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 
 from ..db.dialect import insert_ignore
 from ..observability.events import Event, holder_hash
-from .domain import Hold, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
+from .domain import Hold, HoldChange, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
 from .tables import holds, skus, stock_movements
 
 #: First key of the holders' advisory locks (``lock_holder``): keeps them apart from any other
@@ -289,6 +289,8 @@ class SqlStockRepository:
                 )
         movements: list[Movement] = []
         for level in self._levels.values():
+            self._events.extend(hold_events(level.changes))
+            level.changes = []
             if not level.pending:
                 continue
             # Deltas, not absolute values: the row is locked anyway, and a delta can never
@@ -321,7 +323,6 @@ class SqlStockRepository:
                     for m in movements
                 ],
             )
-        self._events.extend(hold_events(self._new_holds, self._holds.values()))
         self._new_holds = []
         self._holds = {k: (h, _loaded(h)) for k, (h, _) in self._holds.items()}
 
@@ -329,13 +330,6 @@ class SqlStockRepository:
         """The hold events of what was flushed (the unit of work emits them after commit)."""
         events, self._events = self._events, []
         return events
-
-
-_ENDED = {
-    HoldStatus.EXPIRED: "reservation.expired",
-    HoldStatus.RELEASED: "reservation.released",
-    HoldStatus.CONFIRMED: "reservation.confirmed",
-}
 
 
 def _hold_fields(hold: Hold) -> dict[str, Any]:
@@ -348,21 +342,18 @@ def _hold_fields(hold: Hold) -> dict[str, Any]:
     }
 
 
-def hold_events(new: Iterable[Hold], tracked: Iterable[tuple[Hold, _Loaded]]) -> list[Event]:
-    events = [
-        Event(
-            "reservation.created",
-            {**_hold_fields(h), "expires_at": h.expires_at.isoformat(), "outcome": "granted"},
-        )
-        for h in new
-    ]
-    for hold, (loaded_status, *_rest) in tracked:
-        action = _ENDED.get(hold.status)
-        if action is not None and hold.status is not loaded_status:
-            fields = _hold_fields(hold)
-            if hold.status is HoldStatus.CONFIRMED:
-                fields["order"] = hold.order_ref
-            elif hold.status is HoldStatus.EXPIRED and hold.pending:
-                fields["unlisted"] = True  # no cart webhook ever showed it in its cart
-            events.append(Event(action, fields))
+def hold_events(changes: Iterable[HoldChange]) -> list[Event]:
+    """The business events of holds' transitions (``reservation.created``, ``.released``,
+    ``.expired``, ``.confirmed``), for the unit of work to emit after its commit."""
+    events = []
+    for change in changes:
+        hold = change.hold
+        fields = _hold_fields(hold)
+        if change.action == "created":
+            fields.update(expires_at=hold.expires_at.isoformat(), outcome="granted")
+        elif change.action == "confirmed":
+            fields["order"] = hold.order_ref
+        elif change.action == "expired" and hold.pending:
+            fields["unlisted"] = True  # no cart webhook ever showed it in its cart
+        events.append(Event(f"reservation.{change.action}", fields))
     return events

@@ -36,7 +36,7 @@ from ..observability.events import emit_all
 from ..unit_of_work import UnitOfWork
 from . import services
 from .combiner import combiner_for, read_combiner_for
-from .domain import Hold, HolderLimits, HoldSource, Line, StockLevel, merge_lines
+from .domain import Hold, HoldChange, HolderLimits, HoldSource, Line, StockLevel, merge_lines
 from .repository import hold_events
 
 
@@ -119,7 +119,7 @@ class GroupCommitReservations:
                 sku, quantity, holder=holder, source=source, ttl=ttl, clock=self.clock
             )
             if hold is not None:
-                emit_all(hold_events([hold], []))
+                emit_all(hold_events([HoldChange("created", hold)]))
                 return [hold]  # else: short or unknown, which the locked path decides
         return self.locked.reserve(
             lines, holder=holder, source=source, ttl=ttl, limits=limits, line_ref=line_ref

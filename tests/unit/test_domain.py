@@ -123,3 +123,23 @@ def test_a_balance_read_before_an_acknowledgement_never_resurrects_the_unit() ->
     assert level.on_hand == 7 and level.pending[-1].on_hand == 3
     level.apply_balance(0, acknowledged_since=2, reference="sync")
     assert level.on_hand == 0, "never below zero"
+
+
+def test_each_hold_transition_is_recorded_as_the_change_it_is() -> None:
+    level = StockLevel("TEE", 5, 0, 0)
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    a = level.reserve(1, holder="c1", source=HoldSource.API, now=now, ttl=timedelta(minutes=1))
+    b = level.reserve(2, holder="c2", source=HoldSource.API, now=now, ttl=timedelta(minutes=1))
+    c = level.reserve(1, holder="c3", source=HoldSource.API, now=now, ttl=timedelta(minutes=1))
+    level.release_part(b, 1)  # a smaller hold, still active: no transition
+    level.confirm(b, "shopify:1")
+    level.release(a)
+    level.expire(c)
+    assert [(ch.action, ch.hold.id) for ch in level.changes] == [
+        ("created", a.id),
+        ("created", b.id),
+        ("created", c.id),
+        ("confirmed", b.id),
+        ("released", a.id),
+        ("expired", c.id),
+    ]
