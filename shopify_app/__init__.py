@@ -40,28 +40,18 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.session_interface = LazyCookieSessions()
     app.extensions[EXTENSION_KEY] = runtime
 
-    from . import db_cli, ops, shopify, worker
-    from .erp import cli as bling_cli
-    from .erp import sync_cli as bling_sync_cli
-    from .erp import views as bling_views
-    from .erp import webhooks as bling_webhooks
+    from . import db_cli, erp, ops, shopify, stock, worker
     from .outbox import cli as outbox_cli
-    from .stock import cli as stock_cli
-    from .stock import views as stock_views
     from .web import errors, openapi
 
     errors.init_app(app)
     ops.init_app(app)
-    app.register_blueprint(stock_views.bp)
-    app.register_blueprint(bling_webhooks.bp)
+    stock.init_app(app)
+    erp.init_app(app)
     shopify.init_app(app)
-    app.register_blueprint(bling_views.bp)
-    bling_cli.init_app(app)
-    bling_sync_cli.init_app(app)
-    stock_cli.init_app(app)
+    outbox_cli.init_app(app)  # the outbox package's init is its API: the commands live apart
     db_cli.init_app(app)
     worker.init_app(app)
-    outbox_cli.init_app(app)
     openapi.init_app(app)  # last: spectree documents the routes registered so far
     return app
 

@@ -11,3 +11,20 @@ app's database and configuration:
   signed ``state`` of the authorization flow;
 - ``views.py`` (``/bling/connect``, ``/bling/callback``) and ``cli.py`` (``flask bling …``).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the Bling routes (connect, callback, webhooks) and the ``bling`` commands."""
+    from . import cli, sync_cli, views, webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(views.bp)
+    cli.init_app(app)
+    sync_cli.init_app(app)
