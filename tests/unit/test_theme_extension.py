@@ -26,7 +26,13 @@ MAX_NAME = 25
 
 
 def extension_dirs() -> list[Path]:
-    return sorted(p.parent for p in EXTENSIONS.glob("*/shopify.extension.toml"))
+    """The theme app extensions (the function beside them has its own tests,
+    tests/unit/test_validation_function.py)."""
+    return sorted(
+        p.parent
+        for p in EXTENSIONS.glob("*/shopify.extension.toml")
+        if tomllib.loads(p.read_text()).get("type") == "theme"
+    )
 
 
 def blocks() -> list[Path]:
