@@ -73,6 +73,52 @@ class InvalidGrant(ShopifyRejected):
     """The authorization code or refresh token is not (or no longer) valid."""
 
 
+@dataclass(frozen=True)
+class ThrottleStatus:
+    """Shopify's cost bucket for this app on the shop (``extensions.cost.throttleStatus``)."""
+
+    maximum_available: float
+    currently_available: float
+    restore_rate: float
+
+    def seconds_until(self, points: float) -> float:
+        """How long until the bucket holds ``points`` (0 when it already does)."""
+        missing = min(points, self.maximum_available) - self.currently_available
+        if missing <= 0:
+            return 0.0
+        return missing / self.restore_rate if self.restore_rate > 0 else 60.0
+
+
+class ShopifyThrottled(ShopifyUnavailable):
+    """THROTTLED (or 429): the bucket cannot pay for the call; ``retry_after`` says how long
+    until it can (from Shopify's throttle status when it came, else 1 s)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        throttle: ThrottleStatus | None = None,
+        requested_cost: float | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.throttle = throttle
+        self.requested_cost = requested_cost
+        if retry_after is None and throttle is not None and requested_cost is not None:
+            retry_after = throttle.seconds_until(requested_cost)
+        self.retry_after = max(0.0, retry_after if retry_after is not None else 1.0)
+
+
+@dataclass(frozen=True)
+class GraphQLAnswer:
+    """An Admin GraphQL call's ``data`` and what it cost (``extensions.cost``, when given)."""
+
+    data: dict[str, Any]
+    requested_cost: float | None = None
+    actual_cost: float | None = None
+    throttle: ThrottleStatus | None = None
+
+
 class GraphQLError(ShopifyError):
     """The GraphQL answer carries top-level ``errors`` (a malformed or refused query)."""
 
@@ -212,6 +258,14 @@ def graphql(
     admin_base: str, access_token: str, query: str, variables: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run one Admin GraphQL operation and return its ``data``; raise on any error."""
+    return graphql_answer(admin_base, access_token, query, variables).data
+
+
+def graphql_answer(
+    admin_base: str, access_token: str, query: str, variables: Mapping[str, Any] | None = None
+) -> GraphQLAnswer:
+    """``graphql`` with the call's cost and Shopify's throttle status, for callers that pace
+    themselves by the bucket (the stock publisher). THROTTLED raises ShopifyThrottled."""
     response = _post(
         graphql_url(admin_base),
         data=json.dumps({"query": query, "variables": dict(variables or {})}),
@@ -223,22 +277,53 @@ def graphql(
         timeout=GRAPHQL_TIMEOUT,
     )
     body = _json_or_none(response)
+    if response.status_code == 429:
+        raise ShopifyThrottled(
+            "GraphQL answered 429", retry_after=_optional_float(response.headers.get("Retry-After"))
+        )
     if response.status_code != 200:
         _raise_for_status(response.status_code, f"GraphQL answered {response.status_code}", None)
     if not isinstance(body, dict):
         raise ShopifyUnavailable("GraphQL answered 200 with a body that is not a JSON object")
+    requested, actual, throttle = _cost_of(body)
     errors = body.get("errors")
     if errors:
         items = errors if isinstance(errors, list) else [{"message": str(errors)}]
         codes = {str(_error_code(e)) for e in items if isinstance(e, dict)}
         messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in items]
         if "THROTTLED" in codes:
-            raise ShopifyUnavailable("GraphQL throttled: " + "; ".join(messages))
+            raise ShopifyThrottled(
+                "GraphQL throttled: " + "; ".join(messages),
+                throttle=throttle,
+                requested_cost=requested,
+            )
         raise GraphQLError(messages)
     data = body.get("data")
     if not isinstance(data, dict):
         raise ShopifyUnavailable("GraphQL answered without data")
-    return data
+    return GraphQLAnswer(data, requested, actual, throttle)
+
+
+def _cost_of(body: dict[str, Any]) -> tuple[float | None, float | None, ThrottleStatus | None]:
+    """``extensions.cost`` read tolerantly: anything missing or malformed is None."""
+    extensions = body.get("extensions")
+    cost = extensions.get("cost") if isinstance(extensions, dict) else None
+    if not isinstance(cost, dict):
+        return None, None, None
+    status = cost.get("throttleStatus")
+    throttle = None
+    if isinstance(status, dict):
+        parts = [
+            _optional_float(status.get(k))
+            for k in ("maximumAvailable", "currentlyAvailable", "restoreRate")
+        ]
+        if all(p is not None for p in parts):
+            throttle = ThrottleStatus(*(float(p or 0) for p in parts))
+    return (
+        _optional_float(cost.get("requestedQueryCost")),
+        _optional_float(cost.get("actualQueryCost")),
+        throttle,
+    )
 
 
 # --- plumbing ------------------------------------------------------------------------------
@@ -279,6 +364,15 @@ def _raise_for_status(status: int, message: str, code: str | None) -> None:
 
 def _optional_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _optional_float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _optional_int(value: Any) -> int | None:

@@ -6,8 +6,10 @@
   within ``retry_window_seconds`` (same answer), after that it gets 400 ``invalid_grant``.
   Wrong client credentials get 401.
 - ``POST /admin/api/<version>/graphql.json``: ``X-Shopify-Access-Token`` must be a token it
-  issued (else 401); answers ``webhookSubscriptions`` (paginated) and ``webhookSubscriptionCreate``
-  with Shopify's JSON shapes, including its userErrors for an address already taken or not HTTPS.
+  issued (else 401); the document is validated against the 2026-07 schema and executed by
+  ``tests/support/shopify_admin.py`` (webhook subscriptions, metafields and their definitions,
+  Shopify Functions and validations), with Shopify's query cost, throttling and error shapes.
+  ``outage()`` makes it answer 503 (a Shopify incident) until ``restore()``.
 
 One port serves every shop (``SHOPIFY_ADMIN_URL=http://127.0.0.1:<port>``): the shop is known from
 the code or token presented. Every request is recorded in ``calls`` for assertions.
@@ -15,19 +17,21 @@ the code or token presented. Every request is recorded in ``calls`` for assertio
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import json
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.support.shopify_admin import APP_ID, VALIDATION_API, AdminApi, StoredMetafield
 
 ACCESS_LIFETIME = 3600
 REFRESH_LIFETIME = 90 * 24 * 3600
@@ -41,19 +45,16 @@ class Call:
     kind: str  # "code", "refresh", "graphql", "other"
     version: str | None = None
     shop: str | None = None
-    operation: str | None = None
+    operation: str | None = None  # a GraphQL document's first root field
     status: int = 0
+    variables: dict[str, Any] | None = None
+    throttled: bool = False
 
 
 @dataclass
 class _Rotation:
     replacement: tuple[str, str]  # the (access, refresh) pair its use produced
     at: float  # time.monotonic() of the rotation
-
-
-@dataclass
-class _ShopState:
-    subscriptions: list[dict[str, str]] = field(default_factory=list)
 
 
 class ShopifyStandIn:
@@ -73,13 +74,13 @@ class ShopifyStandIn:
         self.refresh_delay_seconds = refresh_delay_seconds  # widens races on purpose
         self.calls: list[Call] = []
         self.issued: list[dict[str, Any]] = []  # every token grant answered, in order
-        self.shops: dict[str, _ShopState] = {}
         self._lock = threading.RLock()  # one lock for all state, re-entered by helpers
+        self.admin = AdminApi(client_id, self._lock)
+        self._outage_status: int | None = None
         self._codes: dict[str, tuple[str, str]] = {}  # code -> (shop, scope)
         self._access: dict[str, tuple[str, str, datetime | None]] = {}  # -> (shop, scope, expiry)
         self._refresh: dict[str, tuple[str, str]] = {}  # live refresh token -> (shop, scope)
         self._rotated: dict[str, _Rotation] = {}
-        self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
 
     # --- life cycle ------------------------------------------------------------------------
@@ -128,13 +129,112 @@ class ShopifyStandIn:
 
     def subscriptions(self, shop: str) -> list[dict[str, str]]:
         with self._lock:
-            return list(self.shops.get(shop, _ShopState()).subscriptions)
+            return list(self.admin.shop(shop).subscriptions)
 
     def drop_subscription(self, shop: str, topic: str) -> None:
         """What Shopify does to an API subscription after repeated failed deliveries."""
         with self._lock:
-            state = self.shops[shop]
+            state = self.admin.shop(shop)
             state.subscriptions = [s for s in state.subscriptions if s["topic"] != topic]
+
+    def metafield(
+        self, shop: str, owner_id: str, namespace: str = "$app:bazico", key: str = "stock"
+    ) -> StoredMetafield | None:
+        """The metafield ``owner_id`` (a gid) holds, as Shopify stores it; None if absent."""
+        with self._lock:
+            stored = self.admin.shop(shop).metafields.get(
+                (owner_id, self.admin.namespace(namespace), key)
+            )
+            return None if stored is None else dataclasses.replace(stored)
+
+    def metafields(self, shop: str) -> list[StoredMetafield]:
+        with self._lock:
+            return [dataclasses.replace(m) for m in self.admin.shop(shop).metafields.values()]
+
+    def definitions(self, shop: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(d) for d in self.admin.shop(shop).definitions.values()]
+
+    def validations(self, shop: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(v) for v in self.admin.shop(shop).validations]
+
+    def deploy_function(
+        self,
+        shop: str,
+        handle: str = "bazico-checkout-validation",
+        *,
+        api_type: str = VALIDATION_API,
+        title: str = "Bázico: reservas no checkout",
+    ) -> dict[str, Any]:
+        """What ``shopify app deploy`` makes visible to ``shopifyFunctions`` on the shop."""
+        function = {
+            "apiType": api_type,
+            "apiVersion": "2026-04",
+            "app": {
+                "id": f"gid://shopify/App/{APP_ID}",
+                "installUrl": None,
+                "installation": None,
+                "isPostPurchaseAppInUse": False,
+                "previouslyInstalled": False,
+                "pricingDetails": None,
+                "pricingDetailsSummary": "",
+                "privacyPolicyUrl": None,
+                "published": False,
+                "shopifyDeveloped": False,
+                "title": "Bázico Stock",
+                "uninstallMessage": "",
+                "webhookApiVersion": "2026-07",
+            },
+            "appKey": self.client_id,
+            "description": None,
+            "handle": handle,
+            "id": secrets.token_hex(13),
+            "inputQuery": None,
+            "title": title,
+            "useCreationUi": False,
+        }
+        with self._lock:
+            self.admin.shop(shop).functions.append(function)
+        return dict(function)
+
+    def remove_owner(self, shop: str, owner_id: str) -> None:
+        """The merchant deleted the variant: metafields on it are refused (userErrors)."""
+        with self._lock:
+            self.admin.shop(shop).missing_owners.add(owner_id)
+
+    def throttle(self, shop: str, calls: int = 1) -> None:
+        """Answer the next ``calls`` GraphQL calls of ``shop`` THROTTLED."""
+        with self._lock:
+            self.admin.shop(shop).throttled_calls += calls
+
+    def set_bucket(
+        self,
+        shop: str,
+        *,
+        available: float | None = None,
+        restore_rate: float | None = None,
+        maximum: float | None = None,
+    ) -> None:
+        """Change ``shop``'s cost bucket (a Plus shop restores 1,000 a second; 0 drains it)."""
+        with self._lock:
+            bucket = self.admin.shop(shop).bucket
+            bucket.status()  # refill up to now first
+            if maximum is not None:
+                bucket.maximum = maximum
+            if restore_rate is not None:
+                bucket.restore_rate = restore_rate
+            if available is not None:
+                bucket.available = available
+
+    def outage(self, status: int = 503) -> None:
+        """Every GraphQL call gets ``status`` (no body Shopify's clients can use) until restore."""
+        with self._lock:
+            self._outage_status = status
+
+    def restore(self) -> None:
+        with self._lock:
+            self._outage_status = None
 
     def rotate(self, refresh_token: str) -> dict[str, Any]:
         """Refresh as another process would, without the service knowing (for race tests)."""
@@ -215,63 +315,25 @@ class ShopifyStandIn:
     def graphql(self, token: str, body: Any, call: Call) -> tuple[int, dict[str, Any]]:
         with self._lock:
             known = self._access.get(token)
+            outage = self._outage_status
         if known is None or (
             known[2] is not None and self.clock is not None and self.clock() >= known[2]
         ):
             return 401, {"errors": INVALID_TOKEN}
         shop = call.shop = known[0]
+        if outage is not None:
+            return outage, {"errors": "Service Unavailable"}
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return 400, {"errors": {"query": "Required parameter missing or invalid"}}
-        query, variables = body["query"], body.get("variables") or {}
-        with self._lock:
-            state = self.shops.setdefault(shop, _ShopState())
-            if "webhookSubscriptionCreate" in query:
-                call.operation = "webhookSubscriptionCreate"
-                return 200, {"data": {"webhookSubscriptionCreate": self._create(state, variables)}}
-            if "webhookSubscriptions" in query:
-                call.operation = "webhookSubscriptions"
-                return 200, {"data": {"webhookSubscriptions": self._page(state, variables)}}
-        return 200, {"errors": [{"message": "the stand-in does not know this operation"}]}
-
-    def _page(self, state: _ShopState, variables: dict[str, Any]) -> dict[str, Any]:
-        first = int(variables.get("first") or 0)
-        if not 1 <= first <= 250:
-            first = 250
-        after = variables.get("after")
-        ids = [s["id"] for s in state.subscriptions]
-        start = ids.index(after) + 1 if after in ids else 0
-        chosen = state.subscriptions[start : start + first]
-        edges = [{"cursor": s["id"], "node": dict(s)} for s in chosen]
-        return {
-            "edges": edges,
-            "nodes": [dict(s) for s in chosen],
-            "pageInfo": {
-                "hasNextPage": start + first < len(ids),
-                "endCursor": chosen[-1]["id"] if chosen else None,
-            },
-        }
-
-    def _create(self, state: _ShopState, variables: dict[str, Any]) -> dict[str, Any]:
-        topic = str(variables.get("topic", ""))
-        uri = str((variables.get("webhookSubscription") or {}).get("uri", ""))
-
-        def refused(message: str) -> dict[str, Any]:
-            error = {"field": ["webhookSubscription", "uri"], "message": message}
-            return {"webhookSubscription": None, "userErrors": [error]}
-
-        if not re.fullmatch(r"[A-Z][A-Z_]*", topic):
-            return refused(f"Topic {topic!r} is not a valid WebhookSubscriptionTopic")
-        if not uri.startswith(("https://", "pubsub://", "arn:")):
-            return refused("Address protocol is not supported; use https")
-        if any(s["topic"] == topic and s["uri"] == uri for s in state.subscriptions):
-            return refused("Address for this topic has already been taken")
-        subscription = {
-            "id": f"gid://shopify/WebhookSubscription/{next(self._ids)}",
-            "topic": topic,
-            "uri": uri,
-        }
-        state.subscriptions.append(subscription)
-        return {"webhookSubscription": dict(subscription), "userErrors": []}
+        variables = body.get("variables")
+        call.variables = variables if isinstance(variables, dict) else None
+        answer, call.operation = self.admin.answer(shop, body)
+        call.throttled = any(
+            (e.get("extensions") or {}).get("code") == "THROTTLED"
+            for e in answer.get("errors") or []
+            if isinstance(e, dict)
+        )
+        return 200, answer
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,0 +1,720 @@
+"""The Shopify stand-in's Admin GraphQL API (``tests/support/shopify_standin.py`` serves it).
+
+Long because it is a small Admin API: the schema check, the query cost and its bucket, and the
+resolvers of every operation the service sends, each refusing bad input the way Shopify does.
+
+- **The schema.** Every document is parsed and validated with graphql-core against
+  ``tests/fixtures/shopify/admin_2026_07_subset.graphql`` (Shopify's 2026-07 schema, the part
+  this project uses), then executed by the resolvers below, so a field, argument or variable
+  Shopify would refuse is refused here too, and a selection gets exactly the fields it names.
+  An invalid document gets Shopify's answer: HTTP 200, ``{"errors": [{"message", "locations",
+  "extensions": {"code"}}]}`` and no ``data`` (the codes are graphql-ruby's, which Shopify runs).
+- **The cost.** Every executed answer carries ``extensions.cost`` (``requestedQueryCost``,
+  ``actualQueryCost``, ``throttleStatus``) computed with Shopify's default costs: a mutation 10
+  points, an object field 1, a connection 2 plus its page size times its node's cost. Each shop
+  has a leaky bucket (2,000 points, 100 restored a second: the Standard plan). A call the bucket
+  cannot pay for gets Shopify's ``THROTTLED`` answer; a test can force that (``throttle``) or
+  change the bucket (``set_bucket``).
+- **The operations.** ``webhookSubscriptions``/``webhookSubscriptionCreate``; ``metafieldsSet``
+  (at most 25 a call, atomic, userErrors for bad owners, namespaces, keys, types, values and
+  stale digests), ``metafieldsDelete``, ``metafieldDefinitionCreate``; ``shopifyFunctions`` (what
+  a test deployed with ``deploy_function``), ``validations``, ``validationCreate`` and
+  ``validationUpdate``. ``$app:`` namespaces are stored as Shopify stores them,
+  ``app--<app id>--…``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import graphql
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+)
+from graphql.validation import (
+    FieldsOnCorrectTypeRule,
+    KnownArgumentNamesRule,
+    KnownTypeNamesRule,
+    NoUndefinedVariablesRule,
+    NoUnusedVariablesRule,
+    ProvidedRequiredArgumentsRule,
+    ScalarLeafsRule,
+    ValuesOfCorrectTypeRule,
+    VariablesInAllowedPositionRule,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = ROOT / "tests" / "fixtures" / "shopify" / "admin_2026_07_subset.graphql"
+MUTATION_COST = 10
+METAFIELDS_SET_LIMIT = 25
+MAX_ACTIVE_VALIDATIONS = 25
+#: The numeric API client id Shopify puts in ``$app:`` namespaces (``app--<id>--bazico``).
+APP_ID = 7015381
+VALIDATION_API = "cart_checkout_validation"
+RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_GID = re.compile(r"gid://shopify/(?P<type>[A-Za-z]+)/(?P<id>[0-9]+)")
+#: Metafield types this stand-in checks values of (Shopify has more; others are refused).
+_VALUE_CHECKS = {
+    "json": lambda v: _parses_as_json(v),
+    "single_line_text_field": lambda v: "\n" not in v,
+    "multi_line_text_field": lambda v: True,
+    "number_integer": lambda v: bool(re.fullmatch(r"-?[0-9]+", v)),
+    "boolean": lambda v: v in ("true", "false"),
+}
+#: graphql-ruby's error codes for graphql-core's validation rules.
+_RULE_CODES = {
+    FieldsOnCorrectTypeRule: "undefinedField",
+    KnownArgumentNamesRule: "argumentNotAccepted",
+    ProvidedRequiredArgumentsRule: "missingRequiredArguments",
+    KnownTypeNamesRule: "undefinedType",
+    NoUndefinedVariablesRule: "variableNotDefined",
+    NoUnusedVariablesRule: "variableNotUsed",
+    VariablesInAllowedPositionRule: "variableMismatch",
+    ScalarLeafsRule: "selectionMismatch",
+    ValuesOfCorrectTypeRule: "argumentLiteralsIncompatible",
+}
+
+
+def _parses_as_json(value: str) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.cache
+def admin_schema() -> GraphQLSchema:
+    return graphql.build_schema(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=512)
+def checked(query: str) -> tuple[DocumentNode | None, tuple[dict[str, Any], ...]]:
+    """The parsed document, or None and the errors Shopify answers for it."""
+    try:
+        document = graphql.parse(query)
+    except GraphQLError as exc:
+        return None, ({"message": exc.message, "locations": _locations(exc)},)
+    schema = admin_schema()
+    errors = graphql.validate(schema, document)
+    if not errors:
+        return document, ()
+    codes: dict[str, str] = {}
+    for rule, code in _RULE_CODES.items():
+        for error in graphql.validate(schema, document, [rule]):
+            codes.setdefault(error.message, code)
+    return None, tuple(
+        {
+            "message": e.message,
+            "locations": _locations(e),
+            "extensions": {"code": codes.get(e.message, "validationFailed")},
+        }
+        for e in errors
+    )
+
+
+def _locations(error: GraphQLError) -> list[dict[str, int]]:
+    return [{"line": loc.line, "column": loc.column} for loc in error.locations or []]
+
+
+# --- cost ------------------------------------------------------------------------------------
+
+
+def requested_cost(
+    document: DocumentNode, operation: OperationDefinitionNode, variables: dict[str, Any]
+) -> int:
+    """Shopify's requested cost of ``operation`` with its default field costs."""
+    roots = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
+    if operation.operation is OperationType.MUTATION:
+        return MUTATION_COST * len(roots)
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    schema = admin_schema()
+    return _selection_cost(schema, operation.selection_set, schema.query_type, fragments, variables)
+
+
+def _selection_cost(
+    schema: GraphQLSchema,
+    selection_set: SelectionSetNode | None,
+    parent: Any,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> int:
+    if selection_set is None or not hasattr(parent, "fields"):
+        return 0
+    total = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            total += _field_cost(schema, selection, parent, fragments, variables)
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            target = schema.get_type(condition.name.value) if condition else parent
+            total += _selection_cost(schema, selection.selection_set, target, fragments, variables)
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None:
+                target = schema.get_type(fragment.type_condition.name.value)
+                total += _selection_cost(
+                    schema, fragment.selection_set, target, fragments, variables
+                )
+    return total
+
+
+def _field_cost(
+    schema: GraphQLSchema,
+    node: FieldNode,
+    parent: Any,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any],
+) -> int:
+    definition = parent.fields.get(node.name.value)
+    if definition is None or node.selection_set is None:
+        return 0  # a scalar, an enum, or __typename: free
+    named = graphql.get_named_type(definition.type)
+    if not named.name.endswith("Connection"):
+        return 1 + _selection_cost(schema, node.selection_set, named, fragments, variables)
+    node_type = named.fields["nodes"].type
+    node_cost = 0
+    for part in node.selection_set.selections:
+        if not isinstance(part, FieldNode):
+            continue
+        if part.name.value == "nodes":
+            inner = graphql.get_named_type(node_type)
+            cost = 1 + _selection_cost(schema, part.selection_set, inner, fragments, variables)
+            node_cost = max(node_cost, cost)
+        elif part.name.value == "edges" and part.selection_set is not None:
+            for edge_part in part.selection_set.selections:
+                if isinstance(edge_part, FieldNode) and edge_part.name.value == "node":
+                    inner = graphql.get_named_type(node_type)
+                    cost = 1 + _selection_cost(
+                        schema, edge_part.selection_set, inner, fragments, variables
+                    )
+                    node_cost = max(node_cost, cost)
+    return 2 + _page_size(node, variables) * node_cost
+
+
+def _page_size(node: FieldNode, variables: dict[str, Any]) -> int:
+    for argument in node.arguments:
+        if argument.name.value in ("first", "last"):
+            value = argument.value
+            if isinstance(value, IntValueNode):
+                return int(value.value)
+            if isinstance(value, VariableNode):
+                return int(variables.get(value.name.value) or 1)
+    return 1
+
+
+@dataclass
+class Bucket:
+    """Shopify's leaky bucket of query cost for one app on one shop."""
+
+    maximum: float = 2000.0
+    restore_rate: float = 100.0
+    available: float = 2000.0
+    at: float = field(default_factory=time.monotonic)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.available = min(self.maximum, self.available + (now - self.at) * self.restore_rate)
+        self.at = now
+
+    def take(self, cost: int) -> bool:
+        self._refill()
+        if cost > self.available:
+            return False
+        self.available -= cost
+        return True
+
+    def status(self) -> dict[str, Any]:
+        self._refill()
+        return {
+            "maximumAvailable": self.maximum,
+            "currentlyAvailable": int(self.available),
+            "restoreRate": self.restore_rate,
+        }
+
+
+# --- what a shop holds -----------------------------------------------------------------------
+
+
+@dataclass
+class StoredMetafield:
+    id: int
+    owner_id: str
+    namespace: str
+    key: str
+    type: str
+    value: str
+    created_at: datetime
+    updated_at: datetime
+    writes: int = 1
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.value.encode("utf-8")).hexdigest()
+
+    @property
+    def json_value(self) -> Any:
+        return json.loads(self.value) if self.type == "json" else self.value
+
+
+@dataclass
+class ShopAdmin:
+    subscriptions: list[dict[str, str]] = field(default_factory=list)
+    metafields: dict[tuple[str, str, str], StoredMetafield] = field(default_factory=dict)
+    definitions: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    functions: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    #: Owners Shopify no longer has (a deleted variant): writes to them get a userError.
+    missing_owners: set[str] = field(default_factory=set)
+    bucket: Bucket = field(default_factory=Bucket)
+    #: The next this many calls are answered THROTTLED whatever the bucket holds.
+    throttled_calls: int = 0
+
+
+class _InputTooLarge(GraphQLError):
+    pass
+
+
+class AdminApi:
+    """The shops' Admin API state and the GraphQL endpoint over it (thread-safe)."""
+
+    def __init__(self, client_id: str, lock: threading.RLock) -> None:
+        self.client_id = client_id
+        self.lock = lock
+        self.shops: dict[str, ShopAdmin] = {}
+        self._ids = itertools.count(1)
+
+    def shop(self, shop: str) -> ShopAdmin:
+        with self.lock:
+            return self.shops.setdefault(shop, ShopAdmin())
+
+    def namespace(self, raw: str | None) -> str:
+        """As Shopify stores it: ``$app:x`` is ``app--<id>--x``; none is the app's own."""
+        if raw is None or raw == "$app":
+            return f"app--{APP_ID}"
+        if raw.startswith("$app:"):
+            return f"app--{APP_ID}--{raw[len('$app:') :]}"
+        return raw
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    # --- the endpoint ------------------------------------------------------------------------
+
+    def answer(self, shop: str, body: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The JSON answer (always HTTP 200) and the operation's first root field."""
+        document, errors = checked(body["query"])
+        if document is None:
+            return {"errors": list(errors)}, None
+        variables = body.get("variables") or {}
+        if not isinstance(variables, dict):
+            return {"errors": [{"message": "Variables must be an object"}]}, None
+        operation = graphql.get_operation_ast(document, body.get("operationName"))
+        if operation is None:
+            return {"errors": [{"message": "An operation name is required"}]}, None
+        roots = [s.name.value for s in operation.selection_set.selections if hasattr(s, "name")]
+        name = roots[0] if roots else None
+        cost = requested_cost(document, operation, variables)
+        with self.lock:
+            state = self.shop(shop)
+            if state.throttled_calls > 0 or not state.bucket.take(cost):
+                state.throttled_calls = max(0, state.throttled_calls - 1)
+                return self._throttled(state, cost), name
+            result = graphql.execute(
+                admin_schema(),
+                document,
+                root_value=_Root(self, state),
+                variable_values=variables,
+                operation_name=body.get("operationName"),
+            )
+            status = state.bucket.status()
+        answer: dict[str, Any] = {}
+        if result.errors:
+            answer["errors"] = [e.formatted for e in result.errors]
+        if result.data is not None and not any(
+            isinstance(e.original_error or e, _InputTooLarge) for e in result.errors or []
+        ):
+            answer["data"] = result.data
+        answer["extensions"] = {
+            "cost": {
+                "requestedQueryCost": cost,
+                "actualQueryCost": cost,
+                "throttleStatus": status,
+            }
+        }
+        return answer, name
+
+    @staticmethod
+    def _throttled(state: ShopAdmin, cost: int) -> dict[str, Any]:
+        return {
+            "errors": [
+                {
+                    "message": "Throttled",
+                    "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC},
+                }
+            ],
+            "extensions": {
+                "cost": {
+                    "requestedQueryCost": cost,
+                    "actualQueryCost": None,
+                    "throttleStatus": state.bucket.status(),
+                }
+            },
+        }
+
+    # --- objects as the schema shapes them ---------------------------------------------------
+
+    def metafield_object(self, stored: StoredMetafield, state: ShopAdmin) -> dict[str, Any]:
+        match = _GID.fullmatch(stored.owner_id)
+        owner_type = match["type"] if match else "ProductVariant"
+        definition = state.definitions.get((owner_type.upper(), stored.namespace, stored.key))
+        return {
+            "compareDigest": stored.digest,
+            "createdAt": stored.created_at.isoformat(),
+            "definition": definition,
+            "description": None,
+            "id": f"gid://shopify/Metafield/{stored.id}",
+            "jsonValue": stored.json_value,
+            "key": stored.key,
+            "legacyResourceId": stored.id,
+            "namespace": stored.namespace,
+            "owner": {"__typename": owner_type, "id": stored.owner_id},
+            "ownerType": owner_type.upper(),
+            "sizeInBytes": len(stored.value.encode("utf-8")),
+            "type": stored.type,
+            "updatedAt": stored.updated_at.isoformat(),
+            "value": stored.value,
+        }
+
+    def validation_object(self, validation: dict[str, Any]) -> dict[str, Any]:
+        empty = connection([], None, None)
+        return {
+            **validation,
+            "metafield": lambda info, key, namespace=None: None,
+            "metafields": lambda info, **_: empty,
+        }
+
+
+def connection(nodes: list[dict[str, Any]], first: int | None, after: str | None) -> dict[str, Any]:
+    """A Relay connection over ``nodes`` (each with an ``id``), paged by ``first``/``after``."""
+    size = first if first is not None and 1 <= first <= 250 else 250
+    ids = [str(n["id"]) for n in nodes]
+    start = ids.index(after) + 1 if after in ids else 0
+    chosen = nodes[start : start + size]
+    return {
+        "edges": [{"cursor": str(n["id"]), "node": n} for n in chosen],
+        "nodes": chosen,
+        "pageInfo": {
+            "hasNextPage": start + size < len(ids),
+            "hasPreviousPage": start > 0,
+            "startCursor": str(chosen[0]["id"]) if chosen else None,
+            "endCursor": str(chosen[-1]["id"]) if chosen else None,
+        },
+    }
+
+
+def _user_error(path: list[str], message: str, code: str | None, index: int | None = None) -> Any:
+    error: dict[str, Any] = {"field": path, "message": message, "code": code}
+    if index is not None:
+        error["elementIndex"] = index
+    return error
+
+
+def _name_problem(value: str, low: int, high: int, what: str) -> tuple[str, str] | None:
+    if len(value) < low:
+        return "TOO_SHORT", f"{what} is too short (minimum is {low} characters)"
+    if len(value) > high:
+        return "TOO_LONG", f"{what} is too long (maximum is {high} characters)"
+    if not _NAME.fullmatch(value):
+        return "INVALID", f"{what} contains one or more invalid characters"
+    return None
+
+
+class _Root:
+    """The root fields of one request, resolved against one shop's state (lock held). The
+    methods and their arguments are named after the GraphQL fields graphql-core resolves them
+    for (its default resolver calls ``root.<field>(info, **arguments)``)."""
+
+    def __init__(self, api: AdminApi, state: ShopAdmin) -> None:
+        self.api = api
+        self.state = state
+
+    # --- queries -----------------------------------------------------------------------------
+
+    def webhookSubscriptions(
+        self, info: Any, first: int | None = None, after: str | None = None, **_: Any
+    ) -> dict[str, Any]:
+        return connection([dict(s) for s in self.state.subscriptions], first, after)
+
+    def shopifyFunctions(
+        self,
+        info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        apiType: str | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:
+        chosen = [f for f in self.state.functions if apiType in (None, f["apiType"])]
+        return connection(chosen, first, after)
+
+    def validations(
+        self, info: Any, first: int | None = None, after: str | None = None, **_: Any
+    ) -> dict[str, Any]:
+        objects = [self.api.validation_object(v) for v in self.state.validations]
+        return connection(objects, first, after)
+
+    def validation(self, info: Any, id: str) -> dict[str, Any] | None:
+        found = [v for v in self.state.validations if v["id"] == id]
+        return self.api.validation_object(found[0]) if found else None
+
+    # --- webhook subscriptions ---------------------------------------------------------------
+
+    def webhookSubscriptionCreate(
+        self,
+        info: Any,
+        topic: str,
+        webhookSubscription: dict[str, Any],
+    ) -> dict[str, Any]:
+        uri = str(webhookSubscription.get("uri") or "")
+
+        def refused(message: str) -> dict[str, Any]:
+            error = {"field": ["webhookSubscription", "uri"], "message": message}
+            return {"webhookSubscription": None, "userErrors": [error]}
+
+        if not uri.startswith(("https://", "pubsub://", "arn:")):
+            return refused("Address protocol is not supported; use https")
+        if any(s["topic"] == topic and s["uri"] == uri for s in self.state.subscriptions):
+            return refused("Address for this topic has already been taken")
+        subscription = {
+            "id": f"gid://shopify/WebhookSubscription/{self.api.next_id()}",
+            "topic": topic,
+            "uri": uri,
+        }
+        self.state.subscriptions.append(subscription)
+        return {"webhookSubscription": dict(subscription), "userErrors": []}
+
+    # --- metafields --------------------------------------------------------------------------
+
+    def metafieldsSet(self, info: Any, metafields: list[dict[str, Any]]) -> dict[str, Any]:
+        if len(metafields) > METAFIELDS_SET_LIMIT:
+            raise _InputTooLarge(
+                f"The input array size of {len(metafields)} is greater than the maximum "
+                f"allowed of {METAFIELDS_SET_LIMIT}.",
+                info.field_nodes,
+                extensions={"code": "MAX_INPUT_SIZE_EXCEEDED"},
+            )
+        errors: list[dict[str, Any]] = []
+        ready: list[tuple[str, str, str, str, str]] = []
+        for index, entry in enumerate(metafields):
+            problem = self._metafield_problem(entry)
+            if problem is not None:
+                part, code, message = problem
+                errors.append(_user_error(["metafields", str(index), part], message, code, index))
+            else:
+                ready.append(self._prepared(entry))
+        if errors:  # atomic: nothing is written when any input is refused
+            return {"metafields": None, "userErrors": errors}
+        now = datetime.now(UTC)
+        written = []
+        for owner, namespace, key, type_, value in ready:
+            stored = self.state.metafields.get((owner, namespace, key))
+            if stored is None:
+                stored = StoredMetafield(
+                    self.api.next_id(), owner, namespace, key, type_, value, now, now
+                )
+                self.state.metafields[(owner, namespace, key)] = stored
+            else:
+                stored.type, stored.value, stored.updated_at = type_, value, now
+                stored.writes += 1
+            written.append(self.api.metafield_object(stored, self.state))
+        return {"metafields": written, "userErrors": []}
+
+    def _prepared(self, entry: dict[str, Any]) -> tuple[str, str, str, str, str]:
+        owner, namespace, key = self._identity(entry)
+        definition = self.state.definitions.get((self._owner_type(owner), namespace, key))
+        type_ = entry.get("type") or (definition or {}).get("type", {}).get("name", "")
+        return owner, namespace, key, type_, entry["value"]
+
+    def _identity(self, entry: dict[str, Any]) -> tuple[str, str, str]:
+        return entry["ownerId"], self.api.namespace(entry.get("namespace")), entry["key"]
+
+    @staticmethod
+    def _owner_type(owner: str) -> str:
+        match = _GID.fullmatch(owner)
+        return match["type"].upper() if match else ""
+
+    def _metafield_problem(self, entry: dict[str, Any]) -> tuple[str, str, str] | None:
+        owner, namespace, key = self._identity(entry)
+        if _GID.fullmatch(owner) is None:
+            return "ownerId", "INVALID", f"Invalid global id '{owner}'"
+        if owner in self.state.missing_owners:
+            return "ownerId", "INVALID", "Owner does not exist"
+        for part, value, low, high in (("namespace", namespace, 3, 255), ("key", key, 2, 64)):
+            found = _name_problem(value, low, high, part.capitalize())
+            if found is not None:
+                return part, *found
+        definition = self.state.definitions.get((self._owner_type(owner), namespace, key))
+        type_ = entry.get("type")
+        if definition is not None:
+            wanted = definition["type"]["name"]
+            if type_ not in (None, wanted):
+                return "type", "INVALID_TYPE", f"Type must be {wanted} (the definition's)"
+            type_ = wanted
+        if not type_:
+            return "type", "BLANK", "Type can't be blank"
+        check = _VALUE_CHECKS.get(type_)
+        if check is None:
+            return "type", "INVALID_TYPE", f"Type '{type_}' is not a valid metafield type"
+        value = entry["value"]
+        try:
+            valid = check(value)
+        except ValueError:
+            valid = False
+        if not valid:
+            return "value", "INVALID_VALUE", f"Value is invalid for type {type_}"
+        if "compareDigest" in entry:
+            stored = self.state.metafields.get((owner, namespace, key))
+            given = entry["compareDigest"]
+            if (stored is None) != (given is None) or (stored and stored.digest != given):
+                return "compareDigest", "STALE_OBJECT", "The resource has been updated"
+        return None
+
+    def metafieldsDelete(self, info: Any, metafields: list[dict[str, Any]]) -> dict[str, Any]:
+        if not metafields:
+            error = {"field": ["metafields"], "message": "At least one identifier is required"}
+            return {"deletedMetafields": None, "userErrors": [error]}
+        deleted: list[dict[str, str] | None] = []
+        for entry in metafields:
+            owner, namespace, key = self._identity(entry)
+            found = self.state.metafields.pop((owner, namespace, key), None)
+            identity = {"ownerId": owner, "namespace": namespace, "key": key}
+            deleted.append(identity if found is not None else None)
+        return {"deletedMetafields": deleted, "userErrors": []}
+
+    def metafieldDefinitionCreate(self, info: Any, definition: dict[str, Any]) -> dict[str, Any]:
+        namespace = self.api.namespace(definition.get("namespace"))
+        key, owner_type, type_ = definition["key"], definition["ownerType"], definition["type"]
+        problems = []
+        for part, value, low, high in (("namespace", namespace, 3, 255), ("key", key, 2, 64)):
+            found = _name_problem(value, low, high, part.capitalize())
+            if found is not None:
+                problems.append((part, *found))
+        if not definition["name"].strip():
+            problems.append(("name", "BLANK", "Name can't be blank"))
+        if type_ not in _VALUE_CHECKS:
+            problems.append(("type", "INCLUSION", f"Type '{type_}' is not a valid type"))
+        if (owner_type, namespace, key) in self.state.definitions:
+            message = f"Key is in use for {owner_type} metafields on the '{namespace}' namespace."
+            problems.append(("key", "TAKEN", message))
+        if problems:
+            errors = [
+                _user_error(["definition", part], message, code) for part, code, message in problems
+            ]
+            return {"createdDefinition": None, "userErrors": errors}
+        access = definition.get("access") or {}
+        created = {
+            "access": {
+                "admin": access.get("admin") or "PRIVATE",
+                "customerAccount": access.get("customerAccount") or "NONE",
+                "storefront": access.get("storefront") or "NONE",
+            },
+            "description": definition.get("description"),
+            "id": f"gid://shopify/MetafieldDefinition/{self.api.next_id()}",
+            "key": key,
+            "metafieldsCount": 0,
+            "name": definition["name"],
+            "namespace": namespace,
+            "ownerType": owner_type,
+            "pinnedPosition": None,
+            "type": {
+                "category": "TEXT" if type_ != "json" else "ADVANCED",
+                "name": type_,
+                "supportedValidations": [],
+                "supportsDefinitionMigrations": False,
+            },
+            "useAsCollectionCondition": False,
+            "validationStatus": "ALL_VALID",
+            "validations": [],
+        }
+        self.state.definitions[(owner_type, namespace, key)] = created
+        return {"createdDefinition": created, "userErrors": []}
+
+    # --- validations -------------------------------------------------------------------------
+
+    def validationCreate(self, info: Any, validation: dict[str, Any]) -> dict[str, Any]:
+        handle = validation.get("functionHandle")
+
+        def refused(code: str, message: str) -> dict[str, Any]:
+            error = _user_error(["validation", "functionHandle"], message, code)
+            return {"validation": None, "userErrors": [error]}
+
+        if not handle:
+            return refused(
+                "MISSING_FUNCTION_IDENTIFIER",
+                "Either function_id or function_handle must be provided.",
+            )
+        found = [f for f in self.state.functions if f["handle"] == handle]
+        if not found:
+            return refused("FUNCTION_NOT_FOUND", f"Function {handle} not found.")
+        function = found[0]
+        if function["apiType"] != VALIDATION_API:
+            return refused(
+                "FUNCTION_DOES_NOT_IMPLEMENT", "Function does not implement the required interface."
+            )
+        enabled = sum(1 for v in self.state.validations if v["enabled"])
+        if validation["enable"] and enabled >= MAX_ACTIVE_VALIDATIONS:
+            return refused(
+                "MAX_VALIDATIONS_ACTIVATED", "Cannot have more than 25 active validation functions."
+            )
+        created = {
+            "id": f"gid://shopify/Validation/{self.api.next_id()}",
+            "title": validation.get("title") or function["title"],
+            "enabled": validation["enable"],
+            "blockOnFailure": validation["blockOnFailure"],
+            "shopifyFunction": function,
+        }
+        self.state.validations.append(created)
+        return {"validation": self.api.validation_object(created), "userErrors": []}
+
+    def validationUpdate(
+        self,
+        info: Any,
+        id: str,
+        validation: dict[str, Any],
+    ) -> dict[str, Any]:
+        found = [v for v in self.state.validations if v["id"] == id]
+        if not found:
+            error = _user_error(["id"], "Validation not found.", "NOT_FOUND")
+            return {"validation": None, "userErrors": [error]}
+        target = found[0]
+        # The input's defaults (enable: false, blockOnFailure: false) apply when omitted, as
+        # Shopify's schema says: an update that leaves ``enable`` out switches it off.
+        target["enabled"] = validation["enable"]
+        target["blockOnFailure"] = validation["blockOnFailure"]
+        if validation.get("title"):
+            target["title"] = validation["title"]
+        return {"validation": self.api.validation_object(target), "userErrors": []}
