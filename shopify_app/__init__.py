@@ -40,7 +40,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.session_interface = LazyCookieSessions()
     app.extensions[EXTENSION_KEY] = runtime
 
-    from . import db_cli, erp, ops, shopify, stock, worker
+    from . import catalog, db_cli, erp, ops, shopify, stock, worker
     from .outbox import cli as outbox_cli
     from .web import errors, openapi
 
@@ -50,6 +50,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     erp.init_app(app)
     shopify.init_app(app)
     outbox_cli.init_app(app)  # the outbox package's init is its API: the commands live apart
+    catalog.init_app(app)
     db_cli.init_app(app)
     worker.init_app(app)
     openapi.init_app(app)  # last: spectree documents the routes registered so far

@@ -7,8 +7,9 @@
   Wrong client credentials get 401.
 - ``POST /admin/api/<version>/graphql.json``: ``X-Shopify-Access-Token`` must be a token it
   issued (else 401); the document is validated against the 2026-07 schema and executed by
-  ``tests/support/shopify_admin.py`` (webhook subscriptions, metafields and their definitions,
-  Shopify Functions and validations), with Shopify's query cost, throttling and error shapes.
+  ``tests/support/shopify_admin.py`` (webhook subscriptions, the catalog's product variants,
+  metafields and their definitions, Shopify Functions and validations), with Shopify's query
+  cost, throttling and error shapes.
   ``outage()`` makes it answer 503 (a Shopify incident) until ``restore()``.
 
 One port serves every shop (``SHOPIFY_ADMIN_URL=http://127.0.0.1:<port>``): the shop is known from
@@ -126,6 +127,24 @@ class ShopifyStandIn:
     def calls_of(self, kind: str) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.kind == kind]
+
+    def add_variant(
+        self, shop: str, sku: str | None, title: str = "Default Title", product: str = "Produto"
+    ) -> int:
+        """Put a product variant in the shop's catalog (``productVariants``); its numeric id."""
+        with self._lock:
+            number = self.admin.next_id()
+            self.admin.shop(shop).variants.append(
+                {
+                    "id": f"gid://shopify/ProductVariant/{number}",
+                    "legacyResourceId": str(number),
+                    "sku": sku,
+                    "title": title,
+                    "product": {"title": product},
+                    "inventoryItem": {"id": f"gid://shopify/InventoryItem/{number}"},
+                }
+            )
+            return number
 
     def subscriptions(self, shop: str) -> list[dict[str, str]]:
         with self._lock:

@@ -1,0 +1,107 @@
+"""The shop's catalog as Shopify has it: every product variant with its SKU and inventory item,
+read with ``productVariants`` (Admin GraphQL), page by page, paced by the query cost bucket.
+
+Used by ``flask catalog audit`` (catalog.py) and, for the SKU → variant → inventory item map,
+by whatever makes Shopify's inventory follow the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import client
+
+VARIANTS_QUERY = """
+query catalogVariants($first: Int!, $after: String) {
+  productVariants(first: $first, after: $after) {
+    edges {
+      node {
+        id
+        legacyResourceId
+        sku
+        title
+        product { title }
+        inventoryItem { id }
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+#: Variants per page: each costs about 3 points (the variant, its product, its inventory item),
+#: so a page stays well under Shopify's 1,000-point limit for one query.
+PAGE_SIZE = 100
+#: Throttled answers waited out in a row before giving up (the bucket refills 100 points/s on
+#: Shopify's standard plans: a few seconds each).
+MAX_THROTTLE_WAITS = 30
+
+
+@dataclass(frozen=True)
+class ShopifyVariant:
+    variant_id: int
+    sku: str | None
+    title: str
+    product_title: str
+    inventory_item_id: str | None
+
+    @property
+    def label(self) -> str:
+        """ "Camiseta Azul / M" as the merchant sees it in the admin."""
+        if not self.title or self.title == "Default Title":  # a product with one variant
+            return self.product_title
+        return f"{self.product_title} / {self.title}"
+
+
+def fetch_variants(
+    admin_base: str,
+    access_token: str,
+    *,
+    page_size: int = PAGE_SIZE,
+    on_page: Callable[[int, int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[ShopifyVariant]:
+    """Every variant of the shop, following the pages. ``on_page(pages, variants)`` is told
+    after each page (progress). A THROTTLED answer is waited out as Shopify's throttle status
+    says, then the same page is asked again."""
+    found: list[ShopifyVariant] = []
+    after: str | None = None
+    pages = waits = 0
+    while True:
+        try:
+            answer = client.graphql_answer(
+                admin_base, access_token, VARIANTS_QUERY, {"first": page_size, "after": after}
+            )
+        except client.ShopifyThrottled as exc:
+            waits += 1
+            if waits > MAX_THROTTLE_WAITS:
+                raise
+            sleep(exc.retry_after)
+            continue
+        waits = 0
+        connection = answer.data.get("productVariants") or {}
+        found.extend(_variant(edge.get("node") or {}) for edge in connection.get("edges") or [])
+        pages += 1
+        if on_page is not None:
+            on_page(pages, len(found))
+        page = connection.get("pageInfo") or {}
+        if not page.get("hasNextPage"):
+            return found
+        after = page.get("endCursor")
+        if not after:
+            raise client.ShopifyUnavailable("productVariants: next page without a cursor")
+
+
+def _variant(node: dict[str, Any]) -> ShopifyVariant:
+    sku = node.get("sku")
+    product = node.get("product") or {}
+    item = node.get("inventoryItem") or {}
+    return ShopifyVariant(
+        variant_id=int(node.get("legacyResourceId") or 0),
+        sku=sku if isinstance(sku, str) and sku.strip() else None,
+        title=str(node.get("title") or ""),
+        product_title=str(product.get("title") or ""),
+        inventory_item_id=item.get("id"),
+    )

@@ -1,0 +1,97 @@
+"""``flask catalog audit`` against the Shopify stand-in (productVariants, paginated, with the
+query cost and throttling Shopify answers) and Bling's catalog as a sync stored it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from flask import Flask
+from sqlalchemy import insert
+
+from shopify_app.erp.stock_tables import bling_products
+from shopify_app.runtime import EXTENSION_KEY
+from shopify_app.shopify.catalog import fetch_variants
+from shopify_app.shopify.client import admin_base_url
+from tests.support.clock import FakeClock
+from tests.support.shopify_install import SHOP, make_app, standin
+from tests.support.shopify_standin import ShopifyStandIn
+
+TOKEN = "shpat_catalog"
+
+
+@pytest.fixture
+def stand_in(clock: FakeClock) -> Iterator[ShopifyStandIn]:
+    with standin(clock) as server:
+        server.add_access_token(SHOP, TOKEN)
+        yield server
+
+
+@pytest.fixture
+def app(database_url: str, clock: FakeClock, stand_in: ShopifyStandIn) -> Iterator[Flask]:
+    app = make_app(database_url, clock, stand_in.url, SHOPIFY_ACCESS_TOKEN=TOKEN)
+    yield app
+    app.extensions[EXTENSION_KEY].engine.dispose()
+
+
+def bling_catalog(app: Flask, *skus: str) -> None:
+    engine = app.extensions[EXTENSION_KEY].engine
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(bling_products),
+            [{"sku": sku, "product_id": n, "updated_at": now} for n, sku in enumerate(skus, 1)],
+        )
+
+
+def test_the_audit_lists_every_mismatch_and_answers_json(
+    app: Flask, stand_in: ShopifyStandIn
+) -> None:
+    stand_in.add_variant(SHOP, "TEE-M", "M", "Camiseta")
+    stand_in.add_variant(SHOP, None, "G", "Camiseta")
+    stand_in.add_variant(SHOP, "CAP", product="Boné")
+    stand_in.add_variant(SHOP, "CAP", "Azul", "Boné")
+    stand_in.add_variant(SHOP, "NEW-ONE", product="Novidade")
+    bling_catalog(app, "TEE-M", "CAP", "OLD-ONE")
+
+    result = app.test_cli_runner().invoke(args=["catalog", "audit", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["variants"] == 5 and report["bling_products"] == 3
+    assert [v["label"] for v in report["without_sku"]] == ["Camiseta / G"]
+    assert list(report["duplicate_skus"]) == ["CAP"]
+    assert report["not_in_bling"] == ["NEW-ONE"]
+    assert report["not_in_shopify"] == ["OLD-ONE"]
+    assert report["problems"] == 4
+
+    text = app.test_cli_runner().invoke(args=["catalog", "audit"])
+    assert text.exit_code == 0, text.output
+    assert "4 problem(s)" in text.output and "Sold in Shopify, unknown to Bling (1)" in text.output
+
+
+def test_the_audit_reads_every_page_and_waits_out_a_throttle(stand_in: ShopifyStandIn) -> None:
+    for n in range(23):
+        stand_in.add_variant(SHOP, f"SKU-{n:02d}")
+    stand_in.throttle(SHOP, calls=2)
+    pages: list[tuple[int, int]] = []
+    waited: list[float] = []
+    found = fetch_variants(
+        admin_base_url(stand_in.url, SHOP),
+        TOKEN,
+        page_size=10,
+        on_page=lambda p, v: pages.append((p, v)),
+        sleep=waited.append,
+    )
+    assert [v.sku for v in found] == [f"SKU-{n:02d}" for n in range(23)]
+    assert pages == [(1, 10), (2, 20), (3, 23)]
+    assert len(waited) == 2 and all(w >= 0 for w in waited)
+    validated = [c for c in stand_in.calls_of("graphql") if c.operation == "productVariants"]
+    assert len(validated) == 5  # two throttled answers, then the three pages
+
+
+def test_without_bling_catalog_the_audit_says_to_sync_first(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["catalog", "audit"])
+    assert result.exit_code == 1
+    assert "bling sync" in result.output
