@@ -71,6 +71,7 @@ class Settings:
     worker_drift_check_seconds: float
     worker_outbox_interval_seconds: float
     worker_bling_sync_seconds: float
+    worker_webhook_check_seconds: float
     worker_metrics_port: int | None
     hold_max_units_per_sku: int | None
     hold_max_active_holds: int | None
@@ -257,6 +258,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # The reconciliation under Bling's webhooks: a full sync costs about one request per
         # 50 SKUs plus one per 100 products, out of Bling's 3/s and 120,000/day.
         worker_bling_sync_seconds=r.float("WORKER_BLING_SYNC_SECONDS", 900.0, minimum=1.0),
+        # How often the worker checks each shop's webhook subscriptions and recreates missing
+        # ones (Shopify deletes failing API subscriptions); each check also refreshes the token.
+        worker_webhook_check_seconds=r.float("WORKER_WEBHOOK_CHECK_SECONDS", 3600.0, minimum=1.0),
         # The worker's own /metrics (outbox runs, Bling calls) on this port; unset: not served.
         worker_metrics_port=(
             r.int("WORKER_METRICS_PORT", 0, minimum=1, maximum=65_535)

@@ -1,7 +1,8 @@
 """The Procfile's ``worker``: background jobs on a schedule, stopped gracefully by SIGTERM.
 
-It runs the expiry sweeper, the ledger drift check, the outbox relay and the Bling
-reconciliation (a full stock sync; it does nothing while Bling is not connected).
+It runs the expiry sweeper, the ledger drift check, the outbox relay, the Bling
+reconciliation (a full stock sync; it does nothing while Bling is not connected) and the check of
+each shop's Shopify webhook subscriptions (missing ones are created again).
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.
@@ -27,6 +28,7 @@ from .erp.stock_sync import reconcile
 from .observability import metrics
 from .ratelimit import DatabaseStorage
 from .runtime import Runtime, current_runtime
+from .shopify.registration import keep_subscribed
 from .stock import services
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
         _Job("outbox relay", settings.worker_outbox_interval_seconds, lambda r: _relay(r, stop)),
         _Job("bling reconciliation", settings.worker_bling_sync_seconds, reconcile),
         _Job("rate counter purge", 60.0, _purge_rate_counters),
+        _Job(
+            "shopify webhook subscriptions", settings.worker_webhook_check_seconds, keep_subscribed
+        ),
     ]
     log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
     while not stop.is_set():

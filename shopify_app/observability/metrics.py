@@ -50,6 +50,18 @@ CONFIRMATIONS = Counter(
     "Sales confirmed, by channel (api, shopify) and outcome (confirmed, expired, duplicate).",
     ["channel", "outcome"],
 )
+WEBHOOK_SUBSCRIPTIONS_RECREATED = Counter(
+    "bazico_shopify_webhook_subscriptions_recreated_total",
+    "Webhook subscriptions the worker found missing and created again, by topic: Shopify deletes "
+    "API-created subscriptions after repeated failed deliveries.",
+    ["topic"],
+)
+WEBHOOK_TOPICS_REFUSED = Counter(
+    "bazico_shopify_webhook_topics_refused_total",
+    "Topics Shopify refused to subscribe, counted at each check, for lack of protected customer "
+    "data access (orders, checkouts): no order reaches the ledger by webhook until it is granted.",
+    ["topic"],
+)
 EXPIRATIONS = Counter(
     "bazico_expirations_total", "Holds that ran out of time and gave their units back."
 )

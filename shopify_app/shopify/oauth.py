@@ -144,7 +144,13 @@ def callback() -> Any:
         response = jsonify(
             status="installed",
             shop=shop,
-            webhooks={"uri": result.uri, "created": result.created, "existing": result.existing},
+            webhooks={
+                "uri": result.uri,
+                "created": result.created,
+                "existing": result.existing,
+                "refused": result.refused,
+            },
+            **({"action_needed": registration.PROTECTED_DATA_HINT} if result.refused else {}),
         )
     response.delete_cookie(STATE_COOKIE, path="/auth")
     return response

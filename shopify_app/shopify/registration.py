@@ -8,6 +8,7 @@ missing. The mandatory privacy topics cannot be subscribed this way; they are de
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import click
@@ -15,9 +16,12 @@ from flask.cli import AppGroup
 
 from ..config import SHOP_DOMAIN_RE, Settings
 from ..crypto import TokenUnreadable
-from ..runtime import current_runtime
+from ..observability import metrics
+from ..runtime import Runtime, current_runtime
 from . import client
-from .shops import ShopTokenError, TokenStore
+from .shops import ShopTokenError, TokenStore, installed_shops
+
+log = logging.getLogger(__name__)
 
 #: Where Shopify delivers (the webhooks blueprint); APP_URL is prefixed.
 WEBHOOK_PATH = "/webhooks/shopify"
@@ -64,14 +68,27 @@ class Subscription:
     uri: str
 
 
+#: What Shopify says when the app may not (yet) receive protected customer data: orders and
+#: checkouts are, so their topics cannot be subscribed until access is requested (and, for a
+#: public app, approved) in the Partner Dashboard.
+PROTECTED_DATA_MARK = "protected customer data"
+PROTECTED_DATA_HINT = (
+    "request access to protected customer data in the Partner Dashboard (the app's API access "
+    "page: Protected customer data access; the order and checkout topics need it), then run "
+    "`flask --app wsgi shopify register-webhooks` again"
+)
+
+
 @dataclass
 class Registration:
-    """What a run found and did; ``elsewhere`` are our topics also delivered to another URI."""
+    """What a run found and did; ``elsewhere`` are our topics also delivered to another URI;
+    ``refused`` the topics Shopify would not subscribe for lack of protected-data access."""
 
     uri: str
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
     elsewhere: list[Subscription] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
 
 
 def webhook_uri(settings: Settings) -> str:
@@ -125,11 +142,55 @@ def register_webhooks(
         )
         payload = data.get("webhookSubscriptionCreate") or {}
         errors = payload.get("userErrors") or []
+        messages = "; ".join(str(e.get("message", e)) for e in errors) or "nothing created"
+        if PROTECTED_DATA_MARK in messages.lower():
+            # The other topics still get subscribed; these wait for the merchant's request.
+            result.refused.append(topic)
+            continue
         if errors or not payload.get("webhookSubscription"):
-            messages = "; ".join(str(e.get("message", e)) for e in errors) or "nothing created"
             raise WebhookRegistrationError(f"{topic}: {messages}")
         result.created.append(topic)
+    if result.refused:
+        log.warning(
+            "shop %s: Shopify refused %s for lack of protected customer data access; %s",
+            shop,
+            ", ".join(result.refused),
+            PROTECTED_DATA_HINT,
+        )
     return result
+
+
+# --- kept subscribed ------------------------------------------------------------------------
+
+
+def keep_subscribed(runtime: Runtime) -> dict[str, Registration]:
+    """The worker's periodic check: for every installed shop, recreate the subscriptions Shopify
+    deleted (it does so after repeated failed deliveries, and tells no one). Asking for the
+    shop's token refreshes it when due, which also keeps the refresh token from idling out. A
+    shop that fails is logged and the others still run."""
+    settings = runtime.settings
+    if not settings.shopify_api_key:
+        return {}
+    store = TokenStore.for_runtime(runtime)
+    results: dict[str, Registration] = {}
+    for shop in installed_shops(runtime.engine, settings):
+        try:
+            result = register_webhooks(settings, shop, store.access_token(shop))
+        except (ShopTokenError, TokenUnreadable, client.ShopifyError) as exc:
+            log.error("shop %s: webhook subscription check failed: %s", shop, exc)
+            continue
+        results[shop] = result
+        for topic in result.created:
+            metrics.WEBHOOK_SUBSCRIPTIONS_RECREATED.labels(topic=topic).inc()
+        for topic in result.refused:
+            metrics.WEBHOOK_TOPICS_REFUSED.labels(topic=topic).inc()
+        if result.created and result.existing:
+            log.warning(
+                "shop %s: webhook subscriptions were missing and are created again: %s",
+                shop,
+                ", ".join(result.created),
+            )
+    return results
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -159,3 +220,7 @@ def register_webhooks_command(shop: str | None) -> None:
         click.echo(f"  exists   {topic}")
     for other in result.elsewhere:
         click.echo(f"  note     {other.topic} also delivers to {other.uri} ({other.id})")
+    for topic in result.refused:
+        click.echo(f"  refused  {topic} (protected customer data)")
+    if result.refused:
+        click.echo(f"To receive orders and checkouts, {PROTECTED_DATA_HINT}.", err=True)

@@ -171,6 +171,22 @@ def forget_shop(db: Connection | UnitOfWork, shop: str, *, now: datetime | None 
 # --- the token store ------------------------------------------------------------------------
 
 
+def installed_shops(engine: Engine, settings: Settings) -> list[str]:
+    """The shops this service holds a token for (installed, not uninstalled), plus the custom
+    app's shop (SHOPIFY_ACCESS_TOKEN), sorted."""
+    with engine.connect() as connection:
+        found = set(
+            connection.execute(
+                select(shops.c.shop).where(
+                    shops.c.uninstalled_at.is_(None), shops.c.access_token_encrypted.is_not(None)
+                )
+            ).scalars()
+        )
+    if settings.shopify_access_token and settings.shopify_shop_domain:
+        found.add(settings.shopify_shop_domain)
+    return sorted(found)
+
+
 class TokenStore:
     """Hands out a valid Admin API token per shop; one per process is enough (it holds no state)."""
 

@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine, func, select
 
 from shopify_app.config import DEFAULT_SHOPIFY_SCOPES
 from shopify_app.crypto import TokenCipher
 from shopify_app.runtime import EXTENSION_KEY
 from shopify_app.shopify import client as shopify_client
+from shopify_app.shopify import registration
 from shopify_app.shopify.registration import register_webhooks
 from shopify_app.shopify.shops import TokenStore, shops
 from tests.support.clock import FakeClock
@@ -368,6 +370,57 @@ def test_register_webhooks_command(
     assert result.exit_code == 2
 
 
+def test_without_protected_data_access_the_other_topics_are_still_subscribed(
+    shop_app: Flask, shop_client: FlaskClient, stand_in: ShopifyStandIn, clock: FakeClock
+) -> None:
+    stand_in.refuse_protected_topics(SHOP)
+    response = install(shop_client, stand_in, clock)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    protected = {t for t in TOPICS if t.startswith(("ORDERS_", "CHECKOUTS_"))}
+    assert set(body["webhooks"]["refused"]) == protected
+    assert set(body["webhooks"]["created"]) == TOPICS - protected
+    assert "Partner Dashboard" in body["action_needed"]
+
+    result = shop_app.test_cli_runner().invoke(args=["shopify", "register-webhooks"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("refused  ") == len(protected)
+    assert "Protected customer data access" in result.output
+
+    stand_in.refuse_protected_topics(SHOP, refused=False)  # the merchant's request is granted
+    result = shop_app.test_cli_runner().invoke(args=["shopify", "register-webhooks"])
+    assert result.output.count("created  ") == len(protected)
+    assert {s["topic"] for s in stand_in.subscriptions(SHOP)} == TOPICS
+
+
+def test_the_worker_recreates_the_subscriptions_shopify_deleted(
+    shop_app: Flask, shop_client: FlaskClient, stand_in: ShopifyStandIn, clock: FakeClock
+) -> None:
+    runtime = shop_app.extensions[EXTENSION_KEY]
+    assert registration.keep_subscribed(runtime) == {}, "no shop installed yet"
+    assert install(shop_client, stand_in, clock).status_code == 200
+    stand_in.drop_subscription(SHOP, "ORDERS_CREATE")  # 8 failed deliveries later
+    stand_in.drop_subscription(SHOP, "CARTS_UPDATE")
+    before = recreated("ORDERS_CREATE")
+
+    results = registration.keep_subscribed(runtime)
+    assert sorted(results[SHOP].created) == ["CARTS_UPDATE", "ORDERS_CREATE"]
+    assert {s["topic"] for s in stand_in.subscriptions(SHOP)} == TOPICS
+    assert recreated("ORDERS_CREATE") == before + 1
+    assert registration.keep_subscribed(runtime)[SHOP].created == []
+
+    stand_in.outage()  # a Shopify incident: logged, the loop goes on
+    try:
+        assert registration.keep_subscribed(runtime) == {}
+    finally:
+        stand_in.restore()
+
+
+def recreated(topic: str) -> float:
+    name = "bazico_shopify_webhook_subscriptions_recreated_total"
+    return REGISTRY.get_sample_value(name, {"topic": topic}) or 0.0
+
+
 def test_openapi_documents_the_oauth_routes(shop_client: FlaskClient) -> None:
     paths = shop_client.get("/openapi.json").get_json()["paths"]
     assert {"302", "400", "401", "403"} <= set(paths["/auth/install"]["get"]["responses"])
@@ -384,6 +437,9 @@ def test_app_toml_declares_what_the_api_cannot_subscribe() -> None:
         "shop/redact",
     }
     assert urlsplit(compliance["uri"]).path == "/webhooks/shopify"
+    [declared] = [s for s in config["webhooks"]["subscriptions"] if "topics" in s]
+    assert {t.upper().replace("/", "_") for t in declared["topics"]} == set(registration.TOPICS)
+    assert urlsplit(declared["uri"]).path == "/webhooks/shopify"
     assert config["access_scopes"]["scopes"] == DEFAULT_SHOPIFY_SCOPES
     proxy = config["app_proxy"]
     assert (proxy["prefix"], proxy["subpath"]) == ("apps", "bazico")

@@ -67,6 +67,12 @@ from graphql.validation import (
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "tests" / "fixtures" / "shopify" / "admin_2026_07_subset.graphql"
 MUTATION_COST = 10
+#: Shopify's refusal of a protected topic before the app was approved for protected customer data
+#: (Shopify/cli#3443; docs/shopify-api.md).
+PROTECTED_DATA_REFUSAL = (
+    "This app is not approved to subscribe to webhook topics containing protected customer data."
+)
+PROTECTED_TOPIC_PREFIXES = ("ORDERS_", "CHECKOUTS_")
 METAFIELDS_SET_LIMIT = 25
 MAX_ACTIVE_VALIDATIONS = 25
 #: The numeric API client id Shopify puts in ``$app:`` namespaces (``app--<id>--bazico``).
@@ -295,6 +301,9 @@ class ShopAdmin:
     bucket: Bucket = field(default_factory=Bucket)
     #: The next this many calls are answered THROTTLED whatever the bucket holds.
     throttled_calls: int = 0
+    #: Protected customer data not approved (yet) for the app: orders/* and checkouts/* cannot
+    #: be subscribed (``refuse_protected_topics``).
+    protected_data_refused: bool = False
 
 
 class _InputTooLarge(GraphQLError):
@@ -525,6 +534,9 @@ class _Root:
             return refused("Address protocol is not supported; use https")
         if any(s["topic"] == topic and s["uri"] == uri for s in self.state.subscriptions):
             return refused("Address for this topic has already been taken")
+        if self.state.protected_data_refused and topic.startswith(PROTECTED_TOPIC_PREFIXES):
+            error = {"field": ["topic"], "message": PROTECTED_DATA_REFUSAL}
+            return {"webhookSubscription": None, "userErrors": [error]}
         subscription = {
             "id": f"gid://shopify/WebhookSubscription/{self.api.next_id()}",
             "topic": topic,

@@ -146,6 +146,11 @@ class ShopifyStandIn:
             )
             return number
 
+    def refuse_protected_topics(self, shop: str, refused: bool = True) -> None:
+        """Answer as Shopify does before the app is approved for protected customer data."""
+        with self._lock:
+            self.admin.shop(shop).protected_data_refused = refused
+
     def subscriptions(self, shop: str) -> list[dict[str, str]]:
         with self._lock:
             return list(self.admin.shop(shop).subscriptions)
