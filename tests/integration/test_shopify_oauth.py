@@ -1,4 +1,9 @@
-"""OAuth install against the Shopify stand-in: redirect, refusals, encrypted tokens, webhooks."""
+"""OAuth install against the Shopify stand-in: redirect, refusals, encrypted tokens, webhooks.
+
+Long because the install's refusals and the webhook registration that follows it (protected
+data refused, subscriptions recreated by the worker) all start from one installed shop, made by
+this module's fixtures.
+"""
 
 from __future__ import annotations
 
