@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import client
+from . import paging
 
 VARIANTS_QUERY = """
 query catalogVariants($first: Int!, $after: String) {
@@ -34,9 +34,6 @@ query catalogVariants($first: Int!, $after: String) {
 #: Variants per page: each costs about 3 points (the variant, its product, its inventory item),
 #: so a page stays well under Shopify's 1,000-point limit for one query.
 PAGE_SIZE = 100
-#: Throttled answers waited out in a row before giving up (the bucket refills 100 points/s on
-#: Shopify's standard plans: a few seconds each).
-MAX_THROTTLE_WAITS = 30
 
 
 @dataclass(frozen=True)
@@ -63,35 +60,20 @@ def fetch_variants(
     on_page: Callable[[int, int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[ShopifyVariant]:
-    """Every variant of the shop, following the pages. ``on_page(pages, variants)`` is told
-    after each page (progress). A THROTTLED answer is waited out as Shopify's throttle status
-    says, then the same page is asked again."""
+    """Every variant of the shop, following the pages (throttling waited out, paging.py).
+    ``on_page(pages, variants)`` is told after each page (progress)."""
     found: list[ShopifyVariant] = []
-    after: str | None = None
-    pages = waits = 0
-    while True:
-        try:
-            answer = client.graphql_answer(
-                admin_base, access_token, VARIANTS_QUERY, {"first": page_size, "after": after}
-            )
-        except client.ShopifyThrottled as exc:
-            waits += 1
-            if waits > MAX_THROTTLE_WAITS:
-                raise
-            sleep(exc.retry_after)
-            continue
-        waits = 0
-        connection = answer.data.get("productVariants") or {}
-        found.extend(_variant(edge.get("node") or {}) for edge in connection.get("edges") or [])
-        pages += 1
+    variables = {"first": page_size}
+    for number, nodes in enumerate(
+        paging.pages(
+            admin_base, access_token, VARIANTS_QUERY, variables, "productVariants", sleep=sleep
+        ),
+        start=1,
+    ):
+        found.extend(_variant(node) for node in nodes)
         if on_page is not None:
-            on_page(pages, len(found))
-        page = connection.get("pageInfo") or {}
-        if not page.get("hasNextPage"):
-            return found
-        after = page.get("endCursor")
-        if not after:
-            raise client.ShopifyUnavailable("productVariants: next page without a cursor")
+            on_page(number, len(found))
+    return found
 
 
 def _variant(node: dict[str, Any]) -> ShopifyVariant:
