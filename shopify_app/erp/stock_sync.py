@@ -225,7 +225,7 @@ def _stock_event(
 
 @dataclass
 class SyncReport:
-    products: int = 0  # Bling products with a SKU (active ones)
+    products: int = 0  # active Bling products with a SKU, whatever their balance
     updated: int = 0  # SKUs whose on_hand changed
     unchanged: int = 0
     created: int = 0  # SKUs new to the ledger (also counted as updated or unchanged)
@@ -249,9 +249,14 @@ def full_sync(
 ) -> SyncReport:
     """Read Bling's whole active catalog and its balances, and make ``on_hand`` follow them.
 
+    The catalog is every active product **whatever its balance** (``iter_products`` asks for
+    positive, zero and negative ones: Bling's listing shows only positive balances unless told
+    otherwise), so a SKU that sold out elsewhere is read at 0 and stops selling here, and one at
+    0 from the start is known (its orders can be forwarded, its webhooks applied).
+
     ``source`` is the Runtime (its units of work and clock) or a factory of units of work (then
     ``clock``, default UTC now). SKUs unknown to the ledger are created: Bling is the source of
-    truth. SKUs the ledger has and Bling does not list are left as they are.
+    truth. SKUs the ledger has and Bling does not list as active are left as they are.
     """
     if isinstance(source, Runtime):
         uow_factory: UowFactory = source.uow

@@ -179,6 +179,30 @@ def test_an_anonymous_order_goes_to_consumidor_final(
     assert len(standin.contacts) == 1  # no contact was created
 
 
+def test_an_order_for_a_sku_at_zero_on_its_first_sync_is_forwarded(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Bling lists only positive balances unless asked: a SKU sold out in Bling when the service
+    first synced must still be in the catalog map, or its orders wait for a SKU "not in Bling's
+    catalog" until they are dead-lettered."""
+    runtime = runtime_of(forwarding_app)
+    product = standin.add_product("BZ-LAST-SEASON", 0)
+    sync(forwarding_app, standin)
+    assert figures(runtime.engine, "BZ-LAST-SEASON")["on_hand"] == 0
+    # Shopify sold one anyway (its own count was stale): the order must still reach Bling.
+    payload = shopify_order(5010, [("BZ-LAST-SEASON", 1, "59.90")])
+    assert deliver(forwarding_app.test_client(), payload, "orders/create")["status"] == "confirmed"
+
+    drain(runtime, clock)
+
+    (sales_order,) = standin.orders_with_store_number("#5010")
+    assert [i["produto"]["id"] for i in sales_order["itens"]] == [product]
+    assert standin.postings[sales_order["id"]] == 1
+    assert order_row(runtime, 5010).forward_status == "forwarded"
+    assert job(runtime, FORWARD_ORDER).status == "done"
+    assert_ledger_balanced(runtime.engine)
+
+
 def test_a_lost_answer_to_the_create_is_found_by_the_search_and_not_created_twice(
     forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
 ) -> None:

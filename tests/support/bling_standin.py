@@ -6,12 +6,14 @@
 - ``GET /oauth/authorize`` (302 to ``redirect_uri`` with ``code`` and ``state``) and
   ``POST /oauth/token``: HTTP Basic client credentials only, form body; codes live 60 s and work
   once; refresh tokens rotate (the old one then gets 400 ``invalid_grant`` in Bling's envelope).
-- ``GET /produtos`` (``pagina``, ``limite`` ≤ 100, ``codigos[]``, ``idsProdutos[]``, ``criterio``),
-  ``GET /estoques/saldos[/{idDeposito}]`` (``idsProdutos[]`` required; ``filtroSaldoEstoque``
-  defaults to 1, positive balances only, as the spec says), contacts (``/contatos``, ``/{id}``,
-  ``/consumidor-final``), sales orders (create with the spec's required fields, ``numerosLojas[]``
-  and ``idLoja`` search, ``numero`` assigned), ``lancar-estoque[/{idDeposito}]`` (a second posting
-  is refused) and ``estornar-estoque``, ``PATCH …/situacoes/{id}``.
+- ``GET /produtos`` (``pagina``, ``limite`` ≤ 100, ``codigos[]``, ``idsProdutos[]``, ``criterio``,
+  ``filtroSaldoEstoque[Deposito]``) and ``GET /estoques/saldos[/{idDeposito}]`` (``idsProdutos[]``
+  required). On both, ``filtroSaldoEstoque`` defaults to 1, positive balances only, as the spec
+  says: a product at zero or below is listed only when asked for (0 or 2).
+- Contacts (``/contatos``, ``/{id}``, ``/consumidor-final``), sales orders (create with the spec's
+  required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
+  ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``,
+  ``PATCH …/situacoes/{id}``.
 - Every API call needs ``Authorization: Bearer`` with a live access token (401 ``invalid_token``).
 - Bling's limits: 3 requests in any sliding 1-second window per account (429 ``period: second``,
   counted in ``rate_violations``) and an optional daily budget (429 ``period: day``).
@@ -38,7 +40,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -71,6 +75,11 @@ def too_many(period: str, limit: int) -> dict[str, Any]:
         limit=limit,
         period=period,
     )
+
+
+def bling_date(moment: datetime) -> str:
+    """A webhook's ``date`` as Bling writes it: UTC, in whole seconds (the fraction dropped)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -110,7 +119,11 @@ class BlingStandIn:
         access_ttl: int = 21_600,
         redirect_uri: str = "http://127.0.0.1:9/bling/callback",
         seed: int = 0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        #: Bling's own clock: what its webhooks are dated with (the app's FakeClock in tests that
+        #: compare the two; the wall clock otherwise).
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.client_id, self.client_secret = client_id, client_secret
         self.deposits, self.default_deposit = deposits, deposits[0]
         self.rate_limit, self.rate_window, self.daily_limit = rate_limit, rate_window, daily_limit
@@ -263,8 +276,11 @@ class BlingStandIn:
         mac = hmac.new(self.client_secret.encode(), raw_body, hashlib.sha256).hexdigest()
         return "sha256=" + mac
 
-    def stock_event(self, product_id: int, deposit_id: int | None = None) -> bytes:
-        """A ``stock.updated`` delivery with the product's current balances."""
+    def stock_event(
+        self, product_id: int, deposit_id: int | None = None, *, date: datetime | None = None
+    ) -> bytes:
+        """A ``stock.updated`` delivery with the product's current balances, dated ``date``
+        (default: now on Bling's clock)."""
         deposit = deposit_id or self.default_deposit
         with self._lock:
             product = self.products[product_id]
@@ -280,7 +296,7 @@ class BlingStandIn:
         }
         envelope = {
             "eventId": secrets.token_hex(16),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "date": bling_date(date or self.clock()),
             "version": "v1",
             "event": "stock.updated",
             "companyId": "standin-company",
@@ -453,6 +469,12 @@ class BlingStandIn:
         criterio = _int(query, "criterio", 1)
         if criterio in (2, 3):
             rows = [p for p in rows if p.situacao == ("A" if criterio == 2 else "I")]
+        # As the spec documents: filtroSaldoEstoque defaults to 1, so a listing that does not
+        # ask for zero (0) or negative (2) balances leaves those products out.
+        wanted = _BALANCE_FILTERS.get(_int(query, "filtroSaldoEstoque", 1), _BALANCE_FILTERS[1])
+        deposit = _int(query, "filtroSaldoEstoqueDeposito", 0)
+        scope = [deposit] if deposit else list(self.deposits)  # omitted: every deposit
+        rows = [p for p in rows if wanted(sum(p.virtual(d) for d in scope))]
         return 200, {"data": [_product_row(p, self.deposits) for p in _page(rows, query)]}
 
     def balances(
