@@ -6,6 +6,13 @@ current at T is taken minus what this service acknowledged since T (``bling_acks
 number may predate those postings while ``on_hand`` already excludes them. T is noted *before* the
 balance request leaves (sync) or is the event's ``date`` (webhook).
 
+A webhook's T needs one allowance. Bling sends a stock event for the service's *own* postings too
+(``lancar-estoque``), dated when Bling made the posting: moments *before* the service hears the
+204 and acknowledges it, yet its balance already excludes those units. Taken "minus what was
+acknowledged since T", every forwarded order would be subtracted twice ("Esgotado" while units
+remain, until the next reconciliation). So an acknowledgement made within ``OWN_POSTING_WINDOW``
+after an event's date counts as already in that event's balance; only later ones are subtracted.
+
 Transactions stay short and never span an HTTP call: Bling is read first, then each batch of SKUs
 is locked (sorted order, through the stock repository) and written in one transaction.
 """
@@ -44,6 +51,16 @@ UowFactory = Callable[[], UnitOfWork]
 # a change made after it; such an event is applied rather than dropped (the next sync corrects
 # either choice, and dropping a real change is the worse error).
 CLOCK_TOLERANCE = timedelta(seconds=2)
+
+#: An acknowledgement this soon after a stock event's ``date`` is taken to be of a posting the
+#: event's balance already shows: Bling stamps the event when it posts (in whole seconds, on its
+#: clock) and the service acknowledges once the answer is back, a moment later. It covers the
+#: dropped fraction of a second, clock skew (CLOCK_TOLERANCE) and the answer's way back. The cost
+#: of the allowance: an event of *another* change dated in this window before one of our postings
+#: is applied as if it showed the posting (too high by that order) until our posting's own event,
+#: dated after it, arrives; an acknowledgement later than the window (a forward whose answer was
+#: lost and was retried) is still subtracted, the old, safe-side undercount.
+OWN_POSTING_WINDOW = timedelta(seconds=5)
 
 
 def sellable_units(balance: float) -> int:
@@ -159,8 +176,10 @@ class BlingStockRows:
 def record_acknowledgement(uow: UnitOfWork, sku: str, quantity: int, reference: str) -> None:
     """Remember, in the caller's transaction, that ``quantity`` units of ``sku`` were just
     acknowledged (Bling posted the order's stock and ``StockLevel.acknowledge`` took them off
-    ``on_hand``). Call it next to ``acknowledge``, under the same SKU lock: a balance read before
-    now is then applied without those units."""
+    ``on_hand``). Call it next to ``acknowledge``, under the same SKU lock, right after Bling's
+    answer: a sync's balance read before now is then applied without those units, and so is a
+    webhook's dated more than ``OWN_POSTING_WINDOW`` before now (a later one is Bling's event for
+    this very posting, or newer)."""
     if quantity < 1:
         raise ValueError("quantity must be at least 1")
     BlingStockRows(uow).add_ack(sku, quantity, reference[:255])
@@ -181,7 +200,8 @@ def process_event(uow: UnitOfWork, event: BlingEvent, *, deposit_id: int | None)
     """Apply one verified webhook delivery exactly once; returns what happened.
 
     The receipt and the effect share one transaction. A stock event's balance is applied as of
-    its ``date``; an event older than the balance already applied to that SKU is ``stale``.
+    its ``date`` (minus what was acknowledged more than ``OWN_POSTING_WINDOW`` after it); an
+    event older than the balance already applied to that SKU is ``stale``.
     """
     with uow:
         rows = BlingStockRows(uow)
@@ -214,7 +234,8 @@ def _stock_event(
     if applied_as_of is not None and as_of < applied_as_of:
         log.info("bling.stale_event id=%s sku=%s date=%s", event.event_id, sku, as_of)
         return "stale"
-    since = rows.acknowledged_since([sku], as_of).get(sku, 0)
+    # Acknowledgements within OWN_POSTING_WINDOW of the event are of postings it already shows.
+    since = rows.acknowledged_since([sku], as_of + OWN_POSTING_WINDOW).get(sku, 0)
     _apply(level, balance, since, f"bling-event:{event.event_id}")
     rows.mark_applied([sku], as_of)
     return "applied"

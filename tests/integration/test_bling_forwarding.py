@@ -6,8 +6,9 @@ each backoff; Bling is the loopback stand-in, told to lose answers or refuse as 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bling.errors import BLING_TZ
+from bling.webhooks import SIGNATURE_HEADER
 from shopify_app import outbox
 from shopify_app.erp import connection, forwarding
 from shopify_app.erp.stock_tables import bling_acks
@@ -43,8 +45,10 @@ def forwarding_environ(standin: BlingStandIn, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def standin() -> Iterator[BlingStandIn]:
-    with BlingStandIn(products=[("BZ-TEE", 10), ("BZ-CAP", 4)], rate_limit=None) as server:
+def standin(clock: FakeClock) -> Iterator[BlingStandIn]:
+    # Bling's clock is the app's: its webhooks are dated on the same time line as our acks.
+    products = [("BZ-TEE", 10), ("BZ-CAP", 4)]
+    with BlingStandIn(products=products, rate_limit=None, clock=clock) as server:
         yield server
 
 
@@ -78,6 +82,15 @@ def drain(runtime: Runtime, clock: FakeClock, rounds: int = 40) -> None:
             return
         clock.advance(3600)
     raise AssertionError("the outbox did not drain")
+
+
+def deliver_bling(app: Flask, standin: BlingStandIn, raw: bytes) -> dict[str, Any]:
+    """A Bling webhook as Bling sends it (signed with the client secret); another endpoint than
+    ``deliver``'s, and it too must be taken."""
+    headers = {SIGNATURE_HEADER: standin.sign_webhook(raw), "Content-Type": "application/json"}
+    response = app.test_client().post("/webhooks/bling", data=raw, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
 
 
 def order_row(runtime: Runtime, order_id: int) -> Any:
@@ -201,6 +214,64 @@ def test_an_order_for_a_sku_at_zero_on_its_first_sync_is_forwarded(
     assert order_row(runtime, 5010).forward_status == "forwarded"
     assert job(runtime, FORWARD_ORDER).status == "done"
     assert_ledger_balanced(runtime.engine)
+
+
+def test_bling_s_event_for_the_posting_itself_does_not_count_the_order_twice(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Bling's real timing: its stock event for our lancar-estoque is stamped when Bling posts,
+    in whole seconds, and our acknowledgement comes after the 204 is back; its balance already
+    excludes the order's units, which must not be subtracted from it again."""
+    runtime, engine = runtime_of(forwarding_app), runtime_of(forwarding_app).engine
+    tee = standin.product_id("BZ-TEE")
+    clock.advance(60.7)  # a minute after the first sync, mid-second
+    # Meanwhile Bling emitted an event of its own (10 units), delivered late: it predates the
+    # posting by more than the allowance, so the order's units are still taken off it.
+    other_change = standin.stock_event(tee, date=clock() - timedelta(seconds=10))
+    standin.after_posting = lambda: clock.advance(1.5)  # the answer's way back, our transaction
+    payload = shopify_order(5020, [("BZ-TEE", 2, "89.90")])
+    assert deliver(forwarding_app.test_client(), payload, "orders/create")["status"] == "confirmed"
+
+    drain(runtime, clock)
+
+    assert figures(engine, "BZ-TEE") == {
+        "on_hand": 8,
+        "reserved": 0,
+        "committed": 0,
+        "available": 8,
+    }
+    (own_event,) = standin.take_webhooks()
+    with engine.connect() as conn:
+        (acknowledged_at,) = conn.execute(select(bling_acks.c.acknowledged_at)).one()
+    dated = datetime.fromisoformat(json.loads(own_event)["date"])
+    assert dated < acknowledged_at, "Bling dates its event before we acknowledge"
+    assert json.loads(own_event)["data"]["deposito"]["saldoVirtual"] == 8
+
+    assert deliver_bling(forwarding_app, standin, other_change) == {"status": "applied"}
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8  # 10, minus the order posted after it
+    assert deliver_bling(forwarding_app, standin, own_event) == {"status": "applied"}
+    assert figures(engine, "BZ-TEE") == {
+        "on_hand": 8,  # Bling's 8: the order is not taken off a second time (6, "Esgotado" soon)
+        "reserved": 0,
+        "committed": 0,
+        "available": 8,
+    }
+    clock.advance(60)
+    sync(forwarding_app, standin)  # and the next reconciliation agrees
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8
+    assert_ledger_balanced(engine)
+
+    # A cancellation reverses the posting: Bling's event for the reversal agrees with the
+    # restock (the reversal is no acknowledgement: nothing to allow for).
+    clock.advance(60)
+    cancelled = {**payload, "cancelled_at": "2026-11-27T12:10:00-03:00"}
+    deliver(forwarding_app.test_client(), cancelled, "orders/cancelled")
+    drain(runtime, clock)
+    assert figures(engine, "BZ-TEE")["on_hand"] == 10
+    (reversal_event,) = standin.take_webhooks()
+    assert deliver_bling(forwarding_app, standin, reversal_event) == {"status": "applied"}
+    assert figures(engine, "BZ-TEE")["on_hand"] == 10
+    assert_ledger_balanced(engine)
 
 
 def test_a_lost_answer_to_the_create_is_found_by_the_search_and_not_created_twice(

@@ -14,6 +14,11 @@
   required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
   ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``,
   ``PATCH …/situacoes/{id}``.
+- Webhooks: every posting and reversal emits Bling's ``stock.updated`` per item, **dated when
+  Bling makes the posting** (whole seconds, on ``clock``, Bling's clock), so before the service
+  hears the answer; ``take_webhooks()`` hands them to a test to deliver, as late as it likes
+  (``after_posting`` lets it move its clock while the answer travels). ``stock_event()`` builds
+  one for a product's current balance; ``sign_webhook()`` signs as Bling does.
 - Every API call needs ``Authorization: Bearer`` with a live access token (401 ``invalid_token``).
 - Bling's limits: 3 requests in any sliding 1-second window per account (429 ``period: second``,
   counted in ``rate_violations``) and an optional daily budget (429 ``period: day``).
@@ -56,6 +61,7 @@ OPEN_SITUATION = 6  # "Em aberto" in a default Bling account
 CODE_LIFETIME = 60.0
 CLIENT_ID = "standin-client-id"
 CLIENT_SECRET = "standin-client-secret"
+COMPANY_ID = "5b7e3c0f9a1d4e6b8c2f0a9d7e5c3b1a"  # the stand-in account's id, as /empresas/me shows
 Reply = tuple[int, Any]
 
 
@@ -164,6 +170,13 @@ class BlingStandIn:
         self.rate_violations = 0
         self.used_today = 0
         self._admitted: collections.deque[float] = collections.deque()
+        # webhooks: Bling's own stock events for postings (lancar/estornar-estoque), emitted as
+        # Bling makes them and delivered when a test says (Bling delivers on its own schedule)
+        self.company_id = COMPANY_ID
+        self._webhooks: list[bytes] = []
+        #: Called (under the stand-in's lock) right after a posting is made, before the answer
+        #: leaves: a test moves its clock here to stand for the answer's way back.
+        self.after_posting: Callable[[], None] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._port = 0
         self._unavailable = False
@@ -299,10 +312,43 @@ class BlingStandIn:
             "date": bling_date(date or self.clock()),
             "version": "v1",
             "event": "stock.updated",
-            "companyId": "standin-company",
+            "companyId": self.company_id,
             "data": data,
         }
         return json.dumps(envelope).encode()
+
+    def take_webhooks(self) -> list[bytes]:
+        """The stock events Bling emitted for postings and reversals since the last call, oldest
+        first (each dated when the posting was made, on Bling's clock), for a test to deliver."""
+        with self._lock:
+            taken, self._webhooks = self._webhooks, []
+        return taken
+
+    def _emit_posting(
+        self, product: Product, deposit: int, operation: str, quantity: float
+    ) -> None:
+        """Bling's ``stock.updated`` for one item of a posting, with the balances it left."""
+        data = {
+            "produto": {"id": product.id},
+            "deposito": {
+                "id": deposit,
+                "saldoFisico": product.physical.get(deposit, 0.0),
+                "saldoVirtual": product.virtual(deposit),
+            },
+            "operacao": operation,
+            "quantidade": quantity,
+            "saldoFisicoTotal": sum(product.physical.values()),
+            "saldoVirtualTotal": sum(map(product.virtual, self.deposits)),
+        }
+        envelope = {
+            "eventId": secrets.token_hex(16),
+            "date": bling_date(self.clock()),  # the posting's moment, before anyone is answered
+            "version": "v1",
+            "event": "stock.updated",
+            "companyId": self.company_id,
+            "data": data,
+        }
+        self._webhooks.append(json.dumps(envelope).encode())
 
     # --- faults --------------------------------------------------------------------------------
 
@@ -677,6 +723,8 @@ class BlingStandIn:
         self._move_stock(order, deposit, -1)
         order["_posted_in"] = deposit
         self.postings[order_id] += 1
+        if self.after_posting is not None:
+            self.after_posting()
         return 204, None
 
     def reverse_stock(self, query: dict[str, list[str]], raw: bytes, order_id: int) -> Reply:
@@ -699,10 +747,13 @@ class BlingStandIn:
         return 204, None
 
     def _move_stock(self, order: dict[str, Any], deposit: int, sign: int) -> None:
+        """Post (-1) or reverse (+1) the order's items in ``deposit``; each movement emits its
+        stock event, as Bling's physical postings do."""
         for item in order["itens"]:
             product = self.products[int(item["produto"]["id"])]
-            quantity = sign * float(item["quantidade"])
-            product.physical[deposit] = product.physical.get(deposit, 0.0) + quantity
+            quantity = float(item["quantidade"])
+            product.physical[deposit] = product.physical.get(deposit, 0.0) + sign * quantity
+            self._emit_posting(product, deposit, "S" if sign < 0 else "E", quantity)
 
 
 _BALANCE_FILTERS = {0: lambda v: v == 0, 1: lambda v: v > 0, 2: lambda v: v < 0}
