@@ -39,7 +39,8 @@ from ..db import dialect
 from ..runtime import Runtime
 from ..stock.domain import StockLevel
 from ..unit_of_work import UnitOfWork
-from .connection import bling_client, is_configured
+from .account import BlingAccount, DepositUnknown, remembered_deposit, sales_deposit
+from .connection import bling_client, ensure_account, is_configured
 from .stock_tables import bling_acks, bling_events, bling_products
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,17 @@ def sellable_units(balance: float) -> int:
     return math.floor(round(balance, 6))
 
 
-def configured_deposit(settings: Settings) -> int | None:
-    """``BLING_DEPOSIT_ID`` as Bling's integer id; None means Bling's totals (its default)."""
+def configured_deposit(settings: Settings) -> int:
+    """The Bling deposit whose balance is sold and where orders post their stock, the same one
+    for both (erp/account.py): ``BLING_DEPOSIT_ID``, else the account's default deposit as this
+    process's ``bling_client`` last read it. Ask it once a client is built; never None, so no
+    caller falls back to Bling's all-deposit totals: ``DepositUnknown`` when neither is known."""
     raw = settings.bling_deposit_id
     if raw is None:
-        return None
+        remembered = remembered_deposit(settings)
+        if remembered is None:
+            return sales_deposit(settings, BlingAccount())  # raises DepositUnknown, saying why
+        return remembered
     try:
         return int(raw)
     except ValueError:
@@ -377,12 +384,18 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def reconcile(runtime: Runtime) -> SyncReport | None:
     """The worker's periodic full sync: the safety net under Bling's webhooks, which Bling
     disables after three days of failed deliveries. Does nothing, quietly, while Bling is not
-    configured or not connected (None then)."""
+    configured or not connected (None then); refuses, with an error logged, while the deposit
+    to sell from is unknown (erp/account.py). It first learns what is missing of the account
+    (a connection made before this release, or one whose first read failed)."""
     if not is_configured(runtime.settings):
         return None
     try:
+        ensure_account(runtime)  # asks Bling only for what is not known yet
         with bling_client(runtime) as client:
             return full_sync(runtime, client, deposit_id=configured_deposit(runtime.settings))
+    except DepositUnknown as exc:  # not a quiet case: an operator must choose the deposit
+        log.error("bling.reconcile_refused %s", exc)
+        return None
     except BlingNotConnected as exc:  # also when the connection is lost in the middle
         log.debug("bling.reconcile_skipped reason=%s", exc)
         return None

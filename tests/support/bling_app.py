@@ -22,13 +22,19 @@ from tests.support.clock import FakeClock
 from tests.support.shopify_sender import deliver
 
 
-def bling_environ(standin: BlingStandIn) -> dict[str, str]:
-    return {
+def bling_environ(
+    standin: BlingStandIn, *, deposit: int | None = DEFAULT_DEPOSIT_ID
+) -> dict[str, str]:
+    """The Bling variables of an app on ``standin``; ``deposit=None`` leaves BLING_DEPOSIT_ID
+    unset (the app then sells from the account's default deposit, erp/account.py)."""
+    environ = {
         "BLING_API_BASE_URL": standin.base_url,
         "BLING_CLIENT_ID": standin.client_id,
         "BLING_CLIENT_SECRET": standin.client_secret,
-        "BLING_DEPOSIT_ID": str(DEFAULT_DEPOSIT_ID),
     }
+    if deposit is not None:
+        environ["BLING_DEPOSIT_ID"] = str(deposit)
+    return environ
 
 
 def make_app(database_url: str, clock: FakeClock, **env: str) -> Flask:

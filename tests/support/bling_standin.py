@@ -10,6 +10,10 @@
   ``filtroSaldoEstoque[Deposito]``) and ``GET /estoques/saldos[/{idDeposito}]`` (``idsProdutos[]``
   required). On both, ``filtroSaldoEstoque`` defaults to 1, positive balances only, as the spec
   says: a product at zero or below is listed only when asked for (0 or 2).
+- The account: ``GET /empresas/me/dados-basicos`` (its ``id`` is ``company_id``, the ``companyId``
+  of its webhooks) and ``GET /depositos`` (active ones by default; ``padrao`` marks
+  ``default_deposit``, which may be None: an account that marks none). ``lancar-estoque``
+  without an id posts to the default deposit (400 when there is none).
 - Contacts (``/contatos``, ``/{id}``, ``/consumidor-final``), sales orders (create with the spec's
   required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
   ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``,
@@ -55,6 +59,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 PREFIX = "/Api/v3"
 DEFAULT_DEPOSIT_ID = 14_000_001
+FIRST_DEPOSIT = 0  # ``default_deposit``'s default: the first of ``deposits`` is the padrão one
 CONSUMIDOR_FINAL_ID = 1
 PAYMENT_METHOD_ID = 7_001  # the one payment method the stand-in's account has
 OPEN_SITUATION = 6  # "Em aberto" in a default Bling account
@@ -119,6 +124,7 @@ class BlingStandIn:
         client_secret: str = CLIENT_SECRET,
         products: Any = (),
         deposits: tuple[int, ...] = (DEFAULT_DEPOSIT_ID,),
+        default_deposit: int | None = FIRST_DEPOSIT,
         rate_limit: int | None = 3,
         rate_window: float = 1.0,
         daily_limit: int | None = None,
@@ -131,7 +137,12 @@ class BlingStandIn:
         #: compare the two; the wall clock otherwise).
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.client_id, self.client_secret = client_id, client_secret
-        self.deposits, self.default_deposit = deposits, deposits[0]
+        self.deposits = deposits
+        #: The deposit Bling marks ``padrao`` (``lancar-estoque`` without an id posts there);
+        #: None: the account marks none. ``deposit_names`` are their ``descricao``.
+        self.default_deposit = deposits[0] if default_deposit == FIRST_DEPOSIT else default_deposit
+        self.deposit_names = {d: f"Depósito {n}" for n, d in enumerate(deposits, start=1)}
+        self.inactive_deposits: set[int] = set()
         self.rate_limit, self.rate_window, self.daily_limit = rate_limit, rate_window, daily_limit
         self.access_ttl, self.redirect_uri = access_ttl, redirect_uri
         self._lock = threading.RLock()
@@ -237,12 +248,16 @@ class BlingStandIn:
 
     # --- arranging -----------------------------------------------------------------------------
 
+    def _home(self, deposit_id: int | None) -> int:
+        """The deposit a call that names none means: the default one, else the first."""
+        return deposit_id or self.default_deposit or self.deposits[0]
+
     def add_product(
         self, codigo: str, stock: float = 0, *, deposit_id: int | None = None, nome: str = ""
     ) -> int:
         with self._lock:
             product = Product(next(self._ids), codigo, nome or f"Produto {codigo}")
-            product.physical[deposit_id or self.default_deposit] = float(stock)
+            product.physical[self._home(deposit_id)] = float(stock)
             self.products[product.id] = product
             return product.id
 
@@ -256,8 +271,8 @@ class BlingStandIn:
     ) -> None:
         with self._lock:
             product = self.products[product_id]
-            product.physical[deposit_id or self.default_deposit] = float(physical)
-            product.reserved[deposit_id or self.default_deposit] = float(reserved)
+            product.physical[self._home(deposit_id)] = float(physical)
+            product.reserved[self._home(deposit_id)] = float(reserved)
 
     def product_id(self, codigo: str) -> int:
         with self._lock:
@@ -266,7 +281,7 @@ class BlingStandIn:
     def balance(self, product_id: int, deposit_id: int | None = None) -> tuple[float, float]:
         """(saldoFisico, saldoVirtual) in one deposit."""
         with self._lock:
-            product, deposit = self.products[product_id], deposit_id or self.default_deposit
+            product, deposit = self.products[product_id], self._home(deposit_id)
             return product.physical.get(deposit, 0.0), product.virtual(deposit)
 
     def issue_tokens(self) -> dict[str, Any]:
@@ -294,7 +309,7 @@ class BlingStandIn:
     ) -> bytes:
         """A ``stock.updated`` delivery with the product's current balances, dated ``date``
         (default: now on Bling's clock)."""
-        deposit = deposit_id or self.default_deposit
+        deposit = self._home(deposit_id)
         with self._lock:
             product = self.products[product_id]
             physical, virtual = product.physical.get(deposit, 0.0), product.virtual(deposit)
@@ -558,6 +573,36 @@ class BlingStandIn:
             rows.append(row)
         return 200, {"data": rows}
 
+    def list_deposits(self, query: dict[str, list[str]], raw: bytes) -> Reply:
+        """``GET /depositos``: active ones unless ``situacao=0`` (the spec's default is 1)."""
+        active = _int(query, "situacao", 1) == 1
+        rows = [
+            {
+                "id": d,
+                "descricao": self.deposit_names.get(d, str(d)),
+                "situacao": 1 if d not in self.inactive_deposits else 0,
+                "padrao": d == self.default_deposit,
+                "desconsiderarSaldo": False,
+            }
+            for d in self.deposits
+            if (d not in self.inactive_deposits) == active
+        ]
+        if name := _one(query, "descricao"):
+            rows = [r for r in rows if name.lower() in str(r["descricao"]).lower()]
+        return 200, {"data": _page(rows, query)}
+
+    def company(self, query: dict[str, list[str]], raw: bytes) -> Reply:
+        """``GET /empresas/me/dados-basicos``: its ``id`` is the ``companyId`` of webhooks."""
+        return 200, {
+            "data": {
+                "id": self.company_id,
+                "nome": "Bázico Moda Ltda",
+                "cnpj": "12.345.678/0001-90",
+                "email": "financeiro@bazico.example",
+                "dataContrato": "2024-03-01",
+            }
+        }
+
     def list_contacts(self, query: dict[str, list[str]], raw: bytes) -> Reply:
         rows = sorted(self.contacts.values(), key=lambda c: c["id"])
         deleted = _int(query, "criterio", 3) == 2
@@ -715,6 +760,8 @@ class BlingStandIn:
         if order is None:
             return 404, error("RESOURCE_NOT_FOUND", "Pedido de venda não encontrado")
         deposit = deposit or self.default_deposit
+        if deposit is None:
+            return 400, error("VALIDATION_ERROR", "Nenhum depósito padrão definido")
         if deposit not in self.deposits:
             return 400, error("VALIDATION_ERROR", "Depósito inválido")
         if order["_posted_in"] is not None:
@@ -762,6 +809,8 @@ _ROUTES = [
     ("GET", r"/produtos", "list_products"),
     ("GET", r"/estoques/saldos", "balances"),
     ("GET", rf"/estoques/saldos/{_N}", "balances"),
+    ("GET", r"/depositos", "list_deposits"),
+    ("GET", r"/empresas/me/dados-basicos", "company"),
     ("GET", r"/contatos", "list_contacts"),
     ("POST", r"/contatos", "create_contact"),
     ("GET", r"/contatos/consumidor-final", "consumer_final"),
