@@ -156,6 +156,26 @@ def test_connect_route_needs_the_bearer_and_redirects_to_bling_with_a_state(
     assert raw_row(runtime.engine) is not None
 
 
+def test_against_bling_itself_the_merchant_is_sent_to_the_documented_authorize_host(
+    database_url: str, clock: FakeClock
+) -> None:
+    environ = oauth_environ(database_url, "https://api.bling.com.br/Api/v3")
+    app = create_app(environ, clock=clock)
+    try:
+        answer = app.test_client().get(
+            "/bling/connect", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert answer.status_code == 302
+        target = answer.headers["Location"]
+        # Bling documents the browser step on www.; the API (and the tokens) stay on api.
+        assert target.startswith("https://www.bling.com.br/Api/v3/oauth/authorize?")
+        assert query_of(target)["client_id"] == CLIENT_ID and query_of(target)["state"]
+        printed = app.test_cli_runner().invoke(args=["bling", "connect"])
+        assert printed.stdout.startswith("https://www.bling.com.br/Api/v3/oauth/authorize?")
+    finally:
+        app.extensions[EXTENSION_KEY].engine.dispose()
+
+
 def _foreign_state(runtime: Runtime, clock: FakeClock, **settings: str) -> str:
     return connection.make_state(replace(runtime.settings, **settings), clock())
 
