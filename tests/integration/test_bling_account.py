@@ -21,7 +21,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from bling.webhooks import SIGNATURE_HEADER
 from shopify_app import outbox
 from shopify_app.erp import connection
 from shopify_app.erp.account import DepositUnknown
@@ -32,7 +31,7 @@ from shopify_app.outbox.kinds import FORWARD_ORDER
 from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.runtime import Runtime
 from shopify_app.stock import services
-from tests.support.bling_app import bling_environ, make_app, runtime_of
+from tests.support.bling_app import bling_environ, deliver_bling, drain, make_app, runtime_of
 from tests.support.bling_standin import COMPANY_ID, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
@@ -74,23 +73,6 @@ def no_deposit_app(database_url: str, clock: FakeClock, standin: BlingStandIn) -
 def sell(app: Flask, order_id: int, sku: str, quantity: int) -> None:
     payload = shopify_order(order_id, [(sku, quantity, "99.90")])
     assert deliver(app.test_client(), payload, "orders/create").status_code == 200
-
-
-def drain(runtime: Runtime, clock: FakeClock) -> None:
-    for _ in range(20):
-        outbox.run_due(runtime, batch=50)
-        with runtime.engine.connect() as conn:
-            if not conn.execute(
-                select(outbox_jobs.c.id).where(outbox_jobs.c.status == "pending")
-            ).all():
-                return
-        clock.advance(3600)
-    raise AssertionError("the outbox did not drain")
-
-
-def deliver_bling(app: Flask, standin: BlingStandIn, raw: bytes) -> Any:
-    headers = {SIGNATURE_HEADER: standin.sign_webhook(raw), "Content-Type": "application/json"}
-    return app.test_client().post("/webhooks/bling", data=raw, headers=headers)
 
 
 def account_row(runtime: Runtime) -> tuple[Any, Any]:

@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bling.errors import BLING_TZ
-from bling.webhooks import SIGNATURE_HEADER
 from shopify_app import outbox
 from shopify_app.erp import connection, forwarding
 from shopify_app.erp.stock_tables import bling_acks
@@ -27,7 +26,14 @@ from shopify_app.runtime import Runtime
 from shopify_app.shopify.tables import orders
 from shopify_app.stock import services
 from tests.support.app import TOKEN
-from tests.support.bling_app import bling_environ, make_app, runtime_of, sync
+from tests.support.bling_app import (
+    bling_environ,
+    deliver_bling,
+    drain,
+    make_app,
+    runtime_of,
+    sync,
+)
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
@@ -66,29 +72,6 @@ def deliver(client: FlaskClient, payload: dict[str, Any], topic: str) -> dict[st
     module must be taken: it asserts the 200 and returns the JSON, where the shared one returns
     the response for tests that expect refusals."""
     response = post_webhook(client, payload, topic)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def drain(runtime: Runtime, clock: FakeClock, rounds: int = 40) -> None:
-    """Relay until nothing is pending, moving the clock past every backoff and pause."""
-    for _ in range(rounds):
-        outbox.run_due(runtime, batch=50)
-        with runtime.engine.connect() as conn:
-            pending = conn.execute(
-                select(outbox_jobs.c.id).where(outbox_jobs.c.status == "pending")
-            ).all()
-        if not pending:
-            return
-        clock.advance(3600)
-    raise AssertionError("the outbox did not drain")
-
-
-def deliver_bling(app: Flask, standin: BlingStandIn, raw: bytes) -> dict[str, Any]:
-    """A Bling webhook as Bling sends it (signed with the client secret); another endpoint than
-    ``deliver``'s, and it too must be taken."""
-    headers = {SIGNATURE_HEADER: standin.sign_webhook(raw), "Content-Type": "application/json"}
-    response = app.test_client().post("/webhooks/bling", data=raw, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
 
@@ -247,9 +230,9 @@ def test_bling_s_event_for_the_posting_itself_does_not_count_the_order_twice(
     assert dated < acknowledged_at, "Bling dates its event before we acknowledge"
     assert json.loads(own_event)["data"]["deposito"]["saldoVirtual"] == 8
 
-    assert deliver_bling(forwarding_app, standin, other_change) == {"status": "applied"}
+    assert deliver_bling(forwarding_app, standin, other_change).get_json() == {"status": "applied"}
     assert figures(engine, "BZ-TEE")["on_hand"] == 8  # 10, minus the order posted after it
-    assert deliver_bling(forwarding_app, standin, own_event) == {"status": "applied"}
+    assert deliver_bling(forwarding_app, standin, own_event).get_json() == {"status": "applied"}
     assert figures(engine, "BZ-TEE") == {
         "on_hand": 8,  # Bling's 8: the order is not taken off a second time (6, "Esgotado" soon)
         "reserved": 0,
@@ -269,7 +252,9 @@ def test_bling_s_event_for_the_posting_itself_does_not_count_the_order_twice(
     drain(runtime, clock)
     assert figures(engine, "BZ-TEE")["on_hand"] == 10
     (reversal_event,) = standin.take_webhooks()
-    assert deliver_bling(forwarding_app, standin, reversal_event) == {"status": "applied"}
+    assert deliver_bling(forwarding_app, standin, reversal_event).get_json() == {
+        "status": "applied"
+    }
     assert figures(engine, "BZ-TEE")["on_hand"] == 10
     assert_ledger_balanced(engine)
 

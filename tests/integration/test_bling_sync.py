@@ -17,7 +17,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from bling.webhooks import SIGNATURE_HEADER
 from shopify_app.erp import connection
 from shopify_app.erp.stock_sync import (
     reconcile,
@@ -32,6 +31,7 @@ from tests.support.bling_app import (
     GatedStandIn,
     acknowledge,
     bling_environ,
+    deliver_bling,
     make_app,
     runtime_of,
     sell,
@@ -179,10 +179,7 @@ def test_a_sku_at_zero_on_the_first_sync_is_known_with_on_hand_zero(
     # Restocked in Bling: the stock event names a product the service now knows.
     standin.set_stock(ids["BORN-SOLD-OUT"], 6)
     raw = standin.stock_event(ids["BORN-SOLD-OUT"], date=clock() + timedelta(seconds=10))
-    answer = bling_app.test_client().post(
-        "/webhooks/bling", data=raw, headers={SIGNATURE_HEADER: standin.sign_webhook(raw)}
-    )
-    assert answer.get_json() == {"status": "applied"}
+    assert deliver_bling(bling_app, standin, raw).get_json() == {"status": "applied"}
     assert figures(engine, "BORN-SOLD-OUT")["on_hand"] == 6
     assert_ledger_balanced(engine)
 
