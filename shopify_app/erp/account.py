@@ -61,7 +61,7 @@ class BlingAccount:
             settings.bling_deposit_id is None and self.default_deposit_id is None
         )
 
-    def sent(self, event: BlingEvent) -> bool:
+    def owns(self, event: BlingEvent) -> bool:
         """Whether ``event`` is this account's: same ``companyId``, or the id is not learnt yet."""
         if self.company_id is None:
             return True

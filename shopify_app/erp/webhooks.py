@@ -84,7 +84,7 @@ def receive() -> Any:
     resource = event.event.split(".", 1)[0] if event.event else "unknown"
     topic = resource if resource in BLING_RESOURCES else "other"
     known = stored_account(runtime)
-    if not known.sent(event):
+    if not known.owns(event):
         log.warning(
             "bling.webhook_other_company event=%s id=%s company=%r",
             event.event,
