@@ -2,6 +2,8 @@
 
 - ``authorization_url``: where the merchant approves the app; Bling ignores ``redirect_uri`` and
   ``scope`` (the app's registration decides both), so only ``client_id`` and ``state`` are sent.
+  The browser step is on Bling's documented host, ``www.bling.com.br``, not the API's ``api.``
+  host (docs/bling-api.md §1): ``authorize_endpoint`` maps one to the other.
 - ``OAuthClient``: the token endpoint ``{base}/oauth/token``. Client credentials go **only** in
   HTTP Basic (Bling refuses them in the body); the body is form-encoded; ``enable-jwt: 1`` asks
   for JWT access tokens.
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
 
@@ -31,12 +33,25 @@ from bling.errors import BlingError, BlingNotConnected, BlingUnavailable, error_
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.bling.com.br/Api/v3"
+#: Bling's API host; its authorize page is documented on another one, ``AUTHORIZE_URL``'s.
+API_HOST = "api.bling.com.br"
+#: Where Bling documents the browser step ([DOC /aplicativos]: "GET
+#: https://www.bling.com.br/Api/v3/oauth/authorize?response_type=code&client_id=…&state=…").
+AUTHORIZE_URL = "https://www.bling.com.br/Api/v3/oauth/authorize"
+
+
+def authorize_endpoint(base_url: str) -> str:
+    """The authorize page that goes with an API base URL: ``AUTHORIZE_URL`` for Bling's own API
+    host, else ``{base}/oauth/authorize`` (a sandbox or a stand-in serves its own)."""
+    if urlsplit(base_url).hostname == API_HOST:
+        return AUTHORIZE_URL
+    return f"{base_url.rstrip('/')}/oauth/authorize"
 
 
 def authorization_url(base_url: str, client_id: str, state: str) -> str:
-    """``{base}/oauth/authorize?response_type=code&client_id=…&state=…``."""
+    """``authorize_endpoint(base_url)?response_type=code&client_id=…&state=…``."""
     query = urlencode({"response_type": "code", "client_id": client_id, "state": state})
-    return f"{base_url.rstrip('/')}/oauth/authorize?{query}"
+    return f"{authorize_endpoint(base_url)}?{query}"
 
 
 @dataclass(frozen=True)

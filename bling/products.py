@@ -2,6 +2,11 @@
 
 - ``iter_products``: every product as ``ProductRef(id, codigo)``; ``codigo`` is the SKU.
 - ``find_products_by_sku``: SKU → product id for a few SKUs (``codigos[]``, matched exactly).
+
+``GET /produtos`` filters on the stock balance even when asked nothing: the spec gives
+``filtroSaldoEstoque`` (0 zero, 1 positive, 2 negative) a **default of 1**, so a plain listing
+leaves out every product that is sold out or below zero. There is no value for "any balance";
+both functions above ask for each of the three and merge the answers (``EVERY_BALANCE``).
 - ``stock_balances``: product id → balance, from ``/estoques/saldos[/{idDeposito}]``.
 
 Balances are Bling's numbers (floats: Bling allows fractional stock); rounding them to sellable
@@ -26,6 +31,15 @@ BALANCE_BATCH = 50  # ids per balance request; see stock_balances
 # 4 deleted, 5 all. Active is what can be sold; deleted products can share a SKU with a live one.
 CRITERIO_ACTIVE = 2
 
+# ``filtroSaldoEstoque`` of GET /produtos (and /estoques/saldos): 0 zero, 1 positive (Bling's
+# default), 2 negative.
+BALANCE_ZERO, BALANCE_POSITIVE, BALANCE_NEGATIVE = 0, 1, 2
+#: Every balance, positive first. A sale moves a product from positive to zero or negative while a
+#: walk is under way; walking those classes after the positive one finds it there instead of
+#: missing it. (A restock moves it the other way and may be missed until the next walk: a product
+#: out of stock stays at its last, lower, figure, the side that sells nothing twice.)
+EVERY_BALANCE = (BALANCE_POSITIVE, BALANCE_ZERO, BALANCE_NEGATIVE)
+
 
 class ProductRef(NamedTuple):
     id: int
@@ -37,20 +51,39 @@ def iter_products(
     *,
     page_size: int = MAX_PAGE_SIZE,
     criterio: int | None = CRITERIO_ACTIVE,
+    balances: Iterable[int] = EVERY_BALANCE,
     extra_params: Mapping[str, Any] | None = None,
 ) -> Iterator[ProductRef]:
-    """Walk ``GET /produtos`` page by page (``pagina``, ``limite``) until a page is empty.
+    """Walk ``GET /produtos`` page by page (``pagina``, ``limite``) until a page is empty, once
+    per ``filtroSaldoEstoque`` in ``balances``: by default every product whatever its balance.
 
     Bling gives no total. Stopping at a short page would save one call per sync, but if Bling
     ever served fewer rows than ``limite`` the sync would silently miss products; an empty page
-    is the only unambiguous end. Products without a ``codigo`` (variations created without a
-    SKU) cannot be matched to a store SKU and are skipped.
+    is the only unambiguous end. A product listed by two walks (its balance changed in between)
+    is yielded once. Products without a ``codigo`` (variations created without a SKU) cannot be
+    matched to a store SKU and are skipped.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}")
     params: dict[str, Any] = {"limite": page_size, **(extra_params or {})}
     if criterio is not None:
         params["criterio"] = criterio
+    seen: set[int] = set()
+    for balance in balances:
+        for row in _walk(client, {**params, "filtroSaldoEstoque": balance}):
+            product_id = int(row["id"])
+            if product_id in seen:
+                continue
+            seen.add(product_id)
+            codigo = str(row.get("codigo") or "").strip()
+            if codigo:
+                yield ProductRef(product_id, codigo)
+            else:
+                log.debug("bling.product_without_sku id=%s", row["id"])
+
+
+def _walk(client: BlingClient, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """The rows of every page of one ``GET /produtos`` listing."""
     page = 1
     previous: list[int] = []
     while True:
@@ -61,12 +94,7 @@ def iter_products(
         if ids == previous:  # a server ignoring `pagina` would otherwise loop forever
             raise BlingError(f"GET /produtos returned page {page} twice; stopping")
         previous = ids
-        for row in rows:
-            codigo = str(row.get("codigo") or "").strip()
-            if codigo:
-                yield ProductRef(int(row["id"]), codigo)
-            else:
-                log.debug("bling.product_without_sku id=%s", row["id"])
+        yield from rows
         page += 1
 
 
@@ -75,15 +103,22 @@ def find_products_by_sku(client: BlingClient, skus: Iterable[str]) -> dict[str, 
 
     The match is checked here too: ``codigos[]`` is documented as a SKU filter, but older API
     versions had a looser ``codigo`` search, and a wrong id would move someone else's stock.
+    One request per balance class and 100 SKUs (a sold-out SKU is a SKU too).
     """
     wanted = sorted({s for s in skus if s})
     found: dict[str, int] = {}
     for chunk in _chunks(wanted, MAX_PAGE_SIZE):
-        params = {"codigos[]": chunk, "limite": MAX_PAGE_SIZE, "criterio": CRITERIO_ACTIVE}
-        for row in data_list(client.get("/produtos", params=params)):
-            codigo = str(row.get("codigo") or "")
-            if codigo in chunk:
-                found.setdefault(codigo, int(row["id"]))
+        for balance in EVERY_BALANCE:
+            params = {
+                "codigos[]": chunk,
+                "limite": MAX_PAGE_SIZE,
+                "criterio": CRITERIO_ACTIVE,
+                "filtroSaldoEstoque": balance,
+            }
+            for row in data_list(client.get("/produtos", params=params)):
+                codigo = str(row.get("codigo") or "")
+                if codigo in chunk:
+                    found.setdefault(codigo, int(row["id"]))
     return found
 
 

@@ -102,9 +102,14 @@ class BlingEvent:
     def action(self) -> str:
         return self.event.partition(".")[2]
 
+    @property
+    def carries_stock(self) -> bool:
+        """A stock or virtual-stock event: it carries balances (``stock_change``)."""
+        return self.event in STOCK_EVENTS | VIRTUAL_STOCK_EVENTS
+
     def stock_change(self) -> StockChange | None:
         """The balances of a stock/virtual_stock event; None for other events."""
-        if self.event not in STOCK_EVENTS | VIRTUAL_STOCK_EVENTS:
+        if not self.carries_stock:
             return None
         product = self.data.get("produto") or {}
         product_id = _id(product.get("id")) if isinstance(product, Mapping) else None

@@ -166,11 +166,14 @@ class _Reader:
         return value
 
 
+def _on_heroku(env: Mapping[str, str]) -> bool:
+    """A dyno that serves the public: Heroku sets DYNO on every dyno, and Heroku CI sets CI as
+    well (same rule as Heroku's template); a CI run is reached by nobody outside it."""
+    return "DYNO" in env and "CI" not in env
+
+
 def _default_environment(env: Mapping[str, str]) -> str:
-    # Heroku sets DYNO on every dyno; Heroku CI sets CI as well (same rule as Heroku's template).
-    if "DYNO" in env and "CI" not in env:
-        return "production"
-    return "development"
+    return "production" if _on_heroku(env) else "development"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -281,6 +284,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         erp_backend=(r.str("ERP_BACKEND", "bling") or "bling").lower(),
     )
+    app_url = r.str("APP_URL")
+    if app_url is None and _on_heroku(env):
+        r.problems.append(
+            "APP_URL is required on Heroku (DYNO is set): Shopify's webhooks, the App Proxy and "
+            "the OAuth redirects (Shopify's /auth/callback, Bling's /bling/callback) are "
+            "registered at it, and without it they would name http://localhost:$PORT, which "
+            "nothing outside the dyno reaches. Set it to the app's public https:// address"
+        )
+    elif app_url is not None and not app_url.lower().startswith(("https://", "http://")):
+        r.problems.append(f"APP_URL must be an absolute http(s):// URL, got {app_url!r}")
     storage = settings.rate_limit_storage_url
     if storage is not None and storage.split(":", 1)[0] in ("memory", "async+memory"):
         r.problems.append(

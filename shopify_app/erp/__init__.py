@@ -9,6 +9,8 @@ app's database and configuration:
 - ``ratelimit.py``: ``SqlRateLimiter``, Bling's 3 requests/second kept across processes and dynos;
 - ``connection.py``: ``bling_client(runtime)``, the one factory the rest of the app uses, and the
   signed ``state`` of the authorization flow;
+- ``account.py``: what is known of the connected account (its company id, its default deposit)
+  and the one deposit sold from and posted to;
 - ``views.py`` (``/bling/connect``, ``/bling/callback``) and ``cli.py`` (``flask bling …``).
 """
 

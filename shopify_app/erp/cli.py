@@ -12,8 +12,10 @@ from flask.cli import AppGroup
 
 from bling.errors import BlingNotConnected
 
+from ..config import Settings
 from ..runtime import current_runtime
 from . import connection
+from .tokens import ConnectionStatus
 
 bling_cli = AppGroup("bling", help="Connect to Bling and work with it.")
 
@@ -48,10 +50,20 @@ def status_command() -> None:
         expires = status.expires_at.isoformat() if status.expires_at else "?"
         since = status.connected_at.isoformat() if status.connected_at else "?"
         click.echo(f"connected since {since}; access token valid until {expires}")
+        click.echo(f"Bling account (companyId): {status.company_id or 'not read yet'}")
+        click.echo(f"deposit sold from: {_deposit_line(runtime.settings, status)}")
     elif status.lost_at is not None:
         click.echo(f"connection lost at {status.lost_at.isoformat()}: {status.lost_reason}")
     else:
         click.echo("not connected: run `flask --app wsgi bling connect`")
+
+
+def _deposit_line(settings: Settings, status: ConnectionStatus) -> str:
+    if settings.bling_deposit_id is not None:
+        return f"{settings.bling_deposit_id} (BLING_DEPOSIT_ID)"
+    if status.default_deposit_id is not None:
+        return f"{status.default_deposit_id} (the account's default deposit, read from Bling)"
+    return "unknown: BLING_DEPOSIT_ID is unset and no default deposit was read; no Bling work runs"
 
 
 def init_app(app: Flask) -> None:

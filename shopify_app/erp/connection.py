@@ -15,22 +15,34 @@ or holds the API token can mint one, which is what stops a forged callback (CSRF
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import requests
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from bling.client import BlingClient
-from bling.errors import BlingNotConnected
+from bling.errors import BlingError, BlingNotConnected
 from bling.oauth import OAuthClient, StoredToken, TokenManager, authorization_url
 
 from ..config import DEVELOPMENT_SECRET_KEY, Settings
 from ..crypto import TokenCipher
 from ..observability import metrics
 from ..runtime import Runtime
+from .account import (
+    BlingAccount,
+    DepositUnknown,
+    default_deposit,
+    learn_company,
+    remember_deposit,
+    sales_deposit,
+)
 from .ratelimit import BLING_RATE, DEFAULT_MARGIN, SqlRateLimiter
-from .tokens import SqlTokenStore
+from .tokens import ConnectionStatus, SqlTokenStore
+
+log = logging.getLogger(__name__)
 
 #: How long the merchant has between printing the URL and approving the app in Bling.
 STATE_MAX_AGE = timedelta(minutes=30)
@@ -65,11 +77,59 @@ def token_store(runtime: Runtime) -> SqlTokenStore:
 
 
 def bling_client(runtime: Runtime) -> BlingClient:
-    """A ready ``BlingClient``; raises ``BlingNotConnected`` when Bling is off or not connected.
+    """A ready ``BlingClient``; raises ``BlingNotConnected`` when Bling is off or not connected,
+    and its ``DepositUnknown`` when the deposit to work with is not known (erp/account.py).
 
     One per job or request is fine: it holds an HTTP session, nothing else worth sharing (the
-    tokens and the rate limit live in the database). Close it (or use ``with``) when done.
+    tokens and the rate limit live in the database). Close it (or use ``with``) when done. From
+    then on ``stock_sync.configured_deposit(settings)`` names the deposit in this process.
     """
+    store, status = _connected(runtime)
+    deposit = sales_deposit(runtime.settings, _known(status))
+    remember_deposit(runtime.settings, deposit)
+    return _client(runtime, store)
+
+
+def ensure_account(runtime: Runtime) -> BlingAccount:
+    """What is known of the connected account, after asking Bling for what was missing (the
+    company id; the default deposit while BLING_DEPOSIT_ID is unset) and storing it. Calls Bling
+    only when something is missing: at the connection, and once after this release for a
+    connection made before it. Raises ``DepositUnknown`` (after storing what it did learn) when
+    the deposit cannot be known, the other ``BlingError``s when Bling cannot be asked."""
+    settings = runtime.settings
+    store, status = _connected(runtime)
+    known = _known(status)
+    if not known.needs_learning(settings):
+        return known
+    problem: DepositUnknown | None = None
+    with _client(runtime, store) as client:
+        learnt = learn_company(client, known)
+        if settings.bling_deposit_id is None and learnt.default_deposit_id is None:
+            try:
+                learnt = replace(learnt, default_deposit_id=default_deposit(client))
+            except DepositUnknown as exc:
+                problem = exc
+    if learnt != known:
+        store.save_account(learnt.company_id, learnt.default_deposit_id)
+        log.info(
+            "bling.account_learnt company=%s default_deposit=%s",
+            learnt.company_id,
+            learnt.default_deposit_id,
+        )
+    if problem is not None:
+        raise problem
+    return learnt
+
+
+def stored_account(runtime: Runtime) -> BlingAccount:
+    """What is known of the connected account, from the database alone (no Bling call): what a
+    webhook, answered within Bling's 5 seconds, may use."""
+    if not is_configured(runtime.settings):
+        return BlingAccount()
+    return _known(token_store(runtime).status())
+
+
+def _connected(runtime: Runtime) -> tuple[SqlTokenStore, ConnectionStatus]:
     settings = runtime.settings
     _require_configured(settings)
     store = token_store(runtime)
@@ -81,6 +141,15 @@ def bling_client(runtime: Runtime) -> BlingClient:
                 f"({status.lost_reason}); {CONNECT_HINT}"
             )
         raise BlingNotConnected(f"Bling is not connected yet; {CONNECT_HINT}")
+    return store, status
+
+
+def _known(status: ConnectionStatus) -> BlingAccount:
+    return BlingAccount(status.company_id, status.default_deposit_id)
+
+
+def _client(runtime: Runtime, store: SqlTokenStore) -> BlingClient:
+    settings = runtime.settings
     session = requests.Session()  # one pool for the token endpoint and the API; close() ends it
     manager = TokenManager(_oauth_client(settings, session), store, now=runtime.clock)
     # The limiter runs on the wall clock whatever the runtime's clock is: Bling counts real
@@ -113,17 +182,28 @@ def authorize_url(runtime: Runtime) -> str:
 
 
 def connect(runtime: Runtime, code: str) -> StoredToken:
-    """Finish the authorization: exchange the callback's ``code`` and store the tokens.
+    """Finish the authorization: exchange the callback's ``code``, store the tokens, then learn
+    the account (``ensure_account``: its company id, and its default deposit while
+    BLING_DEPOSIT_ID is unset).
 
     Raises ``InvalidGrant`` for a code Bling refuses (expired after a minute, or used), and the
-    other ``BlingError``s when Bling cannot be reached or refuses the app's credentials.
+    other ``BlingError``s when Bling cannot be reached or refuses the app's credentials. Once
+    the tokens are stored the connection stands: a failure to learn the account is logged, and
+    the next reconciliation tries again (meanwhile ``bling_client`` says what is missing).
     """
     settings = runtime.settings
     _require_configured(settings)
     with requests.Session() as session:
         oauth = _oauth_client(settings, session)
         manager = TokenManager(oauth, token_store(runtime).connecting(), now=runtime.clock)
-        return manager.connect(code)
+        token = manager.connect(code)
+    try:
+        ensure_account(runtime)
+    except DepositUnknown as exc:
+        log.error("bling.deposit_unknown %s", exc)
+    except BlingError as exc:
+        log.warning("bling.account_unread error=%s: the next reconciliation reads it", exc)
+    return token
 
 
 def make_state(settings: Settings, now: datetime) -> str:

@@ -6,6 +6,13 @@ current at T is taken minus what this service acknowledged since T (``bling_acks
 number may predate those postings while ``on_hand`` already excludes them. T is noted *before* the
 balance request leaves (sync) or is the event's ``date`` (webhook).
 
+A webhook's T needs one allowance. Bling sends a stock event for the service's *own* postings too
+(``lancar-estoque``), dated when Bling made the posting: moments *before* the service hears the
+204 and acknowledges it, yet its balance already excludes those units. Taken "minus what was
+acknowledged since T", every forwarded order would be subtracted twice ("Esgotado" while units
+remain, until the next reconciliation). So an acknowledgement made within ``OWN_POSTING_WINDOW``
+after an event's date counts as already in that event's balance; only later ones are subtracted.
+
 Transactions stay short and never span an HTTP call: Bling is read first, then each batch of SKUs
 is locked (sorted order, through the stock repository) and written in one transaction.
 """
@@ -32,7 +39,8 @@ from ..db import dialect
 from ..runtime import Runtime
 from ..stock.domain import StockLevel
 from ..unit_of_work import UnitOfWork
-from .connection import bling_client, is_configured
+from .account import BlingAccount, DepositUnknown, remembered_deposit, sales_deposit
+from .connection import bling_client, ensure_account, is_configured
 from .stock_tables import bling_acks, bling_events, bling_products
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,16 @@ UowFactory = Callable[[], UnitOfWork]
 # either choice, and dropping a real change is the worse error).
 CLOCK_TOLERANCE = timedelta(seconds=2)
 
+#: An acknowledgement this soon after a stock event's ``date`` is taken to be of a posting the
+#: event's balance already shows: Bling stamps the event when it posts (in whole seconds, on its
+#: clock) and the service acknowledges once the answer is back, a moment later. It covers the
+#: dropped fraction of a second, clock skew (CLOCK_TOLERANCE) and the answer's way back. The cost
+#: of the allowance: an event of *another* change dated in this window before one of our postings
+#: is applied as if it showed the posting (too high by that order) until our posting's own event,
+#: dated after it, arrives; an acknowledgement later than the window (a forward whose answer was
+#: lost and was retried) is still subtracted, the old, safe-side undercount.
+OWN_POSTING_WINDOW = timedelta(seconds=5)
+
 
 def sellable_units(balance: float) -> int:
     """Bling's balance (a decimal: it allows fractional stock) as whole units that can be sold.
@@ -56,11 +74,17 @@ def sellable_units(balance: float) -> int:
     return math.floor(round(balance, 6))
 
 
-def configured_deposit(settings: Settings) -> int | None:
-    """``BLING_DEPOSIT_ID`` as Bling's integer id; None means Bling's totals (its default)."""
+def configured_deposit(settings: Settings) -> int:
+    """The Bling deposit whose balance is sold and where orders post their stock, the same one
+    for both (erp/account.py): ``BLING_DEPOSIT_ID``, else the account's default deposit as this
+    process's ``bling_client`` last read it. Ask it once a client is built; never None, so no
+    caller falls back to Bling's all-deposit totals: ``DepositUnknown`` when neither is known."""
     raw = settings.bling_deposit_id
     if raw is None:
-        return None
+        remembered = remembered_deposit(settings)
+        if remembered is None:
+            return sales_deposit(settings, BlingAccount())  # raises DepositUnknown, saying why
+        return remembered
     try:
         return int(raw)
     except ValueError:
@@ -159,8 +183,10 @@ class BlingStockRows:
 def record_acknowledgement(uow: UnitOfWork, sku: str, quantity: int, reference: str) -> None:
     """Remember, in the caller's transaction, that ``quantity`` units of ``sku`` were just
     acknowledged (Bling posted the order's stock and ``StockLevel.acknowledge`` took them off
-    ``on_hand``). Call it next to ``acknowledge``, under the same SKU lock: a balance read before
-    now is then applied without those units."""
+    ``on_hand``). Call it next to ``acknowledge``, under the same SKU lock, right after Bling's
+    answer: a sync's balance read before now is then applied without those units, and so is a
+    webhook's dated more than ``OWN_POSTING_WINDOW`` before now (a later one is Bling's event for
+    this very posting, or newer)."""
     if quantity < 1:
         raise ValueError("quantity must be at least 1")
     BlingStockRows(uow).add_ack(sku, quantity, reference[:255])
@@ -181,7 +207,8 @@ def process_event(uow: UnitOfWork, event: BlingEvent, *, deposit_id: int | None)
     """Apply one verified webhook delivery exactly once; returns what happened.
 
     The receipt and the effect share one transaction. A stock event's balance is applied as of
-    its ``date``; an event older than the balance already applied to that SKU is ``stale``.
+    its ``date`` (minus what was acknowledged more than ``OWN_POSTING_WINDOW`` after it); an
+    event older than the balance already applied to that SKU is ``stale``.
     """
     with uow:
         rows = BlingStockRows(uow)
@@ -214,7 +241,8 @@ def _stock_event(
     if applied_as_of is not None and as_of < applied_as_of:
         log.info("bling.stale_event id=%s sku=%s date=%s", event.event_id, sku, as_of)
         return "stale"
-    since = rows.acknowledged_since([sku], as_of).get(sku, 0)
+    # Acknowledgements within OWN_POSTING_WINDOW of the event are of postings it already shows.
+    since = rows.acknowledged_since([sku], as_of + OWN_POSTING_WINDOW).get(sku, 0)
     _apply(level, balance, since, f"bling-event:{event.event_id}")
     rows.mark_applied([sku], as_of)
     return "applied"
@@ -225,7 +253,7 @@ def _stock_event(
 
 @dataclass
 class SyncReport:
-    products: int = 0  # Bling products with a SKU (active ones)
+    products: int = 0  # active Bling products with a SKU, whatever their balance
     updated: int = 0  # SKUs whose on_hand changed
     unchanged: int = 0
     created: int = 0  # SKUs new to the ledger (also counted as updated or unchanged)
@@ -249,9 +277,14 @@ def full_sync(
 ) -> SyncReport:
     """Read Bling's whole active catalog and its balances, and make ``on_hand`` follow them.
 
+    The catalog is every active product **whatever its balance** (``iter_products`` asks for
+    positive, zero and negative ones: Bling's listing shows only positive balances unless told
+    otherwise), so a SKU that sold out elsewhere is read at 0 and stops selling here, and one at
+    0 from the start is known (its orders can be forwarded, its webhooks applied).
+
     ``source`` is the Runtime (its units of work and clock) or a factory of units of work (then
     ``clock``, default UTC now). SKUs unknown to the ledger are created: Bling is the source of
-    truth. SKUs the ledger has and Bling does not list are left as they are.
+    truth. SKUs the ledger has and Bling does not list as active are left as they are.
     """
     if isinstance(source, Runtime):
         uow_factory: UowFactory = source.uow
@@ -351,12 +384,18 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def reconcile(runtime: Runtime) -> SyncReport | None:
     """The worker's periodic full sync: the safety net under Bling's webhooks, which Bling
     disables after three days of failed deliveries. Does nothing, quietly, while Bling is not
-    configured or not connected (None then)."""
+    configured or not connected (None then); refuses, with an error logged, while the deposit
+    to sell from is unknown (erp/account.py). It first learns what is missing of the account
+    (a connection made before this release, or one whose first read failed)."""
     if not is_configured(runtime.settings):
         return None
     try:
+        ensure_account(runtime)  # asks Bling only for what is not known yet
         with bling_client(runtime) as client:
             return full_sync(runtime, client, deposit_id=configured_deposit(runtime.settings))
+    except DepositUnknown as exc:  # not a quiet case: an operator must choose the deposit
+        log.error("bling.reconcile_refused %s", exc)
+        return None
     except BlingNotConnected as exc:  # also when the connection is lost in the middle
         log.debug("bling.reconcile_skipped reason=%s", exc)
         return None

@@ -13,25 +13,28 @@ from bling.errors import BlingError, BlingNotConnected
 
 from ..runtime import current_runtime
 from .cli import bling_cli
-from .connection import bling_client
+from .connection import bling_client, ensure_account
 from .stock_sync import configured_deposit, full_sync
 
 
 @bling_cli.command("sync")
 def sync_command() -> None:
-    """Read every active Bling product and its balance, and set on_hand to match (race-free)."""
+    """Read every active Bling product and its balance in the deposit sold from (BLING_DEPOSIT_ID,
+    else the account's default), and set on_hand to match (race-free)."""
     runtime = current_runtime()
     try:
+        ensure_account(runtime)  # the default deposit, the company id: asked once, then stored
         with bling_client(runtime) as client:
-            report = full_sync(runtime, client, deposit_id=configured_deposit(runtime.settings))
-    except BlingNotConnected as exc:
+            deposit = configured_deposit(runtime.settings)
+            report = full_sync(runtime, client, deposit_id=deposit)
+    except BlingNotConnected as exc:  # DepositUnknown too, with what to do about it
         raise click.ClickException(str(exc)) from None
     except BlingError as exc:
         # What was applied before the failure stays applied: each batch commits on its own.
         raise click.ClickException(f"Bling failed during the sync: {exc}") from None
     click.echo(
         f"products: {report.products}, SKUs updated: {report.updated}, "
-        f"unchanged: {report.unchanged}, created: {report.created}"
+        f"unchanged: {report.unchanged}, created: {report.created} (deposit {deposit})"
     )
     if report.skipped:
         click.echo(f"{report.skipped} SKU(s) kept a newer balance from a Bling webhook")

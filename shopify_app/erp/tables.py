@@ -7,13 +7,15 @@ limit is the account's, which the one connected app speaks for.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, String, Table, Text
+from sqlalchemy import BigInteger, Column, String, Table, Text
 
 from ..db.metadata import UTCDateTime, metadata
 
 ACCOUNT = String(255)
 #: ``lost_reason`` is for an operator's eye (``flask bling status``); details are in the logs.
 REASON_LENGTH = 500
+#: Bling's company ids are 32 hex characters today.
+COMPANY_ID_LENGTH = 64
 
 bling_connection = Table(
     "bling_connection",
@@ -29,6 +31,11 @@ bling_connection = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("lost_at", UTCDateTime, nullable=True),
     Column("lost_reason", String(REASON_LENGTH), nullable=True),
+    # The account the tokens speak for, as Bling reported it (erp/account.py): its id, which its
+    # webhooks carry as companyId, and its default deposit (sold from and posted to when
+    # BLING_DEPOSIT_ID is unset). NULL: not learnt yet; a new authorization clears both.
+    Column("company_id", String(COMPANY_ID_LENGTH), nullable=True),
+    Column("default_deposit_id", BigInteger, nullable=True),
 )
 
 # One row per account: the moment the next request to Bling may leave, whoever sends it.

@@ -68,6 +68,9 @@ class ConnectionStatus:
     updated_at: datetime | None
     lost_at: datetime | None
     lost_reason: str | None
+    #: The connected account as Bling reported it (erp/account.py); None: not learnt yet.
+    company_id: str | None = None
+    default_deposit_id: int | None = None
 
 
 class SqlTokenStore:
@@ -162,7 +165,19 @@ class SqlTokenStore:
             updated_at=row["updated_at"],
             lost_at=row["lost_at"],
             lost_reason=row["lost_reason"],
+            company_id=row["company_id"],
+            default_deposit_id=row["default_deposit_id"],
         )
+
+    def save_account(self, company_id: str | None, default_deposit_id: int | None) -> None:
+        """Record what Bling reported about the connected account (erp/account.py), on the row
+        of a connection that exists (a lost one keeps its facts until the next authorization)."""
+        with self._transaction(lock=True) as connection:
+            connection.execute(
+                update(bling_connection)
+                .where(bling_connection.c.account == self.account)
+                .values(company_id=company_id, default_deposit_id=default_deposit_id)
+            )
 
     # --- rows ------------------------------------------------------------------------------------
 
@@ -213,6 +228,9 @@ class SqlTokenStore:
         set_ = dict(values)
         if self._connecting:
             set_["connected_at"] = now
+            # Perhaps another Bling account: what was learnt of the previous one is void.
+            set_["company_id"] = None
+            set_["default_deposit_id"] = None
         connection.execute(
             insert.on_conflict_do_update(index_elements=[bling_connection.c.account], set_=set_)
         )

@@ -327,12 +327,19 @@ class StockLevel:
         """Bling posted the order's stock: the commitment becomes a smaller ``on_hand``.
 
         ``available`` does not move: the units were already unavailable while committed.
+        ``on_hand`` stops at zero, as a Bling balance does when applied (``apply_balance``): an
+        oversold order (Shopify sold more than there was, e.g. of a SKU Bling had at 0) takes
+        what is left, and Bling's balance, below zero now, reads as 0.
         """
         if not 1 <= quantity <= self.committed:
             raise ValueError(f"cannot acknowledge {quantity} of {self.committed} committed")
         self._record(
             Movement(
-                self.sku, Reason.ACKNOWLEDGE, order_ref, on_hand=-quantity, committed=-quantity
+                self.sku,
+                Reason.ACKNOWLEDGE,
+                order_ref,
+                on_hand=-min(quantity, self.on_hand),
+                committed=-quantity,
             )
         )
 

@@ -125,8 +125,48 @@ def test_iter_products_walks_every_page_until_an_empty_one(
     assert [r.codigo for r in refs] == skus
     assert len({r.id for r in refs}) == 205
     pages = standin.calls_to("GET", "/produtos")
-    assert [c.query["pagina"] for c in pages] == [["1"], ["2"], ["3"], ["4"]]  # 4th is empty
+    # One walk per balance class: positive (4 pages, the 4th empty), then zero and negative.
+    assert [(c.query["filtroSaldoEstoque"], c.query["pagina"]) for c in pages] == [
+        (["1"], ["1"]),
+        (["1"], ["2"]),
+        (["1"], ["3"]),
+        (["1"], ["4"]),
+        (["0"], ["1"]),
+        (["2"], ["1"]),
+    ]
     assert all(c.query["limite"] == ["100"] and c.query["criterio"] == ["2"] for c in pages)
+
+
+def test_a_plain_listing_hides_sold_out_products_and_the_walk_lists_every_balance(
+    standin: BlingStandIn, connect: Connect
+) -> None:
+    """Bling's documented default (filtroSaldoEstoque=1, positive only), as the stand-in
+    speaks it: a listing that passes nothing misses what is at zero or below."""
+    stocked = {"POS": 3.0, "ZERO": 0.0, "NEG": -2.0, "HALF": 0.5}
+    ids = {sku: standin.add_product(sku, balance) for sku, balance in stocked.items()}
+    client = connect(standin)
+
+    plain = client.get("/produtos", params={"criterio": 2})["data"]
+    assert sorted(row["codigo"] for row in plain) == ["HALF", "POS"]
+
+    refs = list(products.iter_products(client))
+    assert sorted(refs) == sorted(products.ProductRef(i, sku) for sku, i in ids.items())
+    assert products.find_products_by_sku(client, ["ZERO", "NEG", "POS"]) == {
+        "ZERO": ids["ZERO"],
+        "NEG": ids["NEG"],
+        "POS": ids["POS"],
+    }
+
+
+def test_a_product_whose_balance_changes_during_the_walk_is_listed_once(
+    standin: BlingStandIn, connect: Connect
+) -> None:
+    product = standin.add_product("SELLING", 1)
+    client = connect(standin)
+    walk = products.iter_products(client)
+    assert next(walk) == products.ProductRef(product, "SELLING")  # listed as positive…
+    standin.set_stock(product, 0)  # …sells out before the walk reaches the zero class
+    assert list(walk) == []
 
 
 def test_stock_balances_batch_ids_and_read_one_deposit(connect: Connect) -> None:
@@ -176,7 +216,8 @@ def test_500s_are_retried_with_exponential_backoff(
 
     assert sleeps == [0.5, 1.0, 2.0]  # the upper bound of each full-jitter draw doubles
     assert [c.status for c in standin.calls][:4] == [500, 500, 500, 200]
-    assert client.http_calls == len(standin.calls) == 5  # 4 for page 1, 1 for the empty page 2
+    # 4 for page 1, 1 for the empty page 2, then one (empty) page each for zero and negative
+    assert client.http_calls == len(standin.calls) == 7
 
 
 def test_jittered_delays_stay_within_their_bounds(

@@ -9,8 +9,9 @@ mid-forward) is one test on the same forwarding app fixture.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +29,14 @@ from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.runtime import Runtime
 from shopify_app.stock import services
 from tests.support.app import TOKEN
-from tests.support.bling_app import bling_environ, make_app, runtime_of, sync
+from tests.support.bling_app import (
+    bling_environ,
+    deliver_bling,
+    drain,
+    make_app,
+    runtime_of,
+    sync,
+)
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
@@ -46,8 +54,10 @@ def forwarding_environ(standin: BlingStandIn, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def standin() -> Iterator[BlingStandIn]:
-    with BlingStandIn(products=[("BZ-TEE", 10), ("BZ-CAP", 4)], rate_limit=None) as server:
+def standin(clock: FakeClock) -> Iterator[BlingStandIn]:
+    # Bling's clock is the app's: its webhooks are dated on the same time line as our acks.
+    products = [("BZ-TEE", 10), ("BZ-CAP", 4)]
+    with BlingStandIn(products=products, rate_limit=None, clock=clock) as server:
         yield server
 
 
@@ -67,20 +77,6 @@ def deliver(client: FlaskClient, payload: dict[str, Any], topic: str) -> dict[st
     response = post_webhook(client, payload, topic)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
-
-
-def drain(runtime: Runtime, clock: FakeClock, rounds: int = 40) -> None:
-    """Relay until nothing is pending, moving the clock past every backoff and pause."""
-    for _ in range(rounds):
-        outbox.run_due(runtime, batch=50)
-        with runtime.engine.connect() as conn:
-            pending = conn.execute(
-                select(outbox_jobs.c.id).where(outbox_jobs.c.status == "pending")
-            ).all()
-        if not pending:
-            return
-        clock.advance(3600)
-    raise AssertionError("the outbox did not drain")
 
 
 def order_row(runtime: Runtime, order_id: int) -> Any:
@@ -180,6 +176,90 @@ def test_an_anonymous_order_goes_to_consumidor_final(
     (sales_order,) = standin.orders_with_store_number("#5002")
     assert sales_order["contato"]["id"] == 1  # the stand-in's built-in Consumidor Final
     assert len(standin.contacts) == 1  # no contact was created
+
+
+def test_an_order_for_a_sku_at_zero_on_its_first_sync_is_forwarded(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Bling lists only positive balances unless asked: a SKU sold out in Bling when the service
+    first synced must still be in the catalog map, or its orders wait for a SKU "not in Bling's
+    catalog" until they are dead-lettered."""
+    runtime = runtime_of(forwarding_app)
+    product = standin.add_product("BZ-LAST-SEASON", 0)
+    sync(forwarding_app, standin)
+    assert figures(runtime.engine, "BZ-LAST-SEASON")["on_hand"] == 0
+    # Shopify sold one anyway (its own count was stale): the order must still reach Bling.
+    payload = shopify_order(5010, [("BZ-LAST-SEASON", 1, "59.90")])
+    assert deliver(forwarding_app.test_client(), payload, "orders/create")["status"] == "confirmed"
+
+    drain(runtime, clock)
+
+    (sales_order,) = standin.orders_with_store_number("#5010")
+    assert [i["produto"]["id"] for i in sales_order["itens"]] == [product]
+    assert standin.postings[sales_order["id"]] == 1
+    assert order_row(runtime, 5010).forward_status == "forwarded"
+    assert job(runtime, FORWARD_ORDER).status == "done"
+    assert_ledger_balanced(runtime.engine)
+
+
+def test_bling_s_event_for_the_posting_itself_does_not_count_the_order_twice(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Bling's real timing: its stock event for our lancar-estoque is stamped when Bling posts,
+    in whole seconds, and our acknowledgement comes after the 204 is back; its balance already
+    excludes the order's units, which must not be subtracted from it again."""
+    runtime, engine = runtime_of(forwarding_app), runtime_of(forwarding_app).engine
+    tee = standin.product_id("BZ-TEE")
+    clock.advance(60.7)  # a minute after the first sync, mid-second
+    # Meanwhile Bling emitted an event of its own (10 units), delivered late: it predates the
+    # posting by more than the allowance, so the order's units are still taken off it.
+    other_change = standin.stock_event(tee, date=clock() - timedelta(seconds=10))
+    standin.after_posting = lambda: clock.advance(1.5)  # the answer's way back, our transaction
+    payload = shopify_order(5020, [("BZ-TEE", 2, "89.90")])
+    assert deliver(forwarding_app.test_client(), payload, "orders/create")["status"] == "confirmed"
+
+    drain(runtime, clock)
+
+    assert figures(engine, "BZ-TEE") == {
+        "on_hand": 8,
+        "reserved": 0,
+        "committed": 0,
+        "available": 8,
+    }
+    (own_event,) = standin.take_webhooks()
+    with engine.connect() as conn:
+        (acknowledged_at,) = conn.execute(select(bling_acks.c.acknowledged_at)).one()
+    dated = datetime.fromisoformat(json.loads(own_event)["date"])
+    assert dated < acknowledged_at, "Bling dates its event before we acknowledge"
+    assert json.loads(own_event)["data"]["deposito"]["saldoVirtual"] == 8
+
+    assert deliver_bling(forwarding_app, standin, other_change).get_json() == {"status": "applied"}
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8  # 10, minus the order posted after it
+    assert deliver_bling(forwarding_app, standin, own_event).get_json() == {"status": "applied"}
+    assert figures(engine, "BZ-TEE") == {
+        "on_hand": 8,  # Bling's 8: the order is not taken off a second time (6, "Esgotado" soon)
+        "reserved": 0,
+        "committed": 0,
+        "available": 8,
+    }
+    clock.advance(60)
+    sync(forwarding_app, standin)  # and the next reconciliation agrees
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8
+    assert_ledger_balanced(engine)
+
+    # A cancellation reverses the posting: Bling's event for the reversal agrees with the
+    # restock (the reversal is no acknowledgement: nothing to allow for).
+    clock.advance(60)
+    cancelled = {**payload, "cancelled_at": "2026-11-27T12:10:00-03:00"}
+    deliver(forwarding_app.test_client(), cancelled, "orders/cancelled")
+    drain(runtime, clock)
+    assert figures(engine, "BZ-TEE")["on_hand"] == 10
+    (reversal_event,) = standin.take_webhooks()
+    assert deliver_bling(forwarding_app, standin, reversal_event).get_json() == {
+        "status": "applied"
+    }
+    assert figures(engine, "BZ-TEE")["on_hand"] == 10
+    assert_ledger_balanced(engine)
 
 
 def test_a_lost_answer_to_the_create_is_found_by_the_search_and_not_created_twice(
@@ -409,7 +489,8 @@ def test_forwarding_waits_for_a_payment_method_and_for_the_catalog(
     app = make_app(database_url, clock, **environ)
     runtime = runtime_of(app)
     try:
-        connection.connect(runtime, standin.authorize())
+        connection.connect(runtime, standin.authorize())  # reads the account's company id
+        sent = len(standin.calls)
         services.set_on_hand(runtime.uow(), "BZ-TEE", 10, reference="count")  # no sync yet
         deliver(app.test_client(), shopify_order(5009, [("BZ-TEE", 1, "89.90")]), "orders/create")
         # No payment method: the kind waits, no attempt spent, nothing sent to Bling.
@@ -419,7 +500,7 @@ def test_forwarding_waits_for_a_payment_method_and_for_the_catalog(
             assert (
                 "BLING_PAYMENT_METHOD_ID" in conn.execute(select(outbox_pauses.c.reason)).scalar()
             )
-        assert standin.calls == []
+        assert standin.calls[sent:] == []
     finally:
         runtime.engine.dispose()
 

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -25,10 +26,12 @@ from shopify_app.erp.stock_tables import bling_acks, bling_products
 from shopify_app.runtime import Runtime
 from shopify_app.stock.tables import stock_movements
 from shopify_app.worker import run_worker
+from tests.support.app import ApiClient
 from tests.support.bling_app import (
     GatedStandIn,
     acknowledge,
     bling_environ,
+    deliver_bling,
     make_app,
     runtime_of,
     sell,
@@ -75,8 +78,14 @@ def test_bling_sync_over_several_pages_fills_on_hand_for_every_sku(
             for sku, balance in stock.items():
                 assert figures(engine, sku)["on_hand"] == sellable_units(balance), sku
             assert figures(engine, "BZ-FRACTION")["on_hand"] == 2
-            pages = {c.query["pagina"][0] for c in standin.calls_to("GET", "/produtos")}
-            assert pages == {"1", "2", "3"}  # the third, empty page ends the walk
+            walks: dict[str, list[str]] = {}
+            for call in standin.calls_to("GET", "/produtos"):
+                walks.setdefault(call.query["filtroSaldoEstoque"][0], []).append(
+                    call.query["pagina"][0]
+                )
+            # Positive balances: the third, empty page ends the walk; then the 19 at zero; no
+            # product is negative.
+            assert walks == {"1": ["1", "2", "3"], "0": ["1", "2"], "2": ["1"]}
             assert standin.rate_violations == 0
             assert_ledger_balanced(engine)
 
@@ -135,6 +144,77 @@ def test_a_product_whose_sku_changed_in_bling_is_mapped_to_the_new_sku(
         mapped = conn.execute(select(bling_products.c.sku, bling_products.c.product_id)).all()
     assert mapped == [("NEW-SKU", product)]
     assert figures(runtime_of(bling_app).engine, "NEW-SKU")["on_hand"] == 4
+
+
+# --- sold out in Bling ---------------------------------------------------------------------
+# Bling lists only positive balances unless asked (filtroSaldoEstoque defaults to 1), and the
+# stand-in speaks that default: these tests fail against a catalog walk that passes nothing.
+
+
+def test_a_sku_at_zero_on_the_first_sync_is_known_with_on_hand_zero(
+    bling_app: Flask, standin: GatedStandIn, clock: FakeClock
+) -> None:
+    engine = runtime_of(bling_app).engine
+    ids = {
+        "BORN-SOLD-OUT": standin.add_product("BORN-SOLD-OUT", 0),
+        "BELOW-ZERO": standin.add_product("BELOW-ZERO", -3),
+        "IN-STOCK": standin.add_product("IN-STOCK", 4),
+    }
+
+    report = sync(bling_app, standin)
+
+    assert (report.products, report.created) == (3, 3)
+    assert figures(engine, "BORN-SOLD-OUT") == {
+        "on_hand": 0,
+        "reserved": 0,
+        "committed": 0,
+        "available": 0,
+    }
+    assert figures(engine, "BELOW-ZERO")["on_hand"] == 0
+    assert figures(engine, "IN-STOCK")["on_hand"] == 4
+    with engine.connect() as conn:
+        mapped = dict(conn.execute(select(bling_products.c.sku, bling_products.c.product_id)).all())
+    assert mapped == ids  # known: its orders find their Bling product, its webhooks their SKU
+
+    # Restocked in Bling: the stock event names a product the service now knows.
+    standin.set_stock(ids["BORN-SOLD-OUT"], 6)
+    raw = standin.stock_event(ids["BORN-SOLD-OUT"], date=clock() + timedelta(seconds=10))
+    assert deliver_bling(bling_app, standin, raw).get_json() == {"status": "applied"}
+    assert figures(engine, "BORN-SOLD-OUT")["on_hand"] == 6
+    assert_ledger_balanced(engine)
+
+
+def test_skus_that_sell_out_in_bling_are_unsellable_after_the_next_sync(
+    bling_app: Flask, standin: GatedStandIn, clock: FakeClock
+) -> None:
+    engine = runtime_of(bling_app).engine
+    api = ApiClient(bling_app.test_client())
+    skus = [f"ELSEWHERE-{n:02d}" for n in range(11)]
+    ids = {sku: standin.add_product(sku, 5 + n) for n, sku in enumerate(skus)}
+    sync(bling_app, standin)
+    assert [figures(engine, sku)["available"] for sku in skus] == [5 + n for n in range(11)]
+
+    # Another channel (the shop's counter, a marketplace) sells them all in Bling; one goes
+    # below zero. No webhook reaches the service: the reconciliation is the safety net.
+    for sku in skus[:10]:
+        standin.set_stock(ids[sku], 0)
+    standin.set_stock(ids[skus[10]], -2)
+    clock.advance(900)
+
+    report = sync(bling_app, standin)
+
+    assert (report.products, report.updated) == (11, 11)
+    for sku in skus:
+        assert figures(engine, sku) == {
+            "on_hand": 0,
+            "reserved": 0,
+            "committed": 0,
+            "available": 0,
+        }, sku
+        refused = api.post(f"/stock/{sku}/reserve", json={"quantity": 1})
+        assert refused.status_code == 409, sku
+        assert refused.get_json()["error"] == "out_of_stock"
+    assert_ledger_balanced(engine)
 
 
 # --- race-free application -----------------------------------------------------------------

@@ -17,17 +17,19 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from shopify_app.erp.stock_sync import OWN_POSTING_WINDOW
 from shopify_app.erp.stock_tables import bling_events
 from tests.support.bling_app import (
     GatedStandIn,
     acknowledge,
     bling_environ,
+    deliver_bling,
     make_app,
     runtime_of,
     sell,
     sync,
 )
-from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn
+from tests.support.bling_standin import COMPANY_ID, DEFAULT_DEPOSIT_ID, BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures, snapshot
 
@@ -60,13 +62,6 @@ def event(
     body["date"] = date.strftime("%Y-%m-%dT%H:%M:%SZ")  # Bling's format: whole seconds, UTC
     body["eventId"] = event_id or str(uuid.uuid4())
     return json.dumps(body).encode()
-
-
-def deliver(app: Flask, standin: BlingStandIn, raw: bytes, **headers: str) -> Any:
-    # Bling's webhook, not Shopify's (tests/support/shopify_sender.py's deliver): another
-    # endpoint, signed by the stand-in with X-Bling-Signature-256, so it stays its own helper.
-    sent = {SIGNATURE: standin.sign_webhook(raw), "Content-Type": "application/json", **headers}
-    return app.test_client().post("/webhooks/bling", data=raw, headers=sent)
 
 
 def at(clock: FakeClock, seconds: float) -> datetime:
@@ -115,7 +110,7 @@ def test_while_bling_is_not_configured_every_delivery_is_401(
         app = make_app(database_url, clock)  # no BLING_CLIENT_SECRET
         try:
             product = standin.add_product("OFF", 5)
-            response = deliver(app, standin, event(standin, product, at(clock, 0)))
+            response = deliver_bling(app, standin, event(standin, product, at(clock, 0)))
             assert response.status_code == 401
             with runtime_of(app).engine.connect() as conn:
                 assert conn.execute(select(bling_events)).all() == []
@@ -125,7 +120,7 @@ def test_while_bling_is_not_configured_every_delivery_is_401(
 
 def test_a_signed_body_that_is_not_an_event_is_400(bling_app: Flask, standin: BlingStandIn) -> None:
     for raw in (b"not json", b"[]", b'{"event": "stock.updated"}'):
-        response = deliver(bling_app, standin, raw)
+        response = deliver_bling(bling_app, standin, raw)
         assert response.status_code == 400, raw
         assert response.get_json()["error"] == "invalid_payload"
 
@@ -142,12 +137,12 @@ def test_a_stock_event_sets_on_hand_and_a_duplicate_changes_nothing(
     standin.set_stock(product, 3.6)
     raw = event(standin, product, at(clock, 10), event_id="ev-1")
 
-    first = deliver(bling_app, standin, raw)
+    first = deliver_bling(bling_app, standin, raw)
     assert (first.status_code, first.get_json()) == (200, {"status": "applied"})
     assert figures(engine, "DUP")["on_hand"] == 3  # 3.6 units: 3 can be sold
     before = snapshot(engine)
 
-    again = deliver(bling_app, standin, raw)
+    again = deliver_bling(bling_app, standin, raw)
     assert (again.status_code, again.get_json()) == (200, {"status": "duplicate"})
     assert snapshot(engine) == before
     assert_ledger_balanced(engine)
@@ -164,15 +159,15 @@ def test_events_out_of_order_leave_the_newest_balance(
     standin.set_stock(product, 2)
     newer = event(standin, product, at(clock, 20))
 
-    assert deliver(bling_app, standin, newer).get_json() == {"status": "applied"}
-    assert deliver(bling_app, standin, older).get_json() == {"status": "stale"}
+    assert deliver_bling(bling_app, standin, newer).get_json() == {"status": "applied"}
+    assert deliver_bling(bling_app, standin, older).get_json() == {"status": "stale"}
     assert figures(engine, "ORDER")["on_hand"] == 2
     # Bling retries for days: an event older than the last sync is stale too.
     clock.advance(60)
     standin.set_stock(product, 4)
     sync(bling_app, standin)
     late = event(standin, product, at(clock, -30))
-    assert deliver(bling_app, standin, late).get_json() == {"status": "stale"}
+    assert deliver_bling(bling_app, standin, late).get_json() == {"status": "stale"}
     assert figures(engine, "ORDER")["on_hand"] == 4
     assert_ledger_balanced(engine)
 
@@ -187,19 +182,20 @@ def test_an_event_dated_before_an_acknowledgement_does_not_resurrect_the_unit(
     clock.advance(10)
     # Bling emits an event at +10 s with 5 (before our order was posted), delivered late…
     stale_balance = event(standin, product, at(clock, 0))
-    clock.advance(5)
+    clock.advance(OWN_POSTING_WINDOW.total_seconds() + 5)  # the posting comes well after it
     standin.set_stock(product, 4)
-    acknowledge(runtime, 2001, "EV-RACE")  # …after the posting was acknowledged at +15 s.
-    assert deliver(bling_app, standin, stale_balance).get_json() == {"status": "applied"}
+    own_posting = event(standin, product, at(clock, -1))  # stamped by Bling as it posted
+    acknowledge(runtime, 2001, "EV-RACE")  # …after the posting was acknowledged at +20 s.
+    assert deliver_bling(bling_app, standin, stale_balance).get_json() == {"status": "applied"}
     assert figures(engine, "EV-RACE") == {
         "on_hand": 4,
         "reserved": 0,
         "committed": 0,
         "available": 4,
     }
-    # The posting's own event, dated after the acknowledgement, agrees.
-    clock.advance(5)
-    assert deliver(bling_app, standin, event(standin, product, at(clock, 0))).status_code == 200
+    # The posting's own event, dated a second before the acknowledgement, shows the posting:
+    # the acknowledgement is not taken off it a second time.
+    assert deliver_bling(bling_app, standin, own_posting).get_json() == {"status": "applied"}
     assert figures(engine, "EV-RACE")["on_hand"] == 4
     assert_ledger_balanced(engine)
 
@@ -213,13 +209,13 @@ def test_events_bling_cannot_map_are_acknowledged_and_ignored(
     stranger = standin.add_product("NOT-SYNCED-YET", 8)
     before = snapshot(engine)
 
-    unknown = deliver(bling_app, standin, event(standin, stranger, at(clock, 5)))
+    unknown = deliver_bling(bling_app, standin, event(standin, stranger, at(clock, 5)))
     assert unknown.get_json() == {"status": "ignored_unknown_product"}
     other_deposit = event(standin, known, at(clock, 5), deposit_id=DEFAULT_DEPOSIT_ID + 1)
-    assert deliver(bling_app, standin, other_deposit).get_json() == {"status": "ignored"}
+    assert deliver_bling(bling_app, standin, other_deposit).get_json() == {"status": "ignored"}
     order = {"eventId": "ev-order", "date": "2026-11-27T12:00:05Z", "event": "order.created"}
     raw = json.dumps({**order, "version": "v1", "data": {"id": 1}}).encode()
-    assert deliver(bling_app, standin, raw).get_json() == {"status": "ignored"}
+    assert deliver_bling(bling_app, standin, raw).get_json() == {"status": "ignored"}
 
     after = snapshot(engine)
     assert {k: v for k, v in after.items() if k != "bling_events"} == {
@@ -240,7 +236,7 @@ def test_a_virtual_stock_event_uses_the_configured_deposit(
         "date": at(clock, 5).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "version": "v1",
         "event": "virtual_stock.updated",
-        "companyId": "standin-company",
+        "companyId": COMPANY_ID,
         "data": {
             "produto": {"id": product},
             "saldoFisicoTotal": 15.0,
@@ -251,7 +247,7 @@ def test_a_virtual_stock_event_uses_the_configured_deposit(
             ],
         },
     }
-    response = deliver(bling_app, standin, json.dumps(body).encode())
+    response = deliver_bling(bling_app, standin, json.dumps(body).encode())
     assert response.get_json() == {"status": "applied"}
     assert figures(engine, "VIRT")["on_hand"] == 2  # saldoVirtual of BLING_DEPOSIT_ID only
     assert_ledger_balanced(engine)
@@ -270,9 +266,9 @@ def test_a_sync_keeps_a_webhook_balance_newer_than_its_own_read(
     try:
         assert standin.balance_read.wait(10)  # the sync has read 5 at T = clock.now
         standin.set_stock(product, 1)
-        assert deliver(bling_app, standin, event(standin, product, at(clock, 3))).get_json() == {
-            "status": "applied"
-        }
+        assert deliver_bling(
+            bling_app, standin, event(standin, product, at(clock, 3))
+        ).get_json() == {"status": "applied"}
     finally:
         standin.release.set()
         syncing.join(10)

@@ -1,5 +1,6 @@
 """The app with Bling on, against the loopback stand-in (tests/support/bling_standin.py), in this
-process: its environment, building it, a full sync, a Shopify sale and Bling's acknowledgement.
+process: its environment, building it, a full sync, a Shopify sale and Bling's acknowledgement,
+a Bling webhook delivered as Bling signs it, and the outbox relayed until it is empty.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bling.client import BlingClient, LocalRateLimiter, NullRateLimiter
 from bling.oauth import InMemoryTokenStore, OAuthClient, TokenManager
-from shopify_app import create_app
+from bling.webhooks import SIGNATURE_HEADER
+from shopify_app import create_app, outbox
 from shopify_app.erp.stock_sync import full_sync, record_acknowledgement
 from shopify_app.migrations_runner import upgrade
+from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.runtime import EXTENSION_KEY, Runtime
 from tests.support.app import SHOP, app_environ
 from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, BlingStandIn, Reply
@@ -22,13 +26,19 @@ from tests.support.clock import FakeClock
 from tests.support.shopify_sender import deliver
 
 
-def bling_environ(standin: BlingStandIn) -> dict[str, str]:
-    return {
+def bling_environ(
+    standin: BlingStandIn, *, deposit: int | None = DEFAULT_DEPOSIT_ID
+) -> dict[str, str]:
+    """The Bling variables of an app on ``standin``; ``deposit=None`` leaves BLING_DEPOSIT_ID
+    unset (the app then sells from the account's default deposit, erp/account.py)."""
+    environ = {
         "BLING_API_BASE_URL": standin.base_url,
         "BLING_CLIENT_ID": standin.client_id,
         "BLING_CLIENT_SECRET": standin.client_secret,
-        "BLING_DEPOSIT_ID": str(DEFAULT_DEPOSIT_ID),
     }
+    if deposit is not None:
+        environ["BLING_DEPOSIT_ID"] = str(deposit)
+    return environ
 
 
 def make_app(database_url: str, clock: FakeClock, **env: str) -> Flask:
@@ -85,6 +95,28 @@ def acknowledge(runtime: Runtime, order_id: int, sku: str, quantity: int = 1) ->
         order.forward_status = "forwarded"
         uow.orders.save(order)
         uow.commit()
+
+
+def deliver_bling(app: Flask, standin: BlingStandIn, raw: bytes, **headers: str) -> Any:
+    """``POST /webhooks/bling`` with ``raw`` signed as Bling signs it (X-Bling-Signature-256 with
+    the client secret); the response, whatever its status (tests of refusals need it)."""
+    sent = {SIGNATURE_HEADER: standin.sign_webhook(raw), "Content-Type": "application/json"}
+    return app.test_client().post("/webhooks/bling", data=raw, headers={**sent, **headers})
+
+
+def drain(runtime: Runtime, clock: FakeClock, rounds: int = 40) -> None:
+    """Relay the outbox in this process until nothing is pending, moving the clock past every
+    backoff and pause."""
+    for _ in range(rounds):
+        outbox.run_due(runtime, batch=50)
+        with runtime.engine.connect() as conn:
+            pending = conn.execute(
+                select(outbox_jobs.c.id).where(outbox_jobs.c.status == "pending")
+            ).all()
+        if not pending:
+            return
+        clock.advance(3600)
+    raise AssertionError("the outbox did not drain")
 
 
 class GatedStandIn(BlingStandIn):

@@ -9,12 +9,23 @@ balances, deposits, contacts, sales orders, stock postings, webhooks), over one 
 - ``GET /oauth/authorize`` (302 to ``redirect_uri`` with ``code`` and ``state``) and
   ``POST /oauth/token``: HTTP Basic client credentials only, form body; codes live 60 s and work
   once; refresh tokens rotate (the old one then gets 400 ``invalid_grant`` in Bling's envelope).
-- ``GET /produtos`` (``pagina``, ``limite`` ≤ 100, ``codigos[]``, ``idsProdutos[]``, ``criterio``),
-  ``GET /estoques/saldos[/{idDeposito}]`` (``idsProdutos[]`` required; ``filtroSaldoEstoque``
-  defaults to 1, positive balances only, as the spec says), contacts (``/contatos``, ``/{id}``,
-  ``/consumidor-final``), sales orders (create with the spec's required fields, ``numerosLojas[]``
-  and ``idLoja`` search, ``numero`` assigned), ``lancar-estoque[/{idDeposito}]`` (a second posting
-  is refused) and ``estornar-estoque``, ``PATCH …/situacoes/{id}``.
+- ``GET /produtos`` (``pagina``, ``limite`` ≤ 100, ``codigos[]``, ``idsProdutos[]``, ``criterio``,
+  ``filtroSaldoEstoque[Deposito]``) and ``GET /estoques/saldos[/{idDeposito}]`` (``idsProdutos[]``
+  required). On both, ``filtroSaldoEstoque`` defaults to 1, positive balances only, as the spec
+  says: a product at zero or below is listed only when asked for (0 or 2).
+- The account: ``GET /empresas/me/dados-basicos`` (its ``id`` is ``company_id``, the ``companyId``
+  of its webhooks) and ``GET /depositos`` (active ones by default; ``padrao`` marks
+  ``default_deposit``, which may be None: an account that marks none). ``lancar-estoque``
+  without an id posts to the default deposit (400 when there is none).
+- Contacts (``/contatos``, ``/{id}``, ``/consumidor-final``), sales orders (create with the spec's
+  required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
+  ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``,
+  ``PATCH …/situacoes/{id}``.
+- Webhooks: every posting and reversal emits Bling's ``stock.updated`` per item, **dated when
+  Bling makes the posting** (whole seconds, on ``clock``, Bling's clock), so before the service
+  hears the answer; ``take_webhooks()`` hands them to a test to deliver, as late as it likes
+  (``after_posting`` lets it move its clock while the answer travels). ``stock_event()`` builds
+  one for a product's current balance; ``sign_webhook()`` signs as Bling does.
 - Every API call needs ``Authorization: Bearer`` with a live access token (401 ``invalid_token``).
 - Bling's limits: 3 requests in any sliding 1-second window per account (429 ``period: second``,
   counted in ``rate_violations``) and an optional daily budget (429 ``period: day``).
@@ -41,7 +52,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -49,12 +62,14 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 PREFIX = "/Api/v3"
 DEFAULT_DEPOSIT_ID = 14_000_001
+FIRST_DEPOSIT = 0  # ``default_deposit``'s default: the first of ``deposits`` is the padrão one
 CONSUMIDOR_FINAL_ID = 1
 PAYMENT_METHOD_ID = 7_001  # the one payment method the stand-in's account has
 OPEN_SITUATION = 6  # "Em aberto" in a default Bling account
 CODE_LIFETIME = 60.0
 CLIENT_ID = "standin-client-id"
 CLIENT_SECRET = "standin-client-secret"
+COMPANY_ID = "5b7e3c0f9a1d4e6b8c2f0a9d7e5c3b1a"  # the stand-in account's id, as /empresas/me shows
 Reply = tuple[int, Any]
 
 
@@ -74,6 +89,11 @@ def too_many(period: str, limit: int) -> dict[str, Any]:
         limit=limit,
         period=period,
     )
+
+
+def bling_date(moment: datetime) -> str:
+    """A webhook's ``date`` as Bling writes it: UTC, in whole seconds (the fraction dropped)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -107,15 +127,25 @@ class BlingStandIn:
         client_secret: str = CLIENT_SECRET,
         products: Any = (),
         deposits: tuple[int, ...] = (DEFAULT_DEPOSIT_ID,),
+        default_deposit: int | None = FIRST_DEPOSIT,
         rate_limit: int | None = 3,
         rate_window: float = 1.0,
         daily_limit: int | None = None,
         access_ttl: int = 21_600,
         redirect_uri: str = "http://127.0.0.1:9/bling/callback",
         seed: int = 0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        #: Bling's own clock: what its webhooks are dated with (the app's FakeClock in tests that
+        #: compare the two; the wall clock otherwise).
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.client_id, self.client_secret = client_id, client_secret
-        self.deposits, self.default_deposit = deposits, deposits[0]
+        self.deposits = deposits
+        #: The deposit Bling marks ``padrao`` (``lancar-estoque`` without an id posts there);
+        #: None: the account marks none. ``deposit_names`` are their ``descricao``.
+        self.default_deposit = deposits[0] if default_deposit == FIRST_DEPOSIT else default_deposit
+        self.deposit_names = {d: f"Depósito {n}" for n, d in enumerate(deposits, start=1)}
+        self.inactive_deposits: set[int] = set()
         self.rate_limit, self.rate_window, self.daily_limit = rate_limit, rate_window, daily_limit
         self.access_ttl, self.redirect_uri = access_ttl, redirect_uri
         self._lock = threading.RLock()
@@ -154,6 +184,13 @@ class BlingStandIn:
         self.rate_violations = 0
         self.used_today = 0
         self._admitted: collections.deque[float] = collections.deque()
+        # webhooks: Bling's own stock events for postings (lancar/estornar-estoque), emitted as
+        # Bling makes them and delivered when a test says (Bling delivers on its own schedule)
+        self.company_id = COMPANY_ID
+        self._webhooks: list[bytes] = []
+        #: Called (under the stand-in's lock) right after a posting is made, before the answer
+        #: leaves: a test moves its clock here to stand for the answer's way back.
+        self.after_posting: Callable[[], None] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._port = 0
         self._unavailable = False
@@ -214,12 +251,16 @@ class BlingStandIn:
 
     # --- arranging -----------------------------------------------------------------------------
 
+    def _home(self, deposit_id: int | None) -> int:
+        """The deposit a call that names none means: the default one, else the first."""
+        return deposit_id or self.default_deposit or self.deposits[0]
+
     def add_product(
         self, codigo: str, stock: float = 0, *, deposit_id: int | None = None, nome: str = ""
     ) -> int:
         with self._lock:
             product = Product(next(self._ids), codigo, nome or f"Produto {codigo}")
-            product.physical[deposit_id or self.default_deposit] = float(stock)
+            product.physical[self._home(deposit_id)] = float(stock)
             self.products[product.id] = product
             return product.id
 
@@ -233,8 +274,8 @@ class BlingStandIn:
     ) -> None:
         with self._lock:
             product = self.products[product_id]
-            product.physical[deposit_id or self.default_deposit] = float(physical)
-            product.reserved[deposit_id or self.default_deposit] = float(reserved)
+            product.physical[self._home(deposit_id)] = float(physical)
+            product.reserved[self._home(deposit_id)] = float(reserved)
 
     def product_id(self, codigo: str) -> int:
         with self._lock:
@@ -243,7 +284,7 @@ class BlingStandIn:
     def balance(self, product_id: int, deposit_id: int | None = None) -> tuple[float, float]:
         """(saldoFisico, saldoVirtual) in one deposit."""
         with self._lock:
-            product, deposit = self.products[product_id], deposit_id or self.default_deposit
+            product, deposit = self.products[product_id], self._home(deposit_id)
             return product.physical.get(deposit, 0.0), product.virtual(deposit)
 
     def issue_tokens(self) -> dict[str, Any]:
@@ -266,9 +307,12 @@ class BlingStandIn:
         mac = hmac.new(self.client_secret.encode(), raw_body, hashlib.sha256).hexdigest()
         return "sha256=" + mac
 
-    def stock_event(self, product_id: int, deposit_id: int | None = None) -> bytes:
-        """A ``stock.updated`` delivery with the product's current balances."""
-        deposit = deposit_id or self.default_deposit
+    def stock_event(
+        self, product_id: int, deposit_id: int | None = None, *, date: datetime | None = None
+    ) -> bytes:
+        """A ``stock.updated`` delivery with the product's current balances, dated ``date``
+        (default: now on Bling's clock)."""
+        deposit = self._home(deposit_id)
         with self._lock:
             product = self.products[product_id]
             physical, virtual = product.physical.get(deposit, 0.0), product.virtual(deposit)
@@ -283,13 +327,46 @@ class BlingStandIn:
         }
         envelope = {
             "eventId": secrets.token_hex(16),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "date": bling_date(date or self.clock()),
             "version": "v1",
             "event": "stock.updated",
-            "companyId": "standin-company",
+            "companyId": self.company_id,
             "data": data,
         }
         return json.dumps(envelope).encode()
+
+    def take_webhooks(self) -> list[bytes]:
+        """The stock events Bling emitted for postings and reversals since the last call, oldest
+        first (each dated when the posting was made, on Bling's clock), for a test to deliver."""
+        with self._lock:
+            taken, self._webhooks = self._webhooks, []
+        return taken
+
+    def _emit_posting(
+        self, product: Product, deposit: int, operation: str, quantity: float
+    ) -> None:
+        """Bling's ``stock.updated`` for one item of a posting, with the balances it left."""
+        data = {
+            "produto": {"id": product.id},
+            "deposito": {
+                "id": deposit,
+                "saldoFisico": product.physical.get(deposit, 0.0),
+                "saldoVirtual": product.virtual(deposit),
+            },
+            "operacao": operation,
+            "quantidade": quantity,
+            "saldoFisicoTotal": sum(product.physical.values()),
+            "saldoVirtualTotal": sum(map(product.virtual, self.deposits)),
+        }
+        envelope = {
+            "eventId": secrets.token_hex(16),
+            "date": bling_date(self.clock()),  # the posting's moment, before anyone is answered
+            "version": "v1",
+            "event": "stock.updated",
+            "companyId": self.company_id,
+            "data": data,
+        }
+        self._webhooks.append(json.dumps(envelope).encode())
 
     # --- faults --------------------------------------------------------------------------------
 
@@ -456,6 +533,12 @@ class BlingStandIn:
         criterio = _int(query, "criterio", 1)
         if criterio in (2, 3):
             rows = [p for p in rows if p.situacao == ("A" if criterio == 2 else "I")]
+        # As the spec documents: filtroSaldoEstoque defaults to 1, so a listing that does not
+        # ask for zero (0) or negative (2) balances leaves those products out.
+        wanted = _BALANCE_FILTERS.get(_int(query, "filtroSaldoEstoque", 1), _BALANCE_FILTERS[1])
+        deposit = _int(query, "filtroSaldoEstoqueDeposito", 0)
+        scope = [deposit] if deposit else list(self.deposits)  # omitted: every deposit
+        rows = [p for p in rows if wanted(sum(p.virtual(d) for d in scope))]
         return 200, {"data": [_product_row(p, self.deposits) for p in _page(rows, query)]}
 
     def balances(
@@ -492,6 +575,36 @@ class BlingStandIn:
                 ]
             rows.append(row)
         return 200, {"data": rows}
+
+    def list_deposits(self, query: dict[str, list[str]], raw: bytes) -> Reply:
+        """``GET /depositos``: active ones unless ``situacao=0`` (the spec's default is 1)."""
+        active = _int(query, "situacao", 1) == 1
+        rows = [
+            {
+                "id": d,
+                "descricao": self.deposit_names.get(d, str(d)),
+                "situacao": 1 if d not in self.inactive_deposits else 0,
+                "padrao": d == self.default_deposit,
+                "desconsiderarSaldo": False,
+            }
+            for d in self.deposits
+            if (d not in self.inactive_deposits) == active
+        ]
+        if name := _one(query, "descricao"):
+            rows = [r for r in rows if name.lower() in str(r["descricao"]).lower()]
+        return 200, {"data": _page(rows, query)}
+
+    def company(self, query: dict[str, list[str]], raw: bytes) -> Reply:
+        """``GET /empresas/me/dados-basicos``: its ``id`` is the ``companyId`` of webhooks."""
+        return 200, {
+            "data": {
+                "id": self.company_id,
+                "nome": "Bázico Moda Ltda",
+                "cnpj": "12.345.678/0001-90",
+                "email": "financeiro@bazico.example",
+                "dataContrato": "2024-03-01",
+            }
+        }
 
     def list_contacts(self, query: dict[str, list[str]], raw: bytes) -> Reply:
         rows = sorted(self.contacts.values(), key=lambda c: c["id"])
@@ -650,6 +763,8 @@ class BlingStandIn:
         if order is None:
             return 404, error("RESOURCE_NOT_FOUND", "Pedido de venda não encontrado")
         deposit = deposit or self.default_deposit
+        if deposit is None:
+            return 400, error("VALIDATION_ERROR", "Nenhum depósito padrão definido")
         if deposit not in self.deposits:
             return 400, error("VALIDATION_ERROR", "Depósito inválido")
         if order["_posted_in"] is not None:
@@ -658,6 +773,8 @@ class BlingStandIn:
         self._move_stock(order, deposit, -1)
         order["_posted_in"] = deposit
         self.postings[order_id] += 1
+        if self.after_posting is not None:
+            self.after_posting()
         return 204, None
 
     def reverse_stock(self, query: dict[str, list[str]], raw: bytes, order_id: int) -> Reply:
@@ -680,10 +797,13 @@ class BlingStandIn:
         return 204, None
 
     def _move_stock(self, order: dict[str, Any], deposit: int, sign: int) -> None:
+        """Post (-1) or reverse (+1) the order's items in ``deposit``; each movement emits its
+        stock event, as Bling's physical postings do."""
         for item in order["itens"]:
             product = self.products[int(item["produto"]["id"])]
-            quantity = sign * float(item["quantidade"])
-            product.physical[deposit] = product.physical.get(deposit, 0.0) + quantity
+            quantity = float(item["quantidade"])
+            product.physical[deposit] = product.physical.get(deposit, 0.0) + sign * quantity
+            self._emit_posting(product, deposit, "S" if sign < 0 else "E", quantity)
 
 
 _BALANCE_FILTERS = {0: lambda v: v == 0, 1: lambda v: v > 0, 2: lambda v: v < 0}
@@ -692,6 +812,8 @@ _ROUTES = [
     ("GET", r"/produtos", "list_products"),
     ("GET", r"/estoques/saldos", "balances"),
     ("GET", rf"/estoques/saldos/{_N}", "balances"),
+    ("GET", r"/depositos", "list_deposits"),
+    ("GET", r"/empresas/me/dados-basicos", "company"),
     ("GET", r"/contatos", "list_contacts"),
     ("POST", r"/contatos", "create_contact"),
     ("GET", r"/contatos/consumidor-final", "consumer_final"),

@@ -356,6 +356,7 @@ class FakeErp:
     ``fail(call, *errors)`` makes the next calls of ``call`` (``session``, ``ensure_sales_order``,
     ``post_stock``, ``reverse_stock``) raise those errors in turn; ``LOST`` as an error does the
     call, then loses its answer (a 5xx after the fact, a timeout: the outcome unknown).
+    ``after_post`` runs once a posting is made: what happens here while the ERP posts.
     """
 
     LOST = object()
@@ -367,6 +368,7 @@ class FakeErp:
         self.writes: list[tuple[str, int]] = []
         self.acknowledged: list[tuple[dict[str, int], str]] = []
         self.failures: dict[str, list[Any]] = {}
+        self.after_post: Callable[[], object] | None = None
         self._ids = iter(range(9001, 10_000))
 
     def fail(self, call: str, *errors: Any) -> None:
@@ -409,6 +411,8 @@ class FakeErp:
             raise ErpRefused("stock already posted for this order")
         self.posted.add(erp_order_id)
         self.writes.append(("post", erp_order_id))
+        if self.after_post is not None:
+            self.after_post()
         if lost:
             raise self._lost()
 

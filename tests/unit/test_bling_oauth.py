@@ -10,12 +10,15 @@ import pytest
 
 from bling.errors import BlingNotConnected, InvalidGrant
 from bling.oauth import (
+    AUTHORIZE_URL,
+    DEFAULT_BASE_URL,
     InMemoryTokenStore,
     OAuthClient,
     StoredToken,
     TokenGrant,
     TokenManager,
     authorization_url,
+    authorize_endpoint,
 )
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -24,14 +27,27 @@ T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 def test_authorization_url_carries_only_what_bling_reads() -> None:
     url = authorization_url("https://api.bling.com.br/Api/v3/", "my-id", "nonce 1")
     parts = urlsplit(url)
+    # The browser step on Bling's documented host (www.), not the API's (api.).
     assert f"{parts.scheme}://{parts.netloc}{parts.path}" == (
-        "https://api.bling.com.br/Api/v3/oauth/authorize"
+        "https://www.bling.com.br/Api/v3/oauth/authorize"
     )
     assert parse_qs(parts.query) == {
         "response_type": ["code"],
         "client_id": ["my-id"],
         "state": ["nonce 1"],
     }
+
+
+def test_another_api_host_serves_its_own_authorize_page() -> None:
+    assert authorize_endpoint(DEFAULT_BASE_URL) == AUTHORIZE_URL
+    assert authorize_endpoint("http://127.0.0.1:8123/Api/v3/") == (
+        "http://127.0.0.1:8123/Api/v3/oauth/authorize"
+    )
+    sandbox = "https://developer.bling.com.br/api/bling"
+    assert authorize_endpoint(sandbox) == sandbox + "/oauth/authorize"
+    client = OAuthClient("my-id", "secret", DEFAULT_BASE_URL)
+    assert client.authorization_url("s").startswith(AUTHORIZE_URL + "?")
+    client.close()
 
 
 def test_tokens_and_secret_never_show_in_reprs() -> None:

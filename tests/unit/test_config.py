@@ -44,11 +44,44 @@ def test_heroku_postgres_urls_are_rewritten_for_psycopg3(given: str, expected: s
 
 def test_heroku_dyno_means_production_and_production_needs_secrets() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings({"DYNO": "web.1", "DATABASE_URL": "postgres://h/db"})
+        load_settings(
+            {"DYNO": "web.1", "DATABASE_URL": "postgres://h/db", "APP_URL": "https://s.example"}
+        )
     assert caught.value.problems == [
         "SECRET_KEY is required when APP_ENV=production",
         "SHOPIFY_API_KEY is required when APP_ENV=production",
         "SHOPIFY_API_SECRET is required when APP_ENV=production",
+    ]
+
+
+HEROKU_READY = {
+    "DYNO": "web.1",
+    "DATABASE_URL": "postgres://h/db",
+    "SECRET_KEY": "a-long-enough-secret-key",
+    "SHOPIFY_API_KEY": "key",
+    "SHOPIFY_API_SECRET": "secret",
+}
+
+
+def test_on_heroku_app_url_is_required_and_the_reason_is_given() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(HEROKU_READY)
+    (problem,) = caught.value.problems
+    assert problem.startswith("APP_URL is required on Heroku (DYNO is set): ")
+    assert "webhooks" in problem and "/bling/callback" in problem and "localhost" in problem
+    # Set, it is the address everything registers, whatever the environment says.
+    settings = load_settings({**HEROKU_READY, "APP_URL": "https://bazico-stock.herokuapp.com/"})
+    assert settings.app_url == "https://bazico-stock.herokuapp.com"
+    # Heroku CI runs (CI set too) and machines without DYNO keep the local default.
+    assert load_settings({**HEROKU_READY, "CI": "true"}).app_url == "http://localhost:8000"
+    assert load_settings({"PORT": "5000"}).app_url == "http://localhost:5000"
+
+
+def test_app_url_must_be_an_absolute_http_url() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"APP_URL": "bazico-stock.herokuapp.com"})
+    assert caught.value.problems == [
+        "APP_URL must be an absolute http(s):// URL, got 'bazico-stock.herokuapp.com'"
     ]
 
 

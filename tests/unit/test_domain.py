@@ -110,6 +110,14 @@ def test_acknowledge_turns_committed_into_a_smaller_on_hand() -> None:
         level.acknowledge(1, "bling:2")  # nothing committed is left to acknowledge
 
 
+def test_acknowledging_an_oversold_order_leaves_on_hand_at_zero() -> None:
+    # Bling had 0 (or 1): Shopify sold 2 anyway, Bling posted them and is below zero now.
+    level = StockLevel("A", 1, 0, 2)
+    level.acknowledge(2, "bling:1")
+    assert (level.on_hand, level.committed, level.available) == (0, 0, 0)
+    assert (level.pending[-1].on_hand, level.pending[-1].committed) == (-1, -2)
+
+
 def test_a_balance_read_before_an_acknowledgement_never_resurrects_the_unit() -> None:
     # Bling had 5; we sold 1 and Bling acknowledged it after our sync read the balance.
     level = StockLevel("A", 5, 0, 1)

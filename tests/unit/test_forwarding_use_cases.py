@@ -226,16 +226,11 @@ def test_a_cancellation_during_the_forward_queues_the_reversal_instead_of_acknow
     store.stock(TEE=5)
     sell(uow, 13, TEE=2)
 
-    class CancelMidway(FakeErp):
-        def post_stock(self, erp_order_id: int | None) -> None:
-            super().post_stock(erp_order_id)
-            cancel(uow, 13)  # orders/cancelled lands while Bling posts
-
-    midway = CancelMidway()
-    assert forward(uow, midway, 13) == "cancelled_meanwhile"
+    erp.after_post = lambda: cancel(uow, 13)  # orders/cancelled lands while Bling posts
+    assert forward(uow, erp, 13) == "cancelled_meanwhile"
     order = order_of(store, 13)
     assert order.needs_reversal and order.bling_stock is BlingStock.POSTED
-    assert not order.acknowledged and midway.acknowledged == []
+    assert not order.acknowledged and erp.acknowledged == []
     assert store.figures("TEE") == {"on_hand": 5, "reserved": 0, "committed": 0, "available": 5}
     assert kinds(store) == [FORWARD_ORDER, REVERSE_ORDER]
 
@@ -246,12 +241,8 @@ def test_an_order_erased_during_the_forward_is_left_alone(
     store.stock(TEE=5)
     sell(uow, 14, TEE=1)
 
-    class EraseMidway(FakeErp):
-        def post_stock(self, erp_order_id: int | None) -> None:
-            super().post_stock(erp_order_id)
-            del store.orders[(SHOP, 14)]  # shop/redact
-
-    assert forward(uow, EraseMidway(), 14) == "erased"
+    erp.after_post = lambda: store.orders.pop((SHOP, 14))  # shop/redact
+    assert forward(uow, erp, 14) == "erased"
 
 
 # --- reverse -----------------------------------------------------------------------------------
@@ -299,16 +290,11 @@ def test_reversing_an_order_never_acknowledged_restocks_nothing(
     store.stock(TEE=5)
     sell(uow, 17, TEE=1)
 
-    class CancelMidway(FakeErp):
-        def post_stock(self, erp_order_id: int | None) -> None:
-            super().post_stock(erp_order_id)
-            cancel(uow, 17)
-
-    midway = CancelMidway()
-    forward(uow, midway, 17)
-    assert forwarding.reverse(uow, midway, SHOP, 17) == "reversed"
+    erp.after_post = lambda: cancel(uow, 17)
+    forward(uow, erp, 17)
+    assert forwarding.reverse(uow, erp, SHOP, 17) == "reversed"
     assert store.figures("TEE")["on_hand"] == 5, "the cancellation gave the units back already"
-    assert midway.posted == set()
+    assert erp.posted == set()
 
 
 def test_an_order_not_awaiting_a_reversal_is_not_reversed(
