@@ -72,6 +72,7 @@ class Settings:
     worker_outbox_interval_seconds: float
     worker_bling_sync_seconds: float
     worker_webhook_check_seconds: float
+    worker_order_reconcile_seconds: float
     worker_metrics_port: int | None
     hold_max_units_per_sku: int | None
     hold_max_active_holds: int | None
@@ -264,6 +265,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # How often the worker checks each shop's webhook subscriptions and recreates missing
         # ones (Shopify deletes failing API subscriptions); each check also refreshes the token.
         worker_webhook_check_seconds=r.float("WORKER_WEBHOOK_CHECK_SECONDS", 3600.0, minimum=1.0),
+        # How often the worker lists each shop's recently updated orders and applies those no
+        # webhook brought (shopify/reconcile.py).
+        worker_order_reconcile_seconds=r.float(
+            "WORKER_ORDER_RECONCILE_SECONDS", 300.0, minimum=1.0
+        ),
         # The worker's own /metrics (outbox runs, Bling calls) on this port; unset: not served.
         worker_metrics_port=(
             r.int("WORKER_METRICS_PORT", 0, minimum=1, maximum=65_535)

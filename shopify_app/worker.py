@@ -2,7 +2,8 @@
 
 It runs the expiry sweeper, the ledger drift check, the outbox relay, the Bling
 reconciliation (a full stock sync; it does nothing while Bling is not connected) and the check of
-each shop's Shopify webhook subscriptions (missing ones are created again).
+each shop's Shopify webhook subscriptions (missing ones are created again) and the order
+reconciliation (orders Shopify has that no webhook brought).
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.

@@ -56,6 +56,12 @@ WEBHOOK_SUBSCRIPTIONS_RECREATED = Counter(
     "API-created subscriptions after repeated failed deliveries.",
     ["topic"],
 )
+ORDERS_RECONCILED = Counter(
+    "bazico_shopify_orders_reconciled_total",
+    "Orders (or cancellations) the worker's reconciliation applied because no webhook brought "
+    "them, by topic and outcome: deliveries are being lost.",
+    ["topic", "outcome"],
+)
 WEBHOOK_TOPICS_REFUSED = Counter(
     "bazico_shopify_webhook_topics_refused_total",
     "Topics Shopify refused to subscribe, counted at each check, for lack of protected customer "

@@ -55,3 +55,13 @@ variants = Table(
     Column("sku", SKU, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# How far the worker's order reconciliation got, per shop: every order Shopify updated before
+# ``seen_until`` was applied (shopify/reconcile.py). The next run asks from there.
+order_cursors = Table(
+    "shopify_order_cursors",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("seen_until", UTCDateTime, nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
+)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from ..config import Settings
 from ..stock.domain import HolderLimits
 from ..unit_of_work import UnitOfWork
 
@@ -39,6 +40,14 @@ class Policy:
     cart_ttl: timedelta
     checkout_ttl: timedelta
     limits: HolderLimits = field(default_factory=HolderLimits)  # none unless configured
+
+    @classmethod
+    def of(cls, settings: Settings, limits: HolderLimits) -> Policy:
+        return cls(
+            cart_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
+            checkout_ttl=timedelta(seconds=settings.checkout_hold_seconds),
+            limits=limits,
+        )
 
 
 Handler = Callable[[UnitOfWork, Delivery, Policy], str]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -84,11 +83,7 @@ def receive() -> Any:
         return error_response(400, "invalid_json", "the body is not valid JSON")
     if not isinstance(payload, dict):
         return error_response(400, "invalid_json", "the body must be a JSON object")
-    policy = Policy(
-        cart_ttl=timedelta(seconds=settings.reservation_ttl_seconds),
-        checkout_ttl=timedelta(seconds=settings.checkout_hold_seconds),
-        limits=runtime.hold_limits,
-    )
+    policy = Policy.of(settings, runtime.hold_limits)
     delivery = Delivery(shop, topic[:64], webhook_id[:255], without_nul(payload))
     try:
         outcome = process(runtime.uow(), delivery, policy)

@@ -1,5 +1,8 @@
 """A Shopify stand-in: a real HTTP server on 127.0.0.1 speaking the formats the service uses.
 
+Long because it is one server for every shop's token endpoint and Admin API, with the helpers
+tests use to set the shop's state (catalog, orders, subscriptions, throttling, outages).
+
 - ``POST /admin/oauth/access_token`` (form or JSON body): an authorization ``code`` (made with
   :meth:`ShopifyStandIn.authorize`, as if the merchant had approved) gives an expiring offline
   token; ``grant_type=refresh_token`` rotates both tokens. A rotated refresh token may be replayed
@@ -145,6 +148,55 @@ class ShopifyStandIn:
                 }
             )
             return number
+
+    def add_order(
+        self,
+        shop: str,
+        order_id: int,
+        lines: list[tuple[str, int]],
+        *,
+        updated_at: datetime,
+        cart_token: str | None = None,
+        cancelled_at: datetime | None = None,
+        financial_status: str = "PAID",
+        test: bool = False,
+    ) -> None:
+        """Put an order in the shop (``orders`` lists it, by ``updatedAt``); an order already
+        there with this id is replaced (an update: cancelled, paid…)."""
+        stamp = updated_at.isoformat()
+        node = {
+            "id": f"gid://shopify/Order/{order_id}",
+            "legacyResourceId": str(order_id),
+            "name": f"#{order_id}",
+            "cartToken": cart_token,
+            "checkoutToken": None,
+            "cancelledAt": cancelled_at.isoformat() if cancelled_at else None,
+            "test": test,
+            "displayFinancialStatus": financial_status,
+            "processedAt": stamp,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "email": None,
+            "lineItems": {
+                "edges": [
+                    {
+                        "cursor": str(n),
+                        "node": {
+                            "id": f"gid://shopify/LineItem/{order_id * 100 + n}",
+                            "sku": sku,
+                            "quantity": quantity,
+                            "name": sku,
+                            "variant": None,
+                        },
+                    }
+                    for n, (sku, quantity) in enumerate(lines, start=1)
+                ],
+                "pageInfo": {"hasNextPage": False},
+            },
+        }
+        with self._lock:
+            orders = self.admin.shop(shop).orders
+            orders[:] = [o for o in orders if o["id"] != node["id"]] + [node]
 
     def refuse_protected_topics(self, shop: str, refused: bool = True) -> None:
         """Answer as Shopify does before the app is approved for protected customer data."""
