@@ -18,7 +18,6 @@ fragments re-rendered, so one template draws a table whether on the first load o
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -146,7 +145,6 @@ def home() -> Any:
 
 def agora_data(runtime: Runtime) -> dict[str, Any]:
     now = runtime.clock()
-    rates.SAMPLER.sample(time.time(), rates.read_totals())
     with queries.reading(runtime) as connection:
         hot = queries.hottest_skus(connection, now)
         expiring = queries.live_holds(connection, now, limit=10)
@@ -158,12 +156,12 @@ def agora_data(runtime: Runtime) -> dict[str, Any]:
         "backlog": backlog,
         "oversold_units": oversold_units,
         "oversold_lines": oversold_lines,
-        "rates": rates.SAMPLER.per_minute(time.time()),
+        "totals": rates.read_totals(),
         "updated_at": now,
     }
 
 
-AGORA_FRAGMENTS = ("hot", "expiring", "rates", "backlog", "oversells", "updated")
+AGORA_FRAGMENTS = ("hot", "expiring", "backlog", "oversells", "updated")
 
 
 def _agora_page(admin: session.Admin) -> Any:

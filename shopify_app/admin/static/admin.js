@@ -43,6 +43,67 @@
     tick();
   }
 
+  // Reservations and 409s per minute: each poll brings the global totals (every web process's
+  // counters summed), the page keeps them, and a minute's rate is the difference at its ends.
+  var MINUTES = 15;
+  var samples = [];
+  function totalsAt(moment) {
+    var found = null;
+    for (var i = 0; i < samples.length && samples[i][0] <= moment; i++) found = samples[i];
+    return found;
+  }
+  function totalsFrom(start, end) {
+    var found = totalsAt(start);
+    if (found) return found;
+    for (var i = 0; i < samples.length; i++) {
+      if (samples[i][0] >= start && samples[i][0] <= end) return samples[i];
+    }
+    return null;
+  }
+  function perMinute(now) {
+    var current = now - (now % 60);
+    var out = [];
+    for (var k = MINUTES - 1; k >= 0; k--) {
+      var start = current - 60 * k;
+      var end = Math.min(start + 60, now);
+      var a = totalsFrom(start, end);
+      var b = totalsAt(end);
+      out.push(a && b ? [Math.max(0, b[1] - a[1]), Math.max(0, b[2] - a[2])] : null);
+    }
+    return out;
+  }
+  function drawRates(totals) {
+    if (!totals) return;
+    var now = Date.now() / 1000;
+    samples.push([now, totals.granted, totals.refused]);
+    while (samples.length && now - samples[0][0] > (MINUTES + 2) * 60) samples.shift();
+    var rates = perMinute(now);
+    var top = 1;
+    rates.forEach(function (r) { if (r) top = Math.max(top, r[0], r[1]); });
+    var svg = document.querySelector("[data-chart]");
+    if (!svg) return;
+    var width = 24 * MINUTES;
+    var parts = ['<line x1="0" y1="100.5" x2="' + width + '" y2="100.5" class="axis"/>'];
+    rates.forEach(function (r, i) {
+      if (!r) {
+        parts.push('<text x="' + (i * 24 + 7) + '" y="98" class="unknown">—</text>');
+        return;
+      }
+      [[r[0], "ok", 2], [r[1], "refused", 12]].forEach(function (bar) {
+        var h = (bar[0] * 90) / top;
+        parts.push('<rect class="' + bar[1] + '" x="' + (i * 24 + bar[2]) + '" y="' + (100 - h) +
+          '" width="9" height="' + h + '"><title>' + bar[0] + "</title></rect>");
+      });
+    });
+    svg.setAttribute("viewBox", "0 0 " + width + " 110");
+    svg.innerHTML = parts.join("");
+    var last = rates[rates.length - 1];
+    var shownOk = document.querySelector('[data-figure="reservations-minute"]');
+    var shownRefused = document.querySelector('[data-figure="refusals-minute"]');
+    if (shownOk) shownOk.textContent = last ? String(last[0]) : "—";
+    if (shownRefused) shownRefused.textContent = last ? String(last[1]) : "—";
+  }
+
   var liveUrl = config.live;
   var refreshing = false;
   function refresh() {
@@ -57,13 +118,17 @@
       .then(function (answer) {
         if (answer.status === 200) {
           apply(answer.body.html);
+          drawRates(answer.body.data && answer.body.data.totals);
           document.body.dataset.refreshed = String(Date.now());
         }
       })
       .catch(function () {})
       .then(function () { refreshing = false; });
   }
-  if (liveUrl) setInterval(refresh, config.refreshMs || 2000);
+  if (liveUrl) {
+    refresh();
+    setInterval(refresh, config.refreshMs || 2000);
+  }
 
   // Hold timers count down between refreshes.
   function tick() {
