@@ -40,15 +40,17 @@ def create_app(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_n
     app.session_interface = LazyCookieSessions()
     app.extensions[EXTENSION_KEY] = runtime
 
-    from . import catalog, db_cli, erp, ops, shopify, stock, worker
+    from . import admin, catalog, db_cli, erp, ops, shopify, stock, worker
     from .outbox import cli as outbox_cli
-    from .web import errors, openapi
+    from .web import errors, openapi, security
 
     errors.init_app(app)
+    security.init_app(app, default_shop=settings.shopify_shop_domain)
     ops.init_app(app)
     stock.init_app(app)
     erp.init_app(app)
     shopify.init_app(app)
+    admin.init_app(app)
     outbox_cli.init_app(app)  # the outbox package's init is its API: the commands live apart
     catalog.init_app(app)
     db_cli.init_app(app)

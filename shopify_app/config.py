@@ -83,6 +83,9 @@ class Settings:
     #: Where confirmed orders go: ``bling`` (the default) or ``none`` (no ERP: the ledger's
     #: ``on_hand`` is the truth and a sale leaves it at once, orders/forwarding.py NullGateway).
     erp_backend: str = "bling"
+    #: ADMIN_DEV_MODE=1: the embedded admin pages answer without a Shopify session token, for a
+    #: local try outside Shopify's admin (refused in production).
+    admin_dev_mode: bool = False
 
     @property
     def is_development(self) -> bool:
@@ -289,6 +292,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "TRUSTED_PROXY_HOPS", 1 if "DYNO" in env else 0, minimum=0, maximum=5
         ),
         erp_backend=(r.str("ERP_BACKEND", "bling") or "bling").lower(),
+        admin_dev_mode=r.str("ADMIN_DEV_MODE", "0") == "1",
     )
     app_url = r.str("APP_URL")
     if app_url is None and _on_heroku(env):
@@ -307,7 +311,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "memcached://, …); memory:// would count each process apart"
         )
 
+    if r.str("ADMIN_DEV_MODE", "0") not in ("0", "1"):
+        r.problems.append(f"ADMIN_DEV_MODE must be 0 or 1, got {r.str('ADMIN_DEV_MODE')!r}")
     if environment == "production":
+        if settings.admin_dev_mode:
+            r.problems.append(
+                "ADMIN_DEV_MODE=1 serves the admin pages without Shopify's session token: "
+                "it is refused when APP_ENV=production"
+            )
         for name in ("SECRET_KEY", "SHOPIFY_API_KEY", "SHOPIFY_API_SECRET"):
             if r.str(name) is None:
                 r.problems.append(f"{name} is required when APP_ENV=production")

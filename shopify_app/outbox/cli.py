@@ -6,8 +6,9 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from ..runtime import current_runtime
+from ..runtime import Runtime, current_runtime
 from . import service
+from .registry import default_registry
 
 outbox_cli = AppGroup("outbox", help="Inspect the outbox and re-queue dead-lettered jobs.")
 
@@ -42,6 +43,11 @@ def show_command(limit: int) -> None:
         click.echo("(no pending or dead jobs)")
     for kind, pause in sorted(figures.paused.items()):
         click.echo(f"paused {kind} until {pause.until.isoformat()}: {pause.reason or ''}")
+    reasons = why_waiting(runtime, figures)
+    if reasons:
+        click.echo("why jobs wait:")
+    for kind, reason in reasons:
+        click.echo(f"  {kind}: {reason}")
     dead = service.dead_jobs(runtime, limit=limit)
     if dead:
         click.echo("dead jobs (newest first; `outbox retry ID` re-queues one):")
@@ -50,6 +56,43 @@ def show_command(limit: int) -> None:
             f"  #{job.id} {job.kind} key={job.key} attempts={job.attempts} "
             f"died={job.updated_at.isoformat()} error={job.last_error or ''}"
         )
+
+
+def why_waiting(runtime: Runtime, figures: service.QueueFigures) -> list[tuple[str, str]]:
+    """One line per kind with pending jobs: what keeps them from being done."""
+    found = []
+    details = service.waiting(runtime)
+    registered = default_registry.kinds()
+    for kind in sorted(details):
+        entry = details[kind]
+        pause = figures.paused.get(kind)
+        settings = runtime.settings
+        bling_off = settings.erp_backend == "bling" and settings.bling_client_id is None
+        if kind.startswith("bling.") and bling_off:
+            reason = "Bling is not configured (BLING_CLIENT_ID and BLING_CLIENT_SECRET unset)"
+            found.append((kind, f"{reason}; the jobs wait, pending"))
+            continue
+        if kind not in registered:
+            reason = "no handler is registered for this kind in this configuration"
+            found.append((kind, f"{reason}; the jobs wait, pending"))
+            continue
+        if pause is not None:
+            found.append((kind, f"paused until {pause.until.isoformat()}: {pause.reason or ''}"))
+            continue
+        parts = []
+        if entry.due_now:
+            parts.append(f"{entry.due_now} due now (is the worker running?)")
+        if entry.leased:
+            parts.append(f"{entry.leased} being run by a worker")
+        if entry.backing_off and entry.next_due_at is not None:
+            parts.append(
+                f"{entry.backing_off} retrying after an error, next at "
+                f"{entry.next_due_at.isoformat()}"
+            )
+        if entry.last_error:
+            parts.append(f"last error: {entry.last_error}")
+        found.append((kind, "; ".join(parts)))
+    return found
 
 
 def init_app(app: Flask) -> None:

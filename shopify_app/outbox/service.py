@@ -175,6 +175,44 @@ def queue_figures(runtime: Runtime) -> QueueFigures:
     return figures
 
 
+@dataclass
+class Waiting:
+    """Why one kind's pending jobs are not done yet: due now (a worker should take them),
+    waiting out a backoff after an error, or held by a worker's lease right now."""
+
+    due_now: int = 0
+    backing_off: int = 0
+    leased: int = 0
+    next_due_at: datetime | None = None
+    last_error: str | None = None
+
+
+def waiting(runtime: Runtime) -> dict[str, Waiting]:
+    """Per kind, the pending jobs by why they wait, with the latest error seen."""
+    now = runtime.clock()
+    jobs = outbox_jobs.c
+    stmt = select(jobs.kind, jobs.due_at, jobs.leased_by, jobs.last_error, jobs.updated_at).where(
+        jobs.status == PENDING
+    )
+    found: dict[str, Waiting] = {}
+    latest: dict[str, datetime] = {}
+    with _read_only(runtime) as connection:
+        for kind, due_at, leased_by, last_error, updated_at in connection.execute(stmt):
+            entry = found.setdefault(kind, Waiting())
+            if due_at <= now:
+                entry.due_now += 1
+            elif leased_by is not None:
+                entry.leased += 1
+            else:
+                entry.backing_off += 1
+                if entry.next_due_at is None or due_at < entry.next_due_at:
+                    entry.next_due_at = due_at
+            if last_error and (kind not in latest or updated_at > latest[kind]):
+                latest[kind] = updated_at
+                entry.last_error = last_error
+    return found
+
+
 @dataclass(frozen=True)
 class JobView:
     id: int

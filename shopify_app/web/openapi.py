@@ -9,9 +9,10 @@ import copy
 import functools
 import json
 from collections.abc import Callable, Mapping
+from importlib.resources import files
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, jsonify, redirect, request
+from flask import Blueprint, Flask, Response, abort, jsonify, redirect, request, send_from_directory
 from pydantic import BaseModel, ValidationError
 from spectree import SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.models import SecureType
@@ -41,6 +42,36 @@ def _validation_error_as_json(
     resp.mimetype = "application/json"
 
 
+#: Swagger UI's files ship in the flask-swagger-ui package and are served from /docs/assets,
+#: so the docs page works without reaching a CDN (spectree's own pages load from unpkg).
+SWAGGER_ASSETS = files("flask_swagger_ui") / "dist"
+SWAGGER_FILES = frozenset(
+    {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "index.css"}
+)
+SWAGGER_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>Bázico Stock Service API</title>
+  <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui" data-spec-url="{spec_url}"></div>
+  <script src="/docs/assets/swagger-ui-bundle.js"></script>
+  <script src="/docs/assets/swagger-ui-standalone-preset.js"></script>
+  <script src="/docs/assets/start.js"></script>
+</body>
+</html>
+"""
+SWAGGER_START = """window.ui = SwaggerUIBundle({
+  url: document.getElementById("swagger-ui").dataset.specUrl,
+  dom_id: "#swagger-ui",
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  layout: "StandaloneLayout",
+});
+"""
+
 api = SpecTree(
     "flask",
     title="Bázico Stock Service",
@@ -50,6 +81,7 @@ api = SpecTree(
         "Errors are JSON: {error, message}."
     ),
     path="docs",
+    page_templates={"swagger": SWAGGER_PAGE},
     mode="strict",
     annotations=False,
     before=_validation_error_as_json,
@@ -196,6 +228,17 @@ def _document() -> dict[str, Any]:
 def docs_page() -> Any:
     """The interactive docs page (Swagger UI served by spectree)."""
     return redirect("/docs/swagger/", code=302)
+
+
+@docs.get("/docs/assets/<name>")
+def docs_asset(name: str) -> Any:
+    """Swagger UI's files, from the installed package (no CDN)."""
+    if name == "start.js":
+        return Response(SWAGGER_START, mimetype="text/javascript")
+    if name not in SWAGGER_FILES:
+        abort(404)
+    response = send_from_directory(str(SWAGGER_ASSETS), name, max_age=86_400)
+    return response
 
 
 def init_app(app: Flask) -> None:
