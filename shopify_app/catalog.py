@@ -23,11 +23,13 @@ from sqlalchemy import select
 
 from .config import SHOP_DOMAIN_RE
 from .crypto import TokenUnreadable
+from .db.dialect import upsert
 from .erp.stock_tables import bling_products
 from .runtime import Runtime, current_runtime
 from .shopify import client
 from .shopify.catalog import ShopifyVariant, fetch_variants
 from .shopify.shops import ShopTokenError, TokenStore
+from .shopify.tables import catalog_audits
 
 
 @dataclass
@@ -98,6 +100,29 @@ def _fold(sku: str) -> str:
     return "".join(sku.split()).casefold()
 
 
+def save_report(runtime: Runtime, result: CatalogAudit) -> None:
+    """Keep the shop's last audit (the admin's Saúde page shows it)."""
+    with runtime.uow() as uow:
+        values = {
+            "shop": result.shop,
+            "report": json.dumps(result.as_json(), ensure_ascii=False),
+            "ran_at": uow.now,
+        }
+        uow.connection.execute(upsert(uow.connection, catalog_audits, values, ["shop"]))
+        uow.commit()
+
+
+def last_report(runtime: Runtime, shop: str) -> dict[str, Any] | None:
+    """The shop's last audit as ``as_json`` gave it, with ``ran_at``; None before the first."""
+    with runtime.uow(read_only=True) as uow:
+        row = uow.connection.execute(
+            select(catalog_audits).where(catalog_audits.c.shop == shop)
+        ).one_or_none()
+    if row is None:
+        return None
+    return {**json.loads(row.report), "ran_at": row.ran_at}
+
+
 def bling_skus(runtime: Runtime) -> set[str]:
     """Bling's catalog as the last ``bling sync`` stored it."""
     with runtime.uow(read_only=True) as uow:
@@ -140,6 +165,7 @@ def audit_command(shop: str | None, as_json: bool) -> None:
     if sys.stderr.isatty():
         click.echo("", err=True)
     result = audit(shop, variants, known)
+    save_report(runtime, result)
     if as_json:
         click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
         return

@@ -2,8 +2,8 @@
 webhook subscriptions with the last delivery per topic, and the catalog audit's results.
 
 Not shown yet, on purpose: the checkout rule's state (its metafield publisher is being built
-elsewhere and stores nothing readable here yet). The catalog audit (``catalog audit``, not built
-yet either) has a placeholder fed by ``audit_results``: it returns None until that command
+elsewhere and stores nothing readable here yet). The catalog audit panel shows the last report
+``flask catalog audit`` stored (``audit_results``); it is empty until that command
 stores its results.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..catalog import last_report
 from ..crypto import TokenUnreadable
 from ..erp import connection as bling
 from ..runtime import Runtime
@@ -110,9 +111,9 @@ def shopify_health(runtime: Runtime, shop: str) -> tuple[list[TopicHealth], str 
     return topics, problem
 
 
-def audit_results(runtime: Runtime) -> Any:
-    """The latest catalog audit (issue 13's ``catalog audit``): nothing stores one yet."""
-    return None
+def audit_results(runtime: Runtime, shop: str) -> dict[str, Any] | None:
+    """The shop's last ``flask catalog audit`` report (catalog.py), or None before the first."""
+    return last_report(runtime, shop)
 
 
 def read(runtime: Runtime, shop: str) -> dict[str, Any]:
@@ -121,5 +122,5 @@ def read(runtime: Runtime, shop: str) -> dict[str, Any]:
         "bling": bling_health(runtime),
         "topics": topics,
         "subscriptions_problem": problem,
-        "audit": audit_results(runtime),
+        "audit": audit_results(runtime, shop),
     }

@@ -65,3 +65,13 @@ order_cursors = Table(
     Column("seen_until", UTCDateTime, nullable=False),
     Column("checked_at", UTCDateTime, nullable=False),
 )
+
+# The last catalog audit per shop (``flask catalog audit``, catalog.py), for the admin's Saúde
+# page: its JSON report and when it ran.
+catalog_audits = Table(
+    "catalog_audits",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("report", Text, nullable=False),
+    Column("ran_at", UTCDateTime, nullable=False),
+)

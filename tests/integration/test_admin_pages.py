@@ -5,6 +5,7 @@ Procfile's web: tests/e2e/test_admin_browser.py.)"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -97,6 +98,29 @@ def test_each_page_shows_the_ledger_with_the_frame_policy(
     health = page(web, clock, "/admin/saude", locale="en")
     assert health.headers["Content-Security-Policy"] == CSP
     assert "Bling connection" in health.get_data(as_text=True)  # the admin's locale wins
+    assert "run `flask --app wsgi catalog audit`" in health.get_data(as_text=True)
+
+
+def test_the_health_page_shows_the_last_catalog_audit(
+    admin_app: Flask, web: FlaskClient, clock: FakeClock
+) -> None:
+    from shopify_app.catalog import audit, save_report
+    from shopify_app.shopify.catalog import ShopifyVariant
+
+    variants = [
+        ShopifyVariant(1, None, "M", "Camiseta", None),
+        ShopifyVariant(2, "CAP", "", "Boné", None),
+    ]
+    save_report(runtime_of(admin_app), audit(SHOP, variants, {"CAP", "OLD"}))
+    text = page(web, clock, "/admin/saude").get_data(as_text=True)
+    assert "Última auditoria" in text and "2 problema(s)" in text
+    counts = dict(re.findall(r'<tr data-audit="([a-z_]+)"><td>[^<]*</td><td>([0-9]+)</td>', text))
+    assert counts == {
+        "without_sku": "1",
+        "duplicate_skus": "0",
+        "not_in_bling": "0",
+        "not_in_shopify": "1",
+    }
 
 
 def test_the_json_calls_carry_the_same_fragments(

@@ -1,4 +1,5 @@
-"""The worker's order reconciliation remembers how far it got per shop.
+"""The worker's order reconciliation remembers how far it got per shop; the last catalog audit
+per shop is kept for the admin page.
 
 Revision ID: 0011_order_cursors
 Revises: 0010_bling_account
@@ -24,7 +25,15 @@ def upgrade() -> None:
         sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("shop"),
     )
+    op.create_table(
+        "catalog_audits",
+        sa.Column("shop", sa.String(length=255), nullable=False),
+        sa.Column("report", sa.Text(), nullable=False),
+        sa.Column("ran_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("shop"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("catalog_audits")
     op.drop_table("shopify_order_cursors")
