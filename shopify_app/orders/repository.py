@@ -18,7 +18,7 @@ from .model import ForwardStatus, Order, OrderDetails, OrderLine
 from .tables import order_lines, orders
 
 #: Orders whose units are still counted in ``committed`` (or must be given back in the ERP).
-OPEN = (ForwardStatus.PENDING, ForwardStatus.REVERSAL_PENDING)
+OPEN = (ForwardStatus.PENDING, ForwardStatus.AWAITING_PAYMENT, ForwardStatus.REVERSAL_PENDING)
 
 
 class SqlOrderRepository:
@@ -69,6 +69,7 @@ class SqlOrderRepository:
             row.bling_order_id,
             row.bling_stock,
             row.forwarded_at,
+            row.bling_order,
         )
 
     def claim(self, order: Order) -> bool:
@@ -105,6 +106,7 @@ class SqlOrderRepository:
             bling_order_id=order.bling_order_id,
             bling_stock=order.bling_stock,
             forwarded_at=order.forwarded_at,
+            bling_order=order.bling_order,
         )
         existing = set(
             self.connection.execute(
@@ -121,9 +123,9 @@ class SqlOrderRepository:
             )
 
     def save_erp_order(self, order: Order) -> None:
-        """Write only the ERP's sales order id: a forward records it without the order's lock,
-        so a cancellation that landed meanwhile keeps its status."""
-        self._update(order, bling_order_id=order.bling_order_id)
+        """Write only the ERP's sales order (its id and where it stands): the forward and the
+        cancellation in the ERP record it without touching the order's status."""
+        self._update(order, bling_order_id=order.bling_order_id, bling_order=order.bling_order)
 
     def save_stock_state(self, order: Order) -> None:
         """Write only where the ERP's stock posting stands (recorded before each call to it)."""
