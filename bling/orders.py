@@ -354,23 +354,30 @@ def find_sales_order_by_store_number(
     return matches[0] if matches else None
 
 
-def find_own_sales_order(client: BlingClient, numero_loja: str, marker: str) -> SalesOrder | None:
+def find_own_sales_order(
+    client: BlingClient,
+    numero_loja: str,
+    marker: str,
+    *,
+    kin: re.Pattern[str] | None = None,
+) -> SalesOrder | None:
     """The oldest order with this ``numeroLoja``, in any channel, whose internal notes carry
     ``marker`` (each candidate is read: the listing lacks the notes); None when there is none.
-    ``NotOurSalesOrder`` when orders with the number exist and none carries it."""
-    candidates = sales_orders_by_store_number(client, numero_loja)
-    own = [
-        full
-        for full in (get_sales_order(client, c.id) for c in candidates)
-        if marker in (full.internal_notes or "")
+    ``NotOurSalesOrder`` when orders with the number exist and none carries it. Orders whose
+    notes match ``kin`` (the integration's marker for another of its stores: two stores may both
+    have a "#1001") are passed over, neither adopted nor counted against us."""
+    candidates = [
+        get_sales_order(client, c.id) for c in sales_orders_by_store_number(client, numero_loja)
     ]
+    own = [c for c in candidates if marker in (c.internal_notes or "")]
     if len(own) > 1:
         ids = [o.id for o in own]
         log.warning("bling.duplicate_sales_orders numeroLoja=%s ids=%s", numero_loja, ids)
     if own:
         return own[0]
-    if candidates:
-        raise NotOurSalesOrder(numero_loja, [c.id for c in candidates])
+    others = [c for c in candidates if not (kin and kin.search(c.internal_notes or ""))]
+    if others:
+        raise NotOurSalesOrder(numero_loja, [c.id for c in others])
     return None
 
 

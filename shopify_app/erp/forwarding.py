@@ -30,6 +30,7 @@ use cases' (orders/forwarding.py); this module only speaks Bling:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -136,6 +137,11 @@ def marker(order: Order) -> str:
     return f"Shopify order {order.order_id} ({order.shop})"
 
 
+#: The marker of any order this service made, for whichever shop: another store's order under
+#: the same number (two stores each have a "#1001", one Bling account) is not an import of ours.
+KIN = re.compile(r"Shopify order \d+ \([^)\s]+\)")
+
+
 def _store_number(order: Order) -> str:
     """``numeroLoja``: the Shopify order name ("#1001"), the key searched before creating."""
     return order.name or str(order.order_id)
@@ -184,7 +190,9 @@ class _BlingSession:
         with _translated(self.runtime, order):
             # Search before create, and adopt only an order of ours (the marker).
             try:
-                found = find_own_sales_order(self.client, _store_number(order), marker(order))
+                found = find_own_sales_order(
+                    self.client, _store_number(order), marker(order), kin=KIN
+                )
             except NotOurSalesOrder as exc:
                 raise ForeignSalesOrder(exc.ids) from exc
             created = found is None
@@ -210,7 +218,9 @@ class _BlingSession:
     def find_sales_order(self, order: Order) -> int | None:
         with _translated(self.runtime, order):
             try:
-                found = find_own_sales_order(self.client, _store_number(order), marker(order))
+                found = find_own_sales_order(
+                    self.client, _store_number(order), marker(order), kin=KIN
+                )
             except NotOurSalesOrder:
                 return None  # another integration's: never ours to cancel
         return found.id if found else None

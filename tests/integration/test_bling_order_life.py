@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -115,6 +116,18 @@ def test_only_an_order_carrying_our_marker_is_ours_whatever_its_channel(
             bling_orders.find_own_sales_order(client, "#7002", "Shopify order 7002 (shop)")
         assert refused.value.ids == (imported,)
         assert bling_orders.find_own_sales_order(client, "#7003", "Shopify order 7003") is None
+        # Another store of the same integration (its own marker) may have a "#7001" too.
+        theirs = replace(
+            ours, store_id=None, internal_notes="Shopify order 42 (other.myshopify.com)"
+        )
+        bling_orders.create_sales_order(client, replace(theirs, store_number="#7004"))
+        kin = bling_forwarding.KIN
+        assert (
+            bling_orders.find_own_sales_order(client, "#7004", "Shopify order 7004 (shop)", kin=kin)
+            is None
+        )
+        with pytest.raises(bling_orders.NotOurSalesOrder):
+            bling_orders.find_own_sales_order(client, "#7004", "Shopify order 7004 (shop)")
 
 
 # --- cancellation (point 4) ----------------------------------------------------------------------
