@@ -11,7 +11,8 @@ use cases' (orders/forwarding.py); this module only speaks Bling:
   (``observacoesInternas``: ``Shopify order {id} ({shop})``), not by its channel (``loja``):
   Bling's own Shopify integration imports into a channel the merchant may well have given us
   too, and ``BLING_STORE_ID`` is optional. An order with the number in any channel that lacks
-  the marker is another integration's (``ForeignSalesOrder``); one carrying it is adopted;
+  the marker is another integration's (``ForeignSalesOrder``); one carrying it is adopted; one
+  carrying our marker for another shop (``KIN``) is another store's, and passed over;
 - the stock posting is ``lancar-estoque`` on the configured deposit, its reversal
   ``estornar-estoque``; Bling answers a second posting (or a reversal of nothing) with a 400,
   which the use cases read;
