@@ -1,11 +1,20 @@
 """Contacts and sales orders (docs/bling-api.md §4; spec ``/contatos``, ``/pedidos/vendas``).
 
+Long because a sales order needs its contact first: finding or creating contacts, and finding,
+creating, posting, reversing and moving sales orders, are one conversation with Bling.
+
 Bling has no idempotency key and no documented uniqueness on ``numeroLoja``, so "exactly once"
 is built from search-before-create: ``ensure_sales_order`` looks the order up by its store number
 (``numerosLojas[]``, plus ``idLoja``) and creates it only when absent. A create whose answer was
 lost raises ``BlingOutcomeUnknown``; the next ``ensure_sales_order`` finds it instead of making a
 second one. The caller records each step's result (the Bling id, then the stock posting) before
 the next step.
+
+Another integration on the account (Bling's own Shopify channel, for one) may import the same
+order under the same ``numeroLoja``. Adopting that order would post its stock twice, so
+``find_own_sales_order`` takes a ``marker``, text the integration writes into every order's
+``observacoesInternas`` at creation: only an order carrying it is returned, and orders with the
+number that lack it raise ``NotOurSalesOrder``.
 
 Stock posting (``lancar-estoque``) has the same problem and a worse answer: the spec's sales order
 carries **no field saying whether its stock was posted**, so the caller must record that it asked.
@@ -273,6 +282,8 @@ class SalesOrder:
     store_id: int | None
     situacao_id: int | None
     total: float | None
+    #: ``observacoesInternas``: only in ``GET /pedidos/vendas/{id}``, not in the listing.
+    internal_notes: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SalesOrder:
@@ -285,7 +296,18 @@ class SalesOrder:
             store_id=_int_or_none(loja.get("id")),
             situacao_id=_int_or_none(situacao.get("id")),
             total=float(row["total"]) if row.get("total") is not None else None,
+            internal_notes=row.get("observacoesInternas") or None,
         )
+
+
+class NotOurSalesOrder(Exception):
+    """Sales orders with the store number exist, and none carries our marker: another
+    integration made them."""
+
+    def __init__(self, numero_loja: str, ids: Sequence[int]) -> None:
+        self.numero_loja = numero_loja
+        self.ids = tuple(ids)
+        super().__init__(f"numeroLoja {numero_loja!r}: sales orders {list(ids)} lack our marker")
 
 
 @dataclass(frozen=True)
@@ -301,14 +323,11 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def find_sales_order_by_store_number(
+def sales_orders_by_store_number(
     client: BlingClient, numero_loja: str, store_id: int | None = None
-) -> SalesOrder | None:
-    """The order whose ``numeroLoja`` is exactly this (and in channel ``store_id`` if given).
-
-    Filtered by Bling (``numerosLojas[]``, ``idLoja``) and checked again here. Should two exist
-    (made by hand, or by another integration), the oldest is returned and a warning logged.
-    """
+) -> list[SalesOrder]:
+    """The orders whose ``numeroLoja`` is exactly this (and in channel ``store_id`` if given),
+    oldest first. Filtered by Bling (``numerosLojas[]``, ``idLoja``) and checked again here."""
     params: dict[str, Any] = {"numerosLojas[]": [numero_loja]}
     if store_id is not None:
         params["idLoja"] = store_id
@@ -319,10 +338,47 @@ def find_sales_order_by_store_number(
     ]
     if store_id is not None:
         matches = [m for m in matches if m.store_id in (None, store_id)]
+    return sorted(matches, key=lambda m: m.id)
+
+
+def find_sales_order_by_store_number(
+    client: BlingClient, numero_loja: str, store_id: int | None = None
+) -> SalesOrder | None:
+    """The order whose ``numeroLoja`` is exactly this (and in channel ``store_id`` if given).
+    Should two exist (made by hand, or by another integration), the oldest is returned and a
+    warning logged."""
+    matches = sales_orders_by_store_number(client, numero_loja, store_id)
     if len(matches) > 1:
         ids = [m.id for m in matches]
         log.warning("bling.duplicate_sales_orders numeroLoja=%s ids=%s", numero_loja, ids)
-    return min(matches, key=lambda m: m.id) if matches else None
+    return matches[0] if matches else None
+
+
+def find_own_sales_order(
+    client: BlingClient,
+    numero_loja: str,
+    marker: str,
+    *,
+    kin: re.Pattern[str] | None = None,
+) -> SalesOrder | None:
+    """The oldest order with this ``numeroLoja``, in any channel, whose internal notes carry
+    ``marker`` (each candidate is read: the listing lacks the notes); None when there is none.
+    ``NotOurSalesOrder`` when orders with the number exist and none carries it. Orders whose
+    notes match ``kin`` (the integration's marker for another of its stores: two stores may both
+    have a "#1001") are passed over, neither adopted nor counted against us."""
+    candidates = [
+        get_sales_order(client, c.id) for c in sales_orders_by_store_number(client, numero_loja)
+    ]
+    own = [c for c in candidates if marker in (c.internal_notes or "")]
+    if len(own) > 1:
+        ids = [o.id for o in own]
+        log.warning("bling.duplicate_sales_orders numeroLoja=%s ids=%s", numero_loja, ids)
+    if own:
+        return own[0]
+    others = [c for c in candidates if not (kin and kin.search(c.internal_notes or ""))]
+    if others:
+        raise NotOurSalesOrder(numero_loja, [c.id for c in others])
+    return None
 
 
 def get_sales_order(client: BlingClient, order_id: int) -> SalesOrder:
@@ -342,7 +398,9 @@ def create_sales_order(client: BlingClient, order: SalesOrderInput) -> CreatedSa
 
 
 def ensure_sales_order(client: BlingClient, order: SalesOrderInput) -> tuple[int, bool]:
-    """(Bling order id, created now?): search by store number first, create only if absent."""
+    """(Bling order id, created now?): search by store number first, create only if absent.
+    An integration that must not adopt another's order searches with ``find_own_sales_order``
+    and then calls ``create_sales_order`` itself."""
     existing = find_sales_order_by_store_number(client, order.store_number, order.store_id)
     if existing is not None:
         return existing.id, False

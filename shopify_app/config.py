@@ -59,6 +59,7 @@ class Settings:
     bling_deposit_id: str | None
     bling_store_id: str | None
     bling_payment_method_id: str | None
+    bling_cancelled_situation_id: str | None
     bling_requests_per_second: int
     bling_job_lease_seconds: float
     metrics_token: str | None
@@ -244,6 +245,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         bling_deposit_id=r.str("BLING_DEPOSIT_ID"),
         bling_store_id=r.str("BLING_STORE_ID"),
         bling_payment_method_id=r.str("BLING_PAYMENT_METHOD_ID"),
+        # The sales orders' "Cancelado" situation; unset: looked up in the account (erp/).
+        bling_cancelled_situation_id=r.str("BLING_CANCELLED_SITUATION_ID"),
         # Bling allows 3 requests/s per account (docs/bling-api.md); shared by every process.
         bling_requests_per_second=r.int("BLING_REQUESTS_PER_SECOND", 3, minimum=1, maximum=100),
         # How long a worker owns a Bling job before another may take it over (a worker that
@@ -326,7 +329,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             r.problems.append("SECRET_KEY must be at least 16 characters long")
         if settings.secret_key == DEVELOPMENT_SECRET_KEY:
             r.problems.append("SECRET_KEY must not be the development key published in the code")
-    for name in ("BLING_DEPOSIT_ID", "BLING_STORE_ID", "BLING_PAYMENT_METHOD_ID"):
+    for name in (
+        "BLING_DEPOSIT_ID",
+        "BLING_STORE_ID",
+        "BLING_PAYMENT_METHOD_ID",
+        "BLING_CANCELLED_SITUATION_ID",
+    ):
         value = r.str(name)
         if value is not None and not (value.isascii() and value.isdigit()):
             r.problems.append(f"{name} must be a numeric Bling id, got {value!r}")

@@ -4,11 +4,22 @@ The steps and their rules (re-read, sales order, stock posting, acknowledge; rev
 use cases' (orders/forwarding.py); this module only speaks Bling:
 
 - the sales order is found by ``numeroLoja`` (the Shopify order name) or created
-  (``bling.orders.ensure_sales_order``), with the customer's contact (found or created by
-  e-mail, else Bling's built-in "Consumidor Final") and the lines mapped to Bling's product ids;
+  (``bling.orders.find_own_sales_order``, then ``create_sales_order``), with the customer's
+  contact (found or created by e-mail, else Bling's built-in "Consumidor Final") and the lines
+  mapped to Bling's product ids;
+- "ours" is told by the marker every sales order we create carries in its internal notes
+  (``observacoesInternas``: ``Shopify order {id} ({shop})``), not by its channel (``loja``):
+  Bling's own Shopify integration imports into a channel the merchant may well have given us
+  too, and ``BLING_STORE_ID`` is optional. An order with the number in any channel that lacks
+  the marker is another integration's (``ForeignSalesOrder``); one carrying it is adopted; one
+  carrying our marker for another shop (``KIN``) is another store's, and passed over;
 - the stock posting is ``lancar-estoque`` on the configured deposit, its reversal
   ``estornar-estoque``; Bling answers a second posting (or a reversal of nothing) with a 400,
   which the use cases read;
+- a cancelled order's sales order moves to the situation "Cancelado" (``PATCH
+  …/situacoes/{id}``), whose id differs per account: discovered once per process
+  (``GET /situacoes/modulos``, bling/situations.py) unless ``BLING_CANCELLED_SITUATION_ID``
+  names it;
 - Bling's failures become the outbox's outcomes here, once (``_outcome``): the per-day 429
   pauses the whole kind until Bling's midnight; "not connected" pauses it for a few minutes;
   Bling down (no connection, 502/503/504) pauses it briefly; other 429/5xx/timeouts retry this
@@ -20,6 +31,7 @@ use cases' (orders/forwarding.py); this module only speaks Bling:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,21 +59,25 @@ from bling.errors import (
     InvalidGrant,
 )
 from bling.orders import (
+    NotOurSalesOrder,
     OrderLine,
     SalesOrderInput,
     consumer_final,
-    ensure_sales_order,
+    create_sales_order,
     find_or_create_contact,
+    find_own_sales_order,
     post_stock,
     reverse_stock,
+    set_sales_order_status,
 )
+from bling.situations import CANCELLED, SituationNotFound, sales_order_situation
 
 from .. import outbox
 from ..config import Settings
 from ..observability.events import emit
 from ..orders import forwarding
 from ..orders.model import Order
-from ..orders.ports import ErpFailure, ErpRefused, ErpSession
+from ..orders.ports import ErpFailure, ErpRefused, ErpSession, ForeignSalesOrder
 from ..outbox import PauseKind, RetryLater
 from ..runtime import Runtime
 from ..unit_of_work import UnitOfWork
@@ -94,7 +110,7 @@ NOTHING_DONE = (
 def register(settings: Settings, registry: outbox.Registry | None = None) -> None:
     """Run the order kinds the Shopify side enqueues on Bling."""
     forwarding.register_jobs(
-        forward_order, reverse_order, settings.bling_job_lease_seconds, registry
+        forward_order, reverse_order, cancel_order, settings.bling_job_lease_seconds, registry
     )
 
 
@@ -109,6 +125,27 @@ def reverse_order(runtime: Runtime, payload: dict[str, Any]) -> None:
     """The outbox handler of ``bling.reverse_order``: undo the stock posting in Bling."""
     shop, order_id = forwarding.order_key(payload)
     forwarding.reverse(runtime.uow, BlingGateway(runtime), shop, order_id)
+
+
+def cancel_order(runtime: Runtime, payload: dict[str, Any]) -> None:
+    """The outbox handler of ``bling.cancel_order``: the sales order goes to "Cancelado"."""
+    shop, order_id = forwarding.order_key(payload)
+    forwarding.cancel_sales_order(runtime.uow, BlingGateway(runtime), shop, order_id)
+
+
+def marker(order: Order) -> str:
+    """What every sales order we create carries in its internal notes, and how we know ours."""
+    return f"Shopify order {order.order_id} ({order.shop})"
+
+
+#: The marker of any order this service made, for whichever shop: another store's order under
+#: the same number (two stores each have a "#1001", one Bling account) is not an import of ours.
+KIN = re.compile(r"Shopify order \d+ \([^)\s]+\)")
+
+
+def _store_number(order: Order) -> str:
+    """``numeroLoja``: the Shopify order name ("#1001"), the key searched before creating."""
+    return order.name or str(order.order_id)
 
 
 class BlingGateway:
@@ -151,14 +188,25 @@ class _BlingSession:
                 ),
                 nothing_done=True,
             )
-        products = _product_ids(self.runtime, order)
         with _translated(self.runtime, order):
-            sales_order = _sales_order(self.runtime, self.client, order, products)
-            before_write("create the sales order")
+            # Search before create, and adopt only an order of ours (the marker).
             try:
-                bling_id, created = ensure_sales_order(self.client, sales_order)
-            except BlingValidationError as exc:
-                raise ErpRefused(str(exc)) from exc
+                found = find_own_sales_order(
+                    self.client, _store_number(order), marker(order), kin=KIN
+                )
+            except NotOurSalesOrder as exc:
+                raise ForeignSalesOrder(exc.ids) from exc
+            created = found is None
+            if found is not None:
+                bling_id = found.id
+            else:
+                products = _product_ids(self.runtime, order)
+                sales_order = _sales_order(self.runtime, self.client, order, products)
+                before_write("create the sales order")
+                try:
+                    bling_id = create_sales_order(self.client, sales_order).id
+                except BlingValidationError as exc:
+                    raise ErpRefused(str(exc)) from exc
         log.info(
             "bling.sales_order shop=%s order=%s bling_order=%s created=%s",
             order.shop,
@@ -167,6 +215,26 @@ class _BlingSession:
             created,
         )
         return bling_id
+
+    def find_sales_order(self, order: Order) -> int | None:
+        with _translated(self.runtime, order):
+            try:
+                found = find_own_sales_order(
+                    self.client, _store_number(order), marker(order), kin=KIN
+                )
+            except NotOurSalesOrder:
+                return None  # another integration's: never ours to cancel
+        return found.id if found else None
+
+    def cancel_sales_order(self, erp_order_id: int) -> None:
+        situation = _cancelled_situation(self.runtime, self.client, self.order)
+        with _translated(self.runtime, self.order):
+            try:
+                set_sales_order_status(self.client, erp_order_id, situation)
+            except (BlingValidationError, BlingNotFound) as exc:
+                # 400: Bling will not move it (invoiced, shipped…); 404: the order is gone, or
+                # the situation is not a sales order's. A person must look, either way.
+                raise ErpRefused(f"{exc} (situation {situation})") from exc
 
     def post_stock(self, erp_order_id: int | None) -> None:
         if erp_order_id is None:
@@ -210,7 +278,7 @@ def _sales_order(
     # Shopify's discount may exceed what is left: never let the order go below zero.
     discount = min(_money(details.discount_cents if details else None), items + shipping)
     return SalesOrderInput(
-        store_number=order.name or str(order.order_id),
+        store_number=_store_number(order),
         order_date=placed.astimezone(BLING_TZ).date(),
         contact_id=contact_id,
         lines=lines,
@@ -218,7 +286,7 @@ def _sales_order(
         store_id=int(settings.bling_store_id) if settings.bling_store_id else None,
         shipping=shipping,
         discount=discount,
-        internal_notes=f"Shopify order {order.order_id} ({order.shop})",
+        internal_notes=marker(order),
     )
 
 
@@ -263,6 +331,41 @@ def _outcome(runtime: Runtime, error: BlingError) -> Exception:
     if isinstance(error, BlingOutcomeUnknown | BlingServerError | BlingUnavailable):
         return RetryLater(str(error))
     return RetryLater(f"{type(error).__name__}: {error}")
+
+
+# --- the cancelled situation -------------------------------------------------------------------
+
+_situations: dict[str, int] = {}
+_situations_lock = threading.Lock()
+
+
+def _cancelled_situation(runtime: Runtime, client: BlingClient, order: Order) -> int:
+    """The id of the sales orders' "Cancelado" in this account: ``BLING_CANCELLED_SITUATION_ID``
+    when set, else discovered once per process and account (two requests; a standard situation
+    keeps its id for good)."""
+    configured = runtime.settings.bling_cancelled_situation_id
+    if configured:
+        return int(configured)
+    account = client.base_url
+    with _situations_lock:
+        cached = _situations.get(account)
+    if cached is not None:
+        return cached
+    with _translated(runtime, order):
+        try:
+            found = sales_order_situation(client, CANCELLED).id
+        except SituationNotFound as exc:
+            raise ErpFailure(
+                PauseKind(
+                    runtime.clock() + WAIT_FOR_OPERATOR,
+                    f"Bling's sales orders have no {CANCELLED!r} situation ({exc}): set "
+                    "BLING_CANCELLED_SITUATION_ID",
+                ),
+                nothing_done=True,
+            ) from exc
+    with _situations_lock:
+        _situations[account] = found
+    return found
 
 
 # --- the catalog and the contact ---------------------------------------------------------------

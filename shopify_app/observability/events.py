@@ -65,6 +65,12 @@ def _count(action: str, fields: dict[str, Any]) -> None:
         metrics.CONFIRMATIONS.labels(fields.get("channel", "api"), outcome).inc()
     elif action == "order.oversold":
         metrics.OVERSOLD_UNITS.inc(int(fields.get("units", 0)))
+    elif action == "bling.foreign_sales_order":
+        metrics.FOREIGN_SALES_ORDERS.inc()
+    elif action == "bling.sales_order_cancelled":
+        metrics.SALES_ORDER_CANCELLATIONS.labels("cancelled").inc()
+    elif action == "bling.cancellation_refused":
+        metrics.SALES_ORDER_CANCELLATIONS.labels("refused").inc()
 
 
 def emit(

@@ -97,6 +97,18 @@ BLING_REQUESTS = Counter(
     "client_error, unauthorized, no_answer) and HTTP status (0 when none came).",
     ["method", "outcome", "status"],
 )
+FOREIGN_SALES_ORDERS = Counter(
+    "bazico_bling_foreign_sales_orders_total",
+    "Shopify orders not forwarded because Bling already had a sales order under their number "
+    "that this service did not create (Bling's own Shopify order import?): nothing posted, "
+    "their units stay committed until someone settles them (must stay 0).",
+)
+SALES_ORDER_CANCELLATIONS = Counter(
+    "bazico_bling_cancellations_total",
+    "Bling sales orders of orders cancelled in Shopify, by outcome: cancelled (moved to "
+    "Bling's Cancelado) or refused (Bling would not: the warehouse may still ship it).",
+    ["outcome"],
+)
 TOKEN_REFRESHES = Counter(
     "bazico_token_refreshes_total",
     "OAuth access-token refreshes by provider (bling, shopify) and outcome (ok, failed).",
@@ -122,6 +134,8 @@ EXPORTED = frozenset(
         "bazico_webhooks_total",
         "bazico_outbox_jobs_total",
         "bazico_bling_requests_total",
+        "bazico_bling_foreign_sales_orders_total",
+        "bazico_bling_cancellations_total",
         "bazico_token_refreshes_total",
         "bazico_shopify_webhook_subscriptions_recreated_total",
         "bazico_shopify_webhook_topics_refused_total",

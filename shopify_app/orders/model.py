@@ -4,16 +4,26 @@ Statuses (enums; the database stores their values):
 
 - ``status``: ``confirmed`` (sold here) or ``cancelled``.
 - ``forward_status``, the order's life with Bling: ``pending`` (units committed, not yet in
-  Bling) → ``forwarded`` (Bling has the sales order and its stock posting). A cancellation before
-  that → ``cancelled`` (the units went back to the ledger; Bling never hears of it); after it →
-  ``reversal_pending`` (the worker must reverse the posting in Bling) → ``reversed``.
+  Bling) → ``forwarded`` (Bling has the sales order and its stock posting). An order not paid yet
+  (boleto, PIX: Shopify's ``financial_status`` ``pending``) waits in ``awaiting_payment`` with its
+  units committed, and becomes ``pending`` when paid. A cancellation before Bling has it →
+  ``cancelled`` (the units went back to the ledger; Bling never hears of it); after it →
+  ``reversal_pending`` (the worker must reverse the posting in Bling) → ``reversed``. A test order
+  (Shopify's ``test: true``) is ``test``: its units go back at once and it never reaches Bling.
 - ``bling_stock``, the stock posting, recorded before each Bling call so a retry never posts
   twice: ``none`` → ``requested`` (sent, answer unknown) → ``posted``; on reversal
   ``reversing`` → ``reversed``.
+- ``bling_order``, the ERP's sales order: ``none`` → ``requested`` (a create is being sent; its
+  id may never come back) → ``created`` (its id is known: made or found by us); once the order
+  is cancelled here and nothing of its stock is left to reverse, → ``cancelled`` (moved to the
+  ERP's cancelled situation, so the warehouse cannot ship it), or ``cancel_refused`` (the ERP
+  would not; recorded and alerted). ``foreign``: the ERP had a sales order under this order's
+  number that we did not create (another integration imported it): not adopted, nothing posted.
 
-The transitions are methods, so the rules ("a forwarded order needs a reversal when cancelled")
-are written once. The use cases (orders/services.py: sell, cancel; orders/forwarding.py: the
-order's way to the ERP) call them; the repository (orders/repository.py) stores the result.
+The transitions are methods, so the rules ("a forwarded order needs a reversal when cancelled",
+"a sales order of ours is cancelled once its stock is back") are written once. The use cases
+(orders/services.py: sell, pay, cancel; orders/forwarding.py: the order's way to the ERP) call
+them; the repository (orders/repository.py) stores the result.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ class OrderStatus(enum.StrEnum):
 
 class ForwardStatus(enum.StrEnum):
     PENDING = "pending"
+    AWAITING_PAYMENT = "awaiting_payment"
+    TEST = "test"
     FORWARDED = "forwarded"
     CANCELLED = "cancelled"
     REVERSAL_PENDING = "reversal_pending"
@@ -42,6 +54,15 @@ class BlingStock(enum.StrEnum):
     POSTED = "posted"
     REVERSING = "reversing"
     REVERSED = "reversed"
+
+
+class BlingOrder(enum.StrEnum):
+    NONE = "none"
+    REQUESTED = "requested"
+    CREATED = "created"
+    CANCELLED = "cancelled"
+    CANCEL_REFUSED = "cancel_refused"
+    FOREIGN = "foreign"
 
 
 @dataclass(frozen=True)
@@ -89,12 +110,14 @@ class Order:
     bling_stock: BlingStock = BlingStock.NONE
     #: When the ERP's acknowledgement turned the commitments into on-hand decreases (set once).
     forwarded_at: datetime | None = None
+    bling_order: BlingOrder = BlingOrder.NONE
 
     def __post_init__(self) -> None:
         # Rows and callers may hand plain strings; the enums check they are known values.
         self.status = OrderStatus(self.status)
         self.forward_status = ForwardStatus(self.forward_status)
         self.bling_stock = BlingStock(self.bling_stock)
+        self.bling_order = BlingOrder(self.bling_order)
 
     @classmethod
     def tombstone(cls, shop: str, order_id: int, name: str | None) -> Order:
@@ -112,7 +135,7 @@ class Order:
 
     @property
     def awaiting_bling(self) -> bool:
-        """Its units are committed here and Bling has not posted them yet."""
+        """Its units are committed here and it is due in Bling, which has not posted them yet."""
         return self.forward_status is ForwardStatus.PENDING and not self.cancelled
 
     @property
@@ -120,13 +143,45 @@ class Order:
         """Bling may hold a posting of this order's stock (sent, even if never answered)."""
         return self.bling_stock in (BlingStock.REQUESTED, BlingStock.POSTED, BlingStock.REVERSING)
 
+    # --- payment and test orders -----------------------------------------------------------
+
+    def await_payment(self) -> None:
+        """Sold unpaid (boleto, PIX): the units stay committed, the ERP waits for the payment."""
+        if self.forward_status is not ForwardStatus.PENDING or self.cancelled:
+            raise ValueError(f"order {self.order_id} is {self.forward_status}, not new")
+        self.forward_status = ForwardStatus.AWAITING_PAYMENT
+
+    @property
+    def awaiting_payment(self) -> bool:
+        return self.forward_status is ForwardStatus.AWAITING_PAYMENT and not self.cancelled
+
+    def pay(self) -> bool:
+        """The shop says it is paid. True when the order must now go to the ERP (it was waiting
+        for the payment); a paid, cancelled or test order is left as it is."""
+        if not self.awaiting_payment:
+            return False
+        self.forward_status = ForwardStatus.PENDING
+        return True
+
+    def test_only(self) -> list[OrderLine]:
+        """A test order (Shopify's ``test: true``, e.g. the Bogus gateway): it never reaches the
+        ERP, whose stock it never changes, so the units it sold go back to the ledger now.
+        Returns those lines."""
+        if self.forward_status is not ForwardStatus.PENDING or self.cancelled:
+            return []
+        self.forward_status = ForwardStatus.TEST
+        return list(self.lines)
+
+    # --- cancellation ---------------------------------------------------------------------
+
     def cancel(self) -> list[OrderLine]:
         """Shopify cancelled the order. Returns the lines whose units go back to the ledger now
-        (Bling never had them); an order Bling has needs a reversal there instead."""
+        (Bling never had them: not forwarded yet, or never to be, unpaid); an order Bling has
+        needs a reversal there instead. A test order gave its units back already."""
         if self.cancelled:
             return []
         self.status = OrderStatus.CANCELLED
-        if self.forward_status is ForwardStatus.PENDING:
+        if self.forward_status in (ForwardStatus.PENDING, ForwardStatus.AWAITING_PAYMENT):
             self.forward_status = ForwardStatus.CANCELLED
             return list(self.lines)
         if self.forward_status is ForwardStatus.FORWARDED:
@@ -171,3 +226,60 @@ class Order:
             raise ValueError(f"order {self.order_id} is {self.forward_status}, not to reverse")
         self.forward_status = ForwardStatus.REVERSED
         self.bling_stock = BlingStock.REVERSED
+
+    # --- the ERP's sales order ------------------------------------------------------------
+
+    def request_sales_order(self) -> bool:
+        """A create of the ERP's sales order is about to be sent (its answer may be lost, so
+        this is recorded first). False, and nothing changes, when the order is cancelled: a
+        cancelled order gets no new sales order."""
+        if self.cancelled:
+            return False
+        if self.bling_order in (BlingOrder.NONE, BlingOrder.FOREIGN):
+            self.bling_order = BlingOrder.REQUESTED
+        return True
+
+    def sales_order_known(self, erp_order_id: int) -> None:
+        """The ERP's sales order of this order is ``erp_order_id`` (made now, or found)."""
+        self.bling_order_id = erp_order_id
+        if self.bling_order in (BlingOrder.NONE, BlingOrder.REQUESTED, BlingOrder.FOREIGN):
+            self.bling_order = BlingOrder.CREATED
+
+    def no_sales_order(self) -> None:
+        """A create was refused, or never landed (the ERP has none of ours): nothing to undo."""
+        if self.bling_order is BlingOrder.REQUESTED and self.bling_order_id is None:
+            self.bling_order = BlingOrder.NONE
+
+    def refuse_foreign(self) -> None:
+        """The ERP has sales orders under this order's number, none of them ours: not adopted."""
+        if self.bling_order_id is None:
+            self.bling_order = BlingOrder.FOREIGN
+
+    @property
+    def sales_order_maybe_made(self) -> bool:
+        """The ERP may hold a sales order of ours for this order, still open."""
+        return self.bling_order in (
+            BlingOrder.REQUESTED,
+            BlingOrder.CREATED,
+            BlingOrder.CANCEL_REFUSED,
+        )
+
+    @property
+    def erp_stock_settled(self) -> bool:
+        """Nothing of its stock is (or may be) posted in the ERP: never posted, or reversed."""
+        return self.bling_stock in (BlingStock.NONE, BlingStock.REVERSED)
+
+    @property
+    def erp_cancellation_due(self) -> bool:
+        """Cancelled here, and the ERP may hold its sales order, open: it is cancelled there
+        once nothing of its stock is left to reverse (the reversal comes first)."""
+        return self.cancelled and self.sales_order_maybe_made and self.erp_stock_settled
+
+    def erp_cancelled(self) -> None:
+        """The ERP's sales order is in its cancelled situation (or there is none to cancel)."""
+        self.bling_order = (
+            BlingOrder.CANCELLED if self.bling_order_id is not None else BlingOrder.NONE
+        )
+
+    def erp_cancel_refused(self) -> None:
+        self.bling_order = BlingOrder.CANCEL_REFUSED

@@ -30,7 +30,7 @@ class OrderRepository(Protocol):
         ...
 
     def save_erp_order(self, order: Order) -> None:
-        """Write only the ERP's sales order id."""
+        """Write only the ERP's sales order: its id and where it stands (``bling_order``)."""
         ...
 
     def save_stock_state(self, order: Order) -> None:
@@ -45,6 +45,16 @@ class OrderRepository(Protocol):
 class ErpRefused(Exception):
     """The ERP understood the request and refused it (a validation error): sending it again as
     it is would be refused again."""
+
+
+class ForeignSalesOrder(Exception):
+    """The ERP has sales orders under this order's number that this service did not create:
+    another integration imported the order (Bling's own Shopify integration does). Adopting one
+    would post its stock a second time, and creating ours would duplicate the sale."""
+
+    def __init__(self, erp_order_ids: Iterable[int]) -> None:
+        self.erp_order_ids = tuple(sorted(erp_order_ids))
+        super().__init__(f"sales orders {list(self.erp_order_ids)} were not made by this service")
 
 
 class ErpFailure(Exception):
@@ -73,9 +83,21 @@ class ErpSession(Protocol):
         ...
 
     def ensure_sales_order(self, order: Order, before_write: Callable[[str], None]) -> int | None:
-        """The ERP's sales order for ``order``, found (a repeated run) or created; its id, or
-        None for an ERP that keeps no sales orders. ``before_write(what)`` is called before each
-        write the ERP cannot undo, and may raise to stop the run there."""
+        """The ERP's sales order for ``order``, found (one this service made: a repeated run) or
+        created; its id, or None for an ERP that keeps no sales orders. ``before_write(what)`` is
+        called before each write the ERP cannot undo, and may raise to stop the run there.
+        ``ForeignSalesOrder`` when the ERP has the order's number only on sales orders this
+        service did not make."""
+        ...
+
+    def find_sales_order(self, order: Order) -> int | None:
+        """The sales order this service made for ``order`` (a create whose answer was lost), or
+        None; never creates one, never returns another integration's."""
+        ...
+
+    def cancel_sales_order(self, erp_order_id: int) -> None:
+        """Move the sales order to the ERP's cancelled situation, so nobody ships it. Doing it
+        again changes nothing. ``ErpRefused`` when the ERP will not cancel it."""
         ...
 
     def post_stock(self, erp_order_id: int | None) -> None:

@@ -8,17 +8,18 @@ then the SKU rows in sorted order.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from ..db.dialect import insert_ignore
-from .model import ForwardStatus, Order, OrderDetails, OrderLine
+from .model import BlingOrder, ForwardStatus, Order, OrderDetails, OrderLine, OrderStatus
 from .tables import order_lines, orders
 
 #: Orders whose units are still counted in ``committed`` (or must be given back in the ERP).
-OPEN = (ForwardStatus.PENDING, ForwardStatus.REVERSAL_PENDING)
+OPEN = (ForwardStatus.PENDING, ForwardStatus.AWAITING_PAYMENT, ForwardStatus.REVERSAL_PENDING)
 
 
 class SqlOrderRepository:
@@ -69,6 +70,7 @@ class SqlOrderRepository:
             row.bling_order_id,
             row.bling_stock,
             row.forwarded_at,
+            row.bling_order,
         )
 
     def claim(self, order: Order) -> bool:
@@ -105,6 +107,7 @@ class SqlOrderRepository:
             bling_order_id=order.bling_order_id,
             bling_stock=order.bling_stock,
             forwarded_at=order.forwarded_at,
+            bling_order=order.bling_order,
         )
         existing = set(
             self.connection.execute(
@@ -121,9 +124,9 @@ class SqlOrderRepository:
             )
 
     def save_erp_order(self, order: Order) -> None:
-        """Write only the ERP's sales order id: a forward records it without the order's lock,
-        so a cancellation that landed meanwhile keeps its status."""
-        self._update(order, bling_order_id=order.bling_order_id)
+        """Write only the ERP's sales order (its id and where it stands): the forward and the
+        cancellation in the ERP record it without touching the order's status."""
+        self._update(order, bling_order_id=order.bling_order_id, bling_order=order.bling_order)
 
     def save_stock_state(self, order: Order) -> None:
         """Write only where the ERP's stock posting stands (recorded before each call to it)."""
@@ -191,3 +194,52 @@ def _details_columns(details: OrderDetails | None) -> dict[str, Any]:
         "customer_name": details.customer_name,
         "customer_email": details.customer_email,
     }
+
+
+# --- for operators (outbox show) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attention:
+    """One order an operator must look at: (Shopify id, name, the ERP's sales order id)."""
+
+    order_id: int
+    name: str | None
+    erp_order_id: int | None
+
+
+@dataclass
+class LifeFigures:
+    """Where the orders that still need the ERP, or a person, stand."""
+
+    awaiting_payment: int = 0
+    #: Cancelled here; their ERP sales order is not cancelled there yet.
+    to_cancel: int = 0
+    cancel_refused: list[Attention] = field(default_factory=list)
+    #: The ERP had a sales order under their number that we did not create: not forwarded.
+    foreign: list[Attention] = field(default_factory=list)
+
+
+def life_figures(connection: Connection, *, limit: int = 20) -> LifeFigures:
+    """Read the figures (and up to ``limit`` orders of each list) in the caller's transaction."""
+    c = orders.c
+    figures = LifeFigures()
+    figures.awaiting_payment = connection.execute(
+        select(func.count()).where(c.forward_status == ForwardStatus.AWAITING_PAYMENT)
+    ).scalar_one()
+    maybe_open = [BlingOrder.REQUESTED, BlingOrder.CREATED, BlingOrder.CANCEL_REFUSED]
+    figures.to_cancel = connection.execute(
+        select(func.count()).where(c.status == OrderStatus.CANCELLED, c.bling_order.in_(maybe_open))
+    ).scalar_one()
+    for state, target in (
+        (BlingOrder.CANCEL_REFUSED, figures.cancel_refused),
+        (BlingOrder.FOREIGN, figures.foreign),
+    ):
+        rows = connection.execute(
+            select(c.order_id, c.name, c.bling_order_id)
+            .where(c.bling_order == state)
+            .order_by(c.updated_at.desc())
+            .limit(limit)
+        )
+        target.extend(Attention(r.order_id, r.name, r.bling_order_id) for r in rows)
+    return figures

@@ -1,4 +1,10 @@
-"""The order use cases on top of the stock ledger: sell an order, cancel it.
+"""The order use cases on top of the stock ledger: sell an order, take its payment, cancel it.
+
+The payment rule: an order reaches the ERP once it is paid. One sold unpaid (boleto, PIX: the
+shop's payment is ``pending``) keeps its units committed and waits (``awaiting_payment``) until
+the shop says it is paid (``pay``, Shopify's ``orders/paid``); cancelled before that (the boleto
+expired), its units go back and the ERP never hears of it. A test order never reaches the ERP:
+its units go back at once.
 
 They take plain values (``Sale``: a delivery parsed once by shopify/payloads.py) and a unit of
 work, and run inside the caller's transaction: the Shopify handlers (shopify/handlers.py) are
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..observability.events import holder_hash
-from ..outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
+from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
 from ..stock.domain import Hold, HoldStatus, StockLevel
 from ..stock.services import expire_due_holds
 from ..unit_of_work import UnitOfWork
@@ -54,11 +60,17 @@ class Sale:
     details: OrderDetails | None = None
     #: Created and cancelled before we heard of it: recorded, nothing sold.
     cancelled: bool = False
+    #: The shop has the money (or holds it: authorized). False for a payment still pending
+    #: (boleto, PIX): the order waits for it before it goes to the ERP.
+    paid: bool = True
+    #: A test order (Shopify's ``test: true``): never sent to the ERP, its units given back.
+    test: bool = False
 
 
 @dataclass
 class SaleResult:
-    #: ``confirmed``, ``cancelled`` or ``duplicate_order`` (recorded before: nothing changed).
+    #: ``confirmed``, ``awaiting_payment``, ``test_order``, ``cancelled``, ``paid`` (recorded
+    #: before unpaid: now on its way to the ERP) or ``duplicate_order`` (nothing changed).
     outcome: str
     order: Order
     #: The order's SKUs this ledger tracks.
@@ -97,6 +109,17 @@ def enqueue_order_job(uow: UnitOfWork, kind: str, order: Order) -> None:
     uow.enqueue(kind, key, payload)
 
 
+def queue_erp_work(uow: UnitOfWork, order: Order) -> None:
+    """Queue what the ERP must still do for a cancelled order: reverse its stock posting first,
+    then, with nothing left to reverse, cancel its sales order (one whose id we know; a create
+    whose answer was lost is the forward's to find, orders/forwarding.py). Queuing twice is a
+    no-op (the outbox's key)."""
+    if order.needs_reversal:
+        enqueue_order_job(uow, REVERSE_ORDER, order)
+    elif order.erp_cancellation_due and order.bling_order_id is not None:
+        enqueue_order_job(uow, CANCEL_ORDER, order)
+
+
 # --- sell ----------------------------------------------------------------------------------------
 
 
@@ -106,6 +129,8 @@ def sell(uow: UnitOfWork, sale: Sale) -> SaleResult:
     (the shop has sold them already). Selling the same order twice changes nothing."""
     order = Order(sale.shop, sale.order_id, sale.name, sale.cart_token, details=sale.details)
     if not uow.orders.claim(order):
+        if sale.paid and not sale.test and pay(uow, sale.shop, sale.order_id):
+            return SaleResult("paid", order)
         return SaleResult("duplicate_order", order)
     reference = f"shopify:{order.order_id}"
     named = named_holds(sale.items)
@@ -147,6 +172,15 @@ def sell(uow: UnitOfWork, sale: Sale) -> SaleResult:
         _cancel(uow, levels, order, reference)
         uow.orders.save(order)
         return SaleResult("cancelled", order, tracked)
+    if sale.test:
+        for line in order.test_only():  # the ERP never sees it: its units are sellable again
+            levels[line.sku].uncommit(line.quantity, reference)
+        uow.orders.save(order)
+        units = sum(line.quantity for line in order.lines)
+        uow.record("order.test", shop=order.shop, order=order.order_id, units=units)
+        return SaleResult("test_order", order, tracked)
+    if not sale.paid:
+        order.await_payment()
     uow.orders.save(order)
     uow.record(
         "order.confirmed",
@@ -157,12 +191,31 @@ def sell(uow: UnitOfWork, sale: Sale) -> SaleResult:
         units=sum(line.quantity for line in order.lines),
         from_holds=sum(line.from_holds for line in order.lines),
         holder_hash=holder_hash(token),
+        paid=sale.paid,
     )
+    if not sale.paid:
+        return SaleResult("awaiting_payment", order, tracked)
     if order.lines:
         # Same transaction as the sale: the order reaches the ERP if and only if it was
         # confirmed here. An order of untracked products only has nothing of its stock to post.
         enqueue_order_job(uow, FORWARD_ORDER, order)
     return SaleResult("confirmed", order, tracked)
+
+
+# --- pay -----------------------------------------------------------------------------------------
+
+
+def pay(uow: UnitOfWork, shop: str, order_id: int) -> bool:
+    """The shop says the order is paid (``orders/paid``): one sold unpaid now goes to the ERP.
+    True when it was waiting for this; a paid, test, cancelled or unknown order is left alone."""
+    order = uow.orders.get(shop, order_id, lock=True)
+    if order is None or not order.pay():
+        return False
+    uow.orders.save(order)
+    uow.record("order.paid", shop=shop, order=order_id, name=order.name)
+    if order.lines:
+        enqueue_order_job(uow, FORWARD_ORDER, order)
+    return True
 
 
 def _log_foreign_names(named: dict[str, set[uuid.UUID]], holds: list[Hold], order: Order) -> None:
@@ -259,7 +312,8 @@ def _split(sold: _Sold, items: Sequence[Item]) -> list[OrderLine]:
 
 
 def cancel(uow: UnitOfWork, shop: str, order_id: int, name: str | None) -> str:
-    """Give back what the ERP has not heard of yet; mark the rest for reversal there."""
+    """Give back what the ERP has not heard of yet (not forwarded, or unpaid); mark the rest
+    for reversal there, and its sales order for cancellation."""
     order = uow.orders.get(shop, order_id, lock=True)
     if order is None:
         # Cancelled before its creation arrived: a tombstone makes that one a no-op.
@@ -279,5 +333,5 @@ def cancel(uow: UnitOfWork, shop: str, order_id: int, name: str | None) -> str:
 def _cancel(uow: UnitOfWork, levels: dict[str, StockLevel], order: Order, reference: str) -> None:
     for line in order.cancel():  # the ERP never had these units: sellable again
         levels[line.sku].uncommit(line.quantity, reference)
-    if order.needs_reversal:  # the ERP has it: the worker must reverse it there
-        enqueue_order_job(uow, REVERSE_ORDER, order)
+    # The ERP has it (its posting to reverse, or a sales order to cancel): the worker does it.
+    queue_erp_work(uow, order)

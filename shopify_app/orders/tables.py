@@ -44,10 +44,19 @@ orders = Table(
     Column("bling_order_id", BigInteger, nullable=True),
     Column("bling_stock", String(16), nullable=False, server_default=text("'none'")),
     Column("forwarded_at", UTCDateTime, nullable=True),
+    # The sales order's own life (orders/model.py, BlingOrder): none → requested → created, and
+    # once the order is cancelled here, cancelled (or cancel_refused) in Bling; foreign when
+    # Bling had one under this order's number that we did not create.
+    Column("bling_order", String(16), nullable=False, server_default=text("'none'")),
     CheckConstraint("status IN ('confirmed', 'cancelled')", name="status_known"),
     CheckConstraint(
-        "forward_status IN ('pending', 'forwarded', 'cancelled', 'reversal_pending', 'reversed')",
+        "forward_status IN ('pending', 'awaiting_payment', 'test', 'forwarded', 'cancelled', "
+        "'reversal_pending', 'reversed')",
         name="forward_status_known",
+    ),
+    CheckConstraint(
+        "bling_order IN ('none', 'requested', 'created', 'cancelled', 'cancel_refused', 'foreign')",
+        name="bling_order_known",
     ),
     CheckConstraint(
         "bling_stock IN ('none', 'requested', 'posted', 'reversing', 'reversed')",

@@ -6,6 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from ..orders.repository import life_figures
 from ..runtime import Runtime, current_runtime
 from . import service
 from .registry import default_registry
@@ -56,6 +57,28 @@ def show_command(limit: int) -> None:
             f"  #{job.id} {job.kind} key={job.key} attempts={job.attempts} "
             f"died={job.updated_at.isoformat()} error={job.last_error or ''}"
         )
+    _show_orders(limit)
+
+
+def _show_orders(limit: int) -> None:
+    """The orders behind the order kinds that wait on the ERP or on a person."""
+    with current_runtime().uow(read_only=True) as uow:
+        orders = life_figures(uow.connection, limit=limit)
+    click.echo(
+        f"orders: {orders.awaiting_payment} awaiting payment (not sent to Bling until paid); "
+        f"{orders.to_cancel} cancelled whose Bling sales order is not cancelled yet"
+    )
+    if orders.cancel_refused:
+        click.echo("Bling refused to cancel (cancel it by hand in Bling, or fix and retry):")
+    for order in orders.cancel_refused:
+        click.echo(f"  {order.name or order.order_id} bling_order={order.erp_order_id}")
+    if orders.foreign:
+        click.echo(
+            "not forwarded: Bling has a sales order with their number that this service did not "
+            "create (turn off Bling's own Shopify order import; see the README):"
+        )
+    for order in orders.foreign:
+        click.echo(f"  {order.name or order.order_id} (order {order.order_id})")
 
 
 def why_waiting(runtime: Runtime, figures: service.QueueFigures) -> list[tuple[str, str]]:

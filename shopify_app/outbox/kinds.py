@@ -5,6 +5,10 @@
   ``"{shop}:{order_id}"``. The handler must re-read the order: it may have been cancelled since.
 - ``REVERSE_ORDER``: an order that reached Bling was cancelled in Shopify (orders/cancelled): its
   stock posting must be reversed. Same payload and key.
+- ``CANCEL_ORDER``: a cancelled order's Bling sales order must move to Bling's cancelled
+  situation, so the warehouse does not ship it; queued by the cancellation (orders/services.py)
+  or, once the stock posting is reversed, by the reversal (orders/forwarding.py). Same payload
+  and key.
 
 Their handlers are registered by the Bling integration; until then the jobs wait, pending.
 """
@@ -13,3 +17,4 @@ from __future__ import annotations
 
 FORWARD_ORDER = "bling.forward_order"
 REVERSE_ORDER = "bling.reverse_order"
+CANCEL_ORDER = "bling.cancel_order"

@@ -20,12 +20,14 @@ from .payloads import (
     CART_ATTRIBUTE,
     attribute,
     is_id,
+    is_test,
     line_items,
     list_of,
     normalize_token,
     order_details,
     order_id_of,
     order_name_of,
+    payment_pending,
 )
 from .shops import forget_shop
 from .topics import HANDLERS, Delivery, Policy, handles, log_untracked
@@ -43,10 +45,13 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     """Sell the order (orders/services.py ``sell``) from the cart it was bought from.
 
     ``orders/paid`` runs the same code, so an order whose ``orders/create`` never arrived is
-    still confirmed; whichever comes second finds the order recorded and does nothing.
+    still confirmed; whichever comes second finds the order recorded and does nothing, except
+    that ``orders/paid`` sends an order sold unpaid (``financial_status`` ``pending``: boleto,
+    PIX) on to Bling. A test order (``test: true``) never reaches Bling.
     """
     payload = delivery.payload
     order_id = order_id_of(payload)
+    paid = delivery.topic == "orders/paid" or not payment_pending(payload)
     items = line_items(payload, context=f"order {order_id}")
     token = _holder_of(uow, delivery, named_holds(items))
     # Lock order: the cart row first, as every cart webhook does.
@@ -59,9 +64,11 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         items,
         order_details(payload),
         cancelled=bool(payload.get("cancelled_at")),
+        paid=paid,
+        test=is_test(payload),
     )
     result = services.sell(uow, sale)
-    if result.outcome == "duplicate_order":
+    if result.outcome in ("duplicate_order", "paid"):
         return result.outcome
     log_untracked(demand_of(items), result.tracked, f"order {order_id}")
     if cart is not None:

@@ -200,6 +200,22 @@ def order_name_of(payload: dict[str, Any]) -> str | None:
     return name[:MAX_ORDER_NAME] if isinstance(name, str) and name else None
 
 
+#: ``financial_status`` of an order whose payment has not come in yet (boleto, PIX, bank
+#: transfer): Shopify sends ``orders/paid`` when it does. Every other status (``authorized``,
+#: ``paid``, ``partially_paid``, …) means the shop has the money or holds it.
+PAYMENT_PENDING = "pending"
+
+
+def payment_pending(payload: dict[str, Any]) -> bool:
+    """Whether the order waits for its payment (absent or unreadable: it does not)."""
+    return payload.get("financial_status") == PAYMENT_PENDING
+
+
+def is_test(payload: dict[str, Any]) -> bool:
+    """A test order (Shopify's ``test: true``: the Bogus gateway, a test payment)."""
+    return payload.get("test") is True
+
+
 def order_details(payload: dict[str, Any]) -> OrderDetails:
     shipping_set = payload.get("total_shipping_price_set")
     shipping = None

@@ -4,8 +4,9 @@ Shopify never guarantees a delivery, and deletes an API subscription after repea
 (registration.py recreates it, but the gap is lost). So every few minutes the worker lists each
 shop's orders updated since the last run (Admin GraphQL ``orders``, sorted by update time,
 paginated within the cost limits: paging.py) and applies each one it never received, or whose
-cancellation it never received, through the webhook's own path (``webhooks.process``: the same
-handlers, a receipt, one transaction), so a delivery that arrives after all changes nothing.
+cancellation or payment it never received, through the webhook's own path (``webhooks.process``:
+the same handlers, a receipt, one transaction), so a delivery that arrives after all changes
+nothing.
 How far it got is kept per shop (``shopify_order_cursors``) and saved only once a listing was
 applied whole, so a crash makes the next run list the same orders again.
 
@@ -113,11 +114,16 @@ def apply_order(runtime: Runtime, shop: str, node: dict[str, Any]) -> str | None
     order_id = payload["id"]
     with runtime.uow(read_only=True) as uow:
         known = uow.orders.get(shop, order_id)
-    if known is not None and (known.cancelled or not payload.get("cancelled_at")):
+    paid = payload.get("financial_status") == "paid"
+    if known is not None and known.cancelled:
         return None
-    if known is not None:
+    if known is not None and payload.get("cancelled_at"):
         topic = "orders/cancelled"
-    elif payload.get("financial_status") == "paid":
+    elif known is not None and known.awaiting_payment and paid:
+        topic = "orders/paid"  # its orders/paid never came: it waits for Bling no longer
+    elif known is not None:
+        return None
+    elif paid:
         topic = "orders/paid"
     else:
         topic = "orders/create"

@@ -3,7 +3,9 @@
 The Bling stand-in (loopback HTTP, in this process) fails 30% of calls with 500s, answers bursts
 of 429s and drops the answers of writes it has applied; the Procfile's ``worker`` runs in two
 processes, each SIGKILLed once mid-work and restarted. Orders come in as signed Shopify webhooks
-through the app (in this process) on PostgreSQL, while the workers forward them.
+through the app (in this process) on PostgreSQL, while the workers forward them; some are
+cancelled before, during or after their forward (their Bling sales order must end "Cancelado",
+its stock reversed once), some are paid later, some never (boleto), some are test orders.
 
 The second test keeps Bling's real 3 requests/s limit and checks, from the stand-in's own count,
 that a backlog forwarded by two workers while a full sync runs never goes over it.
@@ -38,10 +40,32 @@ def chaos_bling() -> Iterator[BlingStandIn]:
         yield bling
 
 
+#: What becomes of an order in the chaos run (points 4 and 5 of issue 13 besides forwarding).
+KEPT = "kept"  # paid at once, stays sold: in Bling once, posted once, still "Em aberto"
+CANCELLED = "cancelled"  # paid, cancelled at some point of its forward: nothing left in Bling
+PAID_LATER = "paid_later"  # boleto/PIX paid later (orders/paid): as KEPT once paid
+EXPIRED = "expired"  # boleto/PIX never paid, then cancelled: never in Bling
+TEST = "test"  # a test order: never in Bling
+
+
+def fates(rng: random.Random) -> dict[int, str]:
+    kinds = [KEPT] * 150 + [CANCELLED] * 24 + [PAID_LATER] * 12 + [EXPIRED] * 8 + [TEST] * 6
+    rng.shuffle(kinds)
+    return dict(enumerate(kinds, start=1))
+
+
 def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
     postgres_url: str, chaos_bling: BlingStandIn
 ) -> None:
+    """Forwarded, cancelled (before, during and after their forward), paid later, never paid
+    and test orders, with 30% 500s, 15% lost answers, 429 bursts and two SIGKILLed workers:
+    each order's sales order exists in Bling once or not at all, as its fate says, every
+    posting is made once and reversed once at most, and every cancelled order's sales order
+    is moved to "Cancelado" exactly once, after its reversal."""
     bling = chaos_bling
+    # The account's transition to "Cancelado" reverses a posted order's stock by itself: the
+    # service's own reversal must come first, or the units would come back twice.
+    bling.cancelling_reverses_stock = True
     deployment = Deployment(
         postgres_url, bling, BLING_REQUESTS_PER_SECOND="30", BLING_JOB_LEASE_SECONDS="12"
     )
@@ -54,10 +78,36 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
             order_id: [(sku, rng.randint(1, 2)) for sku in rng.sample(skus, rng.randint(1, 3))]
             for order_id in range(1, 201)
         }
-        sold: Counter[str] = Counter()
-        for lines in sales.values():
-            for sku, quantity in lines:
-                sold[sku] += quantity
+        fate = fates(rng)
+        sold: Counter[str] = Counter()  # what stays sold in the end
+        for order_id, lines in sales.items():
+            if fate[order_id] in (KEPT, PAID_LATER):
+                for sku, quantity in lines:
+                    sold[sku] += quantity
+
+        def sell(order_id: int) -> None:
+            if fate[order_id] in (PAID_LATER, EXPIRED):
+                deployment.sell(
+                    order_id, sales[order_id], expect="awaiting_payment", financial_status="pending"
+                )
+            elif fate[order_id] == TEST:
+                deployment.sell(order_id, sales[order_id], expect="test_order", test=True)
+            else:
+                deployment.sell(order_id, sales[order_id])
+
+        # Shopify's later news of an order (its payment, cancellation or expiry) comes some
+        # orders after its sale: at once (before its forward), or while or after it is forwarded.
+        news_after = {order_id: rng.choice([0, 4, 30, 100, 160]) for order_id in sales}
+        unsettled = [o for o in sales if fate[o] in (CANCELLED, PAID_LATER, EXPIRED)]
+
+        def settle(up_to: int) -> None:
+            """Deliver the news due once order ``up_to`` is sold."""
+            for order_id in [o for o in unsettled if o + news_after[o] <= up_to]:
+                unsettled.remove(order_id)
+                if fate[order_id] == PAID_LATER:
+                    deployment.pay(order_id)
+                else:
+                    deployment.cancel(order_id)
 
         bling.fail_rate = 0.30
         bling.lose_answers_rate = 0.15
@@ -66,43 +116,67 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
             while not stop_bursts.wait(4.0):
                 bling.burst_429(3)
 
+        def done() -> int:
+            return deployment.jobs(None)["done"]
+
         threading.Thread(target=bursts, daemon=True).start()
         workers = [deployment.start_worker(), deployment.start_worker()]
         started = time.monotonic()
         for order_id in range(1, 101):
-            deployment.sell(order_id, sales[order_id])
-        wait_for(lambda: deployment.forwarded() >= 30, "30 orders forwarded", 120)
+            sell(order_id)
+            settle(order_id)
+        wait_for(lambda: done() >= 30, "30 jobs done", 120)
         deployment.kill(workers[0])  # SIGKILL, mid-work: its leased job waits out the lease
         workers[0] = deployment.start_worker()
         for order_id in range(101, 201):
-            deployment.sell(order_id, sales[order_id])
-        wait_for(lambda: deployment.forwarded() >= 110, "110 orders forwarded", 180)
+            sell(order_id)
+            settle(order_id)
+        wait_for(lambda: done() >= 110, "110 jobs done", 180)
         deployment.kill(workers[1])
         workers[1] = deployment.start_worker()
-        wait_for(lambda: deployment.forwarded() >= 170, "170 orders forwarded", 180)
+        settle(10**6)  # the last news, while forwards, reversals and cancellations run
+        assert unsettled == []
+        wait_for(lambda: done() >= 170, "170 jobs done", 180)
         # Bling recovers: what is left drains (no operator, no retry command).
         stop_bursts.set()
         bling.fail_rate = bling.lose_answers_rate = 0.0
-        wait_for(lambda: deployment.forwarded() == 200, "every order forwarded", 360)
+        wait_for(lambda: deployment.jobs(None)["pending"] == 0, "every job done", 360)
         elapsed = time.monotonic() - started
         for proc in workers:
             assert deployment.runner.stop(proc) == 0
 
-        # Bling: exactly one sales order per Shopify order, each with its stock posted once.
+        # Bling: one sales order per order that reached it, never two.
         by_store_number = Counter(o["numeroLoja"] for o in bling.sales_orders.values())
-        assert by_store_number == Counter({f"#C{i}": 1 for i in range(1, 201)})
-        assert set(bling.postings.values()) == {1}
-        assert set(bling.postings) == set(bling.sales_orders)
-        for order in bling.sales_orders.values():
-            order_id = int(order["numeroLoja"][2:])
-            assert {(i["codigo"], i["quantidade"]) for i in order["itens"]} == {
-                (sku, float(qty)) for sku, qty in sales[order_id]
-            }
+        assert set(by_store_number.values()) == {1}, "a sales order made twice"
+        in_bling = {int(o["numeroLoja"][2:]): o for o in bling.sales_orders.values()}
+        for order_id, what in fate.items():
+            order = in_bling.get(order_id)
+            if what in (KEPT, PAID_LATER):
+                assert order is not None, (order_id, what)
+                assert (bling.postings[order["id"]], bling.reversals[order["id"]]) == (1, 0)
+                assert bling.situation_of(order["id"]) == "Em aberto", order_id
+                assert {(i["codigo"], i["quantidade"]) for i in order["itens"]} == {
+                    (sku, float(qty)) for sku, qty in sales[order_id]
+                }
+            elif what == CANCELLED and order is not None:
+                # Posted at most once, and whatever was posted reversed once, by us.
+                postings, reversals = bling.postings[order["id"]], bling.reversals[order["id"]]
+                assert postings == reversals and postings <= 1, (order_id, postings, reversals)
+                assert bling.situation_of(order["id"]) == "Cancelado", order_id
+                changes = [c for c in bling.situation_changes if c[0] == order["id"]]
+                assert len(changes) == 1, (order_id, changes)
+            else:
+                assert order is None or what == CANCELLED, (order_id, what)
+        assert sum(bling.situation_reversals.values()) == 0, "the reversal always came first"
         # The outbox: no job lost, none dead.
-        assert deployment.jobs() == Counter({"done": 200})
-        # The ledger: every commitment acknowledged. Each worker start ran a reconciliation
-        # while orders were in flight; a balance read between Bling's posting and our
-        # acknowledgement is taken minus that order again (stock_sync.py: we cannot tell when
+        jobs = deployment.jobs(None)
+        assert set(jobs) == {"done"}, jobs
+        paid = sum(1 for what in fate.values() if what in (KEPT, CANCELLED, PAID_LATER))
+        assert deployment.jobs()["done"] == paid, "one forward per paid order"
+        assert deployment.forwarded() == sum(1 for w in fate.values() if w in (KEPT, PAID_LATER))
+        # The ledger: every commitment acknowledged or given back. Each worker start ran a
+        # reconciliation while orders were in flight; a balance read between Bling's posting and
+        # our acknowledgement is taken minus that order again (stock_sync.py: we cannot tell when
         # inside that window Bling posted), so on_hand may be low, never high, until the next
         # reconciliation, which then agrees with Bling exactly.
         engine = deployment.runtime.engine
@@ -120,9 +194,16 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
         assert_ledger_balanced(engine)
 
         statuses = Counter(c.status for c in bling.calls)
+        cancelled_in_bling = len(bling.situation_changes)
+        reversed_first = sum(
+            1 for order_id, _, _ in bling.situation_changes if bling.reversals[order_id]
+        )
+        assert reversed_first >= 1, "no cancellation came after a forward: the run proved little"
         print(
-            f"\nchaos: 200 orders forwarded in {elapsed:.1f} s through {len(bling.calls)} Bling "
-            f"calls ({len(bling.calls) / 200:.1f} per order); answers {dict(statuses)}; "
+            f"\nchaos: 200 orders ({dict(Counter(fate.values()))}) settled in {elapsed:.1f} s "
+            f"through {len(bling.calls)} Bling calls ({len(bling.calls) / 200:.1f} per order); "
+            f"{cancelled_in_bling} sales orders cancelled in Bling ({reversed_first} after their "
+            f"posting was reversed); answers {dict(statuses)}; "
             f"{undercounted} units undercounted until the final reconciliation"
         )
     finally:

@@ -16,41 +16,22 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from bling.errors import BLING_TZ
 from shopify_app import outbox
 from shopify_app.erp import connection, forwarding
 from shopify_app.erp.stock_tables import bling_acks
-from shopify_app.orders.tables import orders
-from shopify_app.outbox.kinds import FORWARD_ORDER, REVERSE_ORDER
+from shopify_app.outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
 from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
-from shopify_app.runtime import Runtime
 from shopify_app.stock import services
 from tests.support.app import TOKEN
-from tests.support.bling_app import (
-    bling_environ,
-    deliver_bling,
-    drain,
-    make_app,
-    runtime_of,
-    sync,
-)
+from tests.support.bling_app import deliver_bling, make_app, runtime_of, sync
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
+from tests.support.forwarding import deliver, drain, forwarding_environ, job, order_row
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order
-from tests.support.shopify_sender import deliver as post_webhook
-
-
-def forwarding_environ(standin: BlingStandIn, **extra: str) -> dict[str, str]:
-    return {
-        **bling_environ(standin),
-        "BLING_PAYMENT_METHOD_ID": str(PAYMENT_METHOD_ID),
-        "BLING_REQUESTS_PER_SECOND": "50",  # the stand-in's limit is off here; see the e2e tests
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -68,25 +49,6 @@ def forwarding_app(database_url: str, clock: FakeClock, standin: BlingStandIn) -
     sync(app, standin)
     yield app
     runtime_of(app).engine.dispose()
-
-
-def deliver(client: FlaskClient, payload: dict[str, Any], topic: str) -> dict[str, Any]:
-    """The shared ``deliver`` (tests/support/shopify_sender.py), but every delivery in this
-    module must be taken: it asserts the 200 and returns the JSON, where the shared one returns
-    the response for tests that expect refusals."""
-    response = post_webhook(client, payload, topic)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()
-
-
-def order_row(runtime: Runtime, order_id: int) -> Any:
-    with runtime.engine.connect() as conn:
-        return conn.execute(select(orders).where(orders.c.order_id == order_id)).one()
-
-
-def job(runtime: Runtime, kind: str) -> Any:
-    with runtime.engine.connect() as conn:
-        return conn.execute(select(outbox_jobs).where(outbox_jobs.c.kind == kind)).one()
 
 
 def test_a_confirmed_order_becomes_one_sales_order_with_its_stock_posted(
@@ -362,6 +324,11 @@ def test_an_order_cancelled_after_forwarding_is_reversed_in_bling_and_restocked(
     row = order_row(runtime, 5006)
     assert (row.forward_status, row.bling_stock) == ("reversed", "reversed")
     assert job(runtime, REVERSE_ORDER).status == "done"
+    # …and the warehouse cannot ship it: the sales order is cancelled in Bling, after the
+    # reversal, once.
+    assert standin.situation_of(sales_order["id"]) == "Cancelado"
+    assert row.bling_order == "cancelled" and job(runtime, CANCEL_ORDER).status == "done"
+    assert [c[0] for c in standin.situation_changes] == [sales_order["id"]]
     assert figures(runtime.engine, "BZ-TEE") == {
         "on_hand": 10,
         "reserved": 0,
@@ -410,6 +377,7 @@ def test_a_cancellation_during_the_forward_reverses_what_the_forward_posted(
     (sales_order,) = standin.orders_with_store_number("#5007")
     assert standin.postings[sales_order["id"]] == 1
     assert standin.reversals[sales_order["id"]] == 1
+    assert standin.situation_of(sales_order["id"]) == "Cancelado"
     assert standin.balance(standin.product_id("BZ-CAP"))[0] == 4
     assert order_row(runtime, 5007).forward_status == "reversed"
     # cancelled before any acknowledgement: the units came back once, through the cancellation

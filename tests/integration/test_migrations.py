@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from sqlalchemy import create_engine, inspect
 
@@ -15,7 +17,11 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/migrations.db"
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    return cluster.create_database(f"migrations_{request.node.callspec.id.replace('-', '_')}")
+    # One database per test (and param): the name is the test's, shortened to fit.
+    test = hashlib.sha256(request.node.originalname.encode()).hexdigest()[:8]
+    return cluster.create_database(
+        f"migrations_{test}_{request.node.callspec.id.replace('-', '_')}"
+    )
 
 
 def test_upgrade_downgrade_and_no_drift(empty_database_url: str) -> None:
@@ -58,3 +64,43 @@ def test_release_command_migrates_through_the_cli(tmp_path: object) -> None:
     engine = create_engine(url)
     assert "skus" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_the_order_life_migration_keeps_known_sales_orders_and_unpaid_orders_forwardable(
+    empty_database_url: str,
+) -> None:
+    """0012: an order that reached Bling before it has its sales order recorded as ours; going
+    back, an unpaid order becomes pending with the forward job the older code would have."""
+    from sqlalchemy import text
+
+    from shopify_app.config import load_settings
+    from shopify_app.db.engine import make_engine
+
+    engine = make_engine(load_settings({"DATABASE_URL": empty_database_url}))
+    row = (
+        "INSERT INTO orders (shop, order_id, name, status, forward_status, oversold, created_at,"
+        " updated_at, bling_order_id) VALUES ('s', {id}, '#{id}', 'confirmed', '{fs}', false,"
+        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, {bling})"
+    )
+    try:
+        upgrade(engine, "0011_order_cursors")
+        with engine.begin() as conn:
+            conn.execute(text(row.format(id=1, fs="forwarded", bling=9001)))
+            conn.execute(text(row.format(id=2, fs="pending", bling="NULL")))
+        upgrade(engine)
+        with engine.begin() as conn:
+            states = dict(conn.execute(text("SELECT order_id, bling_order FROM orders")).all())
+            assert states == {1: "created", 2: "none"}
+            conn.execute(
+                text("UPDATE orders SET forward_status = 'awaiting_payment' WHERE order_id = 2")
+            )
+        downgrade(engine, "0011_order_cursors")
+        with engine.connect() as conn:
+            status = conn.execute(text("SELECT forward_status FROM orders WHERE order_id = 2"))
+            assert status.scalar_one() == "pending"
+            jobs = conn.execute(text("SELECT kind, key, payload, status FROM outbox_jobs")).all()
+        assert [tuple(j) for j in jobs] == [
+            ("bling.forward_order", "s:2", '{"order_id":2,"shop":"s"}', "pending")
+        ]
+    finally:
+        engine.dispose()

@@ -93,6 +93,22 @@ def test_a_cancellation_only_shopify_knows_gives_the_units_back(
     assert reconcile.reconcile_orders(runtime) == {SHOP: 0}
 
 
+def test_a_payment_only_shopify_knows_sends_the_waiting_order_on_to_bling(
+    app: Flask, stand_in: ShopifyStandIn, clock: FakeClock
+) -> None:
+    runtime: Runtime = app.extensions[EXTENSION_KEY]
+    unpaid = shopify_order(7003, [("TEE", 1, "89.90")], financial_status="pending")
+    send(app, unpaid, "orders/create")
+    assert jobs(runtime) == [], "unpaid: it waits, units committed"
+    clock.advance(60)
+    stand_in.add_order(SHOP, 7003, [("TEE", 1)], updated_at=clock.now)  # paid; no orders/paid
+
+    assert reconcile.reconcile_orders(runtime) == {SHOP: 1}
+    assert jobs(runtime) == [FORWARD_ORDER]
+    assert figures(runtime.engine, "TEE")["committed"] == 1
+    assert reconcile.reconcile_orders(runtime) == {SHOP: 0}
+
+
 def test_each_run_asks_from_where_the_last_one_got_and_pages_through(
     app: Flask, stand_in: ShopifyStandIn, clock: FakeClock
 ) -> None:

@@ -19,8 +19,9 @@ balances, deposits, contacts, sales orders, stock postings, webhooks), over one 
   without an id posts to the default deposit (400 when there is none).
 - Contacts (``/contatos``, ``/{id}``, ``/consumidor-final``), sales orders (create with the spec's
   required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
-  ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``,
-  ``PATCH …/situacoes/{id}``.
+  ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``;
+  sales order situations (``GET /situacoes/modulos[/{id}]``,
+  ``PATCH /pedidos/vendas/{id}/situacoes/{idSituacao}``: see "sales order situations" below).
 - Webhooks: every posting and reversal emits Bling's ``stock.updated`` per item, **dated when
   Bling makes the posting** (whole seconds, on ``clock``, Bling's clock), so before the service
   hears the answer; ``take_webhooks()`` hands them to a test to deliver, as late as it likes
@@ -66,6 +67,8 @@ FIRST_DEPOSIT = 0  # ``default_deposit``'s default: the first of ``deposits`` is
 CONSUMIDOR_FINAL_ID = 1
 PAYMENT_METHOD_ID = 7_001  # the one payment method the stand-in's account has
 OPEN_SITUATION = 6  # "Em aberto" in a default Bling account
+CANCELLED_SITUATION = 12  # "Cancelado" in a default Bling account
+SALES_MODULE_ID = 98_310  # the "Vendas" module of GET /situacoes/modulos (made up)
 CODE_LIFETIME = 60.0
 CLIENT_ID = "standin-client-id"
 CLIENT_SECRET = "standin-client-secret"
@@ -198,6 +201,7 @@ class BlingStandIn:
         for item in products:
             codigo, stock = (item, 0) if isinstance(item, str) else item
             self.add_product(codigo, stock)
+        self._init_order_life()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -788,14 +792,6 @@ class BlingStandIn:
         self.reversals[order_id] += 1
         return 204, None
 
-    def set_situation(
-        self, query: dict[str, list[str]], raw: bytes, order_id: int, situation: int
-    ) -> Reply:
-        if order_id not in self.sales_orders:
-            return 404, error("RESOURCE_NOT_FOUND", "Pedido de venda não encontrado")
-        self.sales_orders[order_id]["situacao"] = {"id": situation, "valor": 0}
-        return 204, None
-
     def _move_stock(self, order: dict[str, Any], deposit: int, sign: int) -> None:
         """Post (-1) or reverse (+1) the order's items in ``deposit``; each movement emits its
         stock event, as Bling's physical postings do."""
@@ -804,6 +800,123 @@ class BlingStandIn:
             quantity = float(item["quantidade"])
             product.physical[deposit] = product.physical.get(deposit, 0.0) + sign * quantity
             self._emit_posting(product, deposit, "S" if sign < 0 else "E", quantity)
+
+    # --- sales order situations, and orders other integrations import (the order's life) -----
+    #
+    # Bling's standard "Vendas" situations keep the ids of a default account (``OPEN_SITUATION``
+    # is "Em aberto"); the module ids and one custom situation are made up. Tests may rename,
+    # renumber or drop them (``sales_situations``) to play another account. A move to
+    # "Cancelado" (or a situation derived from it) reverses a posted order's stock when
+    # ``cancelling_reverses_stock`` is set, as an account's transition action "estornar estoque"
+    # does. ``refuse_situation_changes(order_id)`` makes Bling refuse to move that order (an
+    # invoiced one, say). ``import_order`` plays Bling's own Shopify integration.
+
+    def _init_order_life(self) -> None:
+        self.situation_modules: list[dict[str, Any]] = [
+            {"id": SALES_MODULE_ID, "nome": "Vendas", "descricao": "Pedidos de Venda"},
+            {"id": SALES_MODULE_ID + 1, "nome": "Compras", "descricao": "Pedidos de Compra"},
+            {"id": SALES_MODULE_ID + 2, "nome": "Propostas", "descricao": "Propostas comerciais"},
+        ]
+        self.sales_situations: list[dict[str, Any]] = [
+            {"id": OPEN_SITUATION, "nome": "Em aberto", "idHerdado": 0, "cor": "#E9DC40"},
+            {"id": 9, "nome": "Atendido", "idHerdado": 0, "cor": "#3FB57A"},
+            {"id": CANCELLED_SITUATION, "nome": "Cancelado", "idHerdado": 0, "cor": "#CD2828"},
+            {"id": 15, "nome": "Em andamento", "idHerdado": 0, "cor": "#5A9BD5"},
+            {"id": 24, "nome": "Verificado", "idHerdado": 0, "cor": "#000080"},
+            {"id": 301_001, "nome": "Cancelado", "idHerdado": CANCELLED_SITUATION, "cor": "#999"},
+        ]
+        self.cancelling_reverses_stock = False
+        self._frozen_orders: set[int] = set()
+        #: (order id, situation before, situation after) for each change (a repeat is none).
+        self.situation_changes: list[tuple[int, int, int]] = []
+        self.situation_reversals: collections.Counter[int] = collections.Counter()
+
+    def refuse_situation_changes(self, order_id: int) -> None:
+        with self._lock:
+            self._frozen_orders.add(order_id)
+
+    def situation_of(self, order_id: int) -> str:
+        """The name of the sales order's current situation."""
+        with self._lock:
+            current = self.sales_orders[order_id]["situacao"]["id"]
+            return next(s["nome"] for s in self.sales_situations if s["id"] == current)
+
+    def import_order(
+        self, numero_loja: str, lines: list[tuple[str, int]], *, store_id: int = 204_000_001
+    ) -> int:
+        """A sales order as Bling's own Shopify integration imports one: the shop's order name
+        as ``numeroLoja``, its own channel, no marker of ours, and its stock posted."""
+        with self._lock:
+            order = {
+                "id": next(self._ids),
+                "numero": next(self._numbers),
+                "numeroLoja": numero_loja,
+                "data": time.strftime("%Y-%m-%d"),
+                "dataSaida": time.strftime("%Y-%m-%d"),
+                "dataPrevista": time.strftime("%Y-%m-%d"),
+                "contato": {"id": CONSUMIDOR_FINAL_ID, "nome": "Consumidor Final"},
+                "itens": [
+                    {
+                        "codigo": codigo,
+                        "quantidade": float(quantity),
+                        "valor": 1.0,
+                        "descricao": codigo,
+                        "produto": {"id": self.product_id(codigo)},
+                    }
+                    for codigo, quantity in lines
+                ],
+                "parcelas": [],
+                "situacao": {"id": OPEN_SITUATION, "valor": 0},
+                "loja": {"id": store_id},
+                "totalProdutos": 0.0,
+                "total": 0.0,
+                "observacoes": "Pedido importado da Shopify",
+                "observacoesInternas": "",
+                "_posted_in": None,
+            }
+            self.sales_orders[order["id"]] = order
+            self._move_stock(order, self.default_deposit, -1)
+            order["_posted_in"] = self.default_deposit
+            self.postings[order["id"]] += 1
+            return int(order["id"])
+
+    def list_situation_modules(self, query: dict[str, list[str]], raw: bytes) -> Reply:
+        rows = [{**m, "criarSituacoes": True} for m in self.situation_modules]
+        return 200, {"data": rows}
+
+    def list_situations(self, query: dict[str, list[str]], raw: bytes, module_id: int) -> Reply:
+        if module_id == SALES_MODULE_ID:
+            return 200, {"data": [dict(s) for s in self.sales_situations]}
+        if any(m["id"] == module_id for m in self.situation_modules):
+            return 200, {"data": []}
+        return 404, error("RESOURCE_NOT_FOUND", "Módulo não encontrado")
+
+    def set_situation(
+        self, query: dict[str, list[str]], raw: bytes, order_id: int, situation: int
+    ) -> Reply:
+        order = self.sales_orders.get(order_id)
+        if order is None:
+            return 404, error("RESOURCE_NOT_FOUND", "Pedido de venda não encontrado")
+        target = next((s for s in self.sales_situations if s["id"] == situation), None)
+        if target is None:
+            return 400, error("VALIDATION_ERROR", "Situação inválida para pedidos de venda")
+        before = int(order["situacao"]["id"])
+        if before == situation:
+            return 204, None  # already there: nothing changes
+        if order_id in self._frozen_orders:
+            return 400, error(
+                "VALIDATION_ERROR",
+                "Não foi possível alterar a situação",
+                "A situação do pedido não pode ser alterada.",
+            )
+        cancelling = CANCELLED_SITUATION in (target["id"], target.get("idHerdado"))
+        if cancelling and self.cancelling_reverses_stock and order["_posted_in"] is not None:
+            self._move_stock(order, order["_posted_in"], +1)  # the transition's own action
+            order["_posted_in"] = None
+            self.situation_reversals[order_id] += 1
+        order["situacao"] = {"id": situation, "valor": 0}
+        self.situation_changes.append((order_id, before, situation))
+        return 204, None
 
 
 _BALANCE_FILTERS = {0: lambda v: v == 0, 1: lambda v: v > 0, 2: lambda v: v < 0}
@@ -824,6 +937,11 @@ _ROUTES = [
     ("POST", rf"/pedidos/vendas/{_N}/lancar-estoque(?:/{_N})?", "post_stock"),
     ("POST", rf"/pedidos/vendas/{_N}/estornar-estoque", "reverse_stock"),
     ("PATCH", rf"/pedidos/vendas/{_N}/situacoes/{_N}", "set_situation"),
+]
+# sales order situations (the order's life)
+_ROUTES += [
+    ("GET", r"/situacoes/modulos", "list_situation_modules"),
+    ("GET", rf"/situacoes/modulos/{_N}", "list_situations"),
 ]
 
 

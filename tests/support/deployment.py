@@ -59,6 +59,7 @@ class Deployment:
         self.runtime: Runtime = self.app.extensions[EXTENSION_KEY]
         self.client = self.app.test_client()
         self.runner = ProcfileRunner(self.env)
+        self._payloads: dict[int, dict[str, object]] = {}
         connection.connect(self.runtime, bling.authorize())
 
     def sync(self) -> None:
@@ -74,12 +75,34 @@ class Deployment:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
 
-    def sell(self, order_id: int, lines: list[tuple[str, int]]) -> None:
+    def sell(
+        self,
+        order_id: int,
+        lines: list[tuple[str, int]],
+        *,
+        expect: str = "confirmed",
+        **extra: object,
+    ) -> None:
+        """Shopify's ``orders/create`` for order ``#C{order_id}``; ``extra`` sets payload fields
+        (``financial_status="pending"``, ``test=True``), ``expect`` the outcome."""
         priced = [(sku, qty, "59.90") for sku, qty in lines]
-        payload = shopify_order(order_id, priced, name=f"#C{order_id}")
-        response = deliver(self.client, payload, "orders/create")
+        payload = shopify_order(order_id, priced, name=f"#C{order_id}", **extra)
+        self._payloads[order_id] = payload
+        self._deliver(payload, "orders/create", expect)
+
+    def pay(self, order_id: int) -> None:
+        """``orders/paid`` for an order sold unpaid."""
+        paid = {**self._payloads[order_id], "financial_status": "paid"}
+        self._deliver(paid, "orders/paid", "paid")
+
+    def cancel(self, order_id: int) -> None:
+        cancelled = {**self._payloads[order_id], "cancelled_at": "2026-11-27T10:00:00-03:00"}
+        self._deliver(cancelled, "orders/cancelled", "cancelled")
+
+    def _deliver(self, payload: dict[str, object], topic: str, expect: str) -> None:
+        response = deliver(self.client, payload, topic)
         assert response.status_code == 200, response.get_data(as_text=True)
-        assert response.get_json()["status"] == "confirmed"
+        assert response.get_json()["status"] == expect
 
     def forwarded(self) -> int:
         with self.runtime.engine.connect() as conn:
@@ -87,12 +110,13 @@ class Deployment:
                 select(func.count()).where(orders.c.forward_status == "forwarded")
             ).scalar_one()
 
-    def jobs(self) -> Counter[str]:
+    def jobs(self, kind: str | None = FORWARD_ORDER) -> Counter[str]:
+        """Jobs of ``kind`` (every kind with None) by status."""
+        stmt = select(outbox_jobs.c.status)
+        if kind is not None:
+            stmt = stmt.where(outbox_jobs.c.kind == kind)
         with self.runtime.engine.connect() as conn:
-            rows = conn.execute(
-                select(outbox_jobs.c.status).where(outbox_jobs.c.kind == FORWARD_ORDER)
-            )
-            return Counter(row.status for row in rows)
+            return Counter(row.status for row in conn.execute(stmt))
 
     def close(self) -> None:
         self.runner.close()

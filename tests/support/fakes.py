@@ -23,7 +23,7 @@ from typing import Any
 
 from shopify_app.observability.events import Event
 from shopify_app.orders.model import Order
-from shopify_app.orders.ports import ErpFailure, ErpRefused
+from shopify_app.orders.ports import ErpFailure, ErpRefused, ForeignSalesOrder
 from shopify_app.outbox import RetryLater
 from shopify_app.shopify.ports import EPOCH, Cart
 from shopify_app.stock.domain import (
@@ -266,7 +266,7 @@ class FakeOrderRepository:
         self._orders[(order.shop, order.order_id)] = current
 
     def save_erp_order(self, order: Order) -> None:
-        self._write(order, bling_order_id=order.bling_order_id)
+        self._write(order, bling_order_id=order.bling_order_id, bling_order=order.bling_order)
 
     def save_stock_state(self, order: Order) -> None:
         self._write(order, bling_stock=order.bling_stock)
@@ -351,11 +351,14 @@ class FakeUnitOfWork:
 
 class FakeErp:
     """An ERP in memory, for the forwarding use cases (orders/forwarding.py): its sales orders
-    by store number, the orders whose stock is posted, and failures scripted per call.
+    by store number, the orders whose stock is posted, the cancelled ones, and failures scripted
+    per call.
 
     ``fail(call, *errors)`` makes the next calls of ``call`` (``session``, ``ensure_sales_order``,
-    ``post_stock``, ``reverse_stock``) raise those errors in turn; ``LOST`` as an error does the
-    call, then loses its answer (a 5xx after the fact, a timeout: the outcome unknown).
+    ``find_sales_order``, ``post_stock``, ``reverse_stock``, ``cancel_sales_order``) raise those
+    errors in turn; ``LOST`` as an error does the call, then loses its answer (a 5xx after the
+    fact, a timeout: the outcome unknown). ``import_foreign(number)`` stands for another
+    integration (Bling's own Shopify import) making a sales order under that number.
     ``after_post`` runs once a posting is made: what happens here while the ERP posts.
     """
 
@@ -363,7 +366,9 @@ class FakeErp:
 
     def __init__(self) -> None:
         self.sales_orders: dict[str, int] = {}
+        self.foreign: dict[str, int] = {}
         self.posted: set[int] = set()
+        self.cancelled: set[int] = set()
         self.calls = 0
         self.writes: list[tuple[str, int]] = []
         self.acknowledged: list[tuple[dict[str, int], str]] = []
@@ -373,6 +378,10 @@ class FakeErp:
 
     def fail(self, call: str, *errors: Any) -> None:
         self.failures.setdefault(call, []).extend(errors)
+
+    def import_foreign(self, number: str) -> int:
+        self.foreign[number] = 8000 + len(self.foreign)
+        return self.foreign[number]
 
     def _next_failure(self, call: str) -> Any:
         self.calls += 1
@@ -397,12 +406,18 @@ class FakeErp:
         lost = self._next_failure("ensure_sales_order")
         number = order.name or str(order.order_id)
         if number not in self.sales_orders:
+            if number in self.foreign:
+                raise ForeignSalesOrder([self.foreign[number]])
             before_write("create the sales order")
             self.sales_orders[number] = next(self._ids)
             self.writes.append(("sales_order", self.sales_orders[number]))
         if lost:
             raise self._lost()
         return self.sales_orders[number]
+
+    def find_sales_order(self, order: Order) -> int | None:
+        self._next_failure("find_sales_order")
+        return self.sales_orders.get(order.name or str(order.order_id))
 
     def post_stock(self, erp_order_id: int | None) -> None:
         lost = self._next_failure("post_stock")
@@ -423,6 +438,15 @@ class FakeErp:
             raise ErpRefused("nothing posted to reverse")
         self.posted.discard(erp_order_id)
         self.writes.append(("reverse", erp_order_id))
+        if lost:
+            raise self._lost()
+
+    def cancel_sales_order(self, erp_order_id: int) -> None:
+        lost = self._next_failure("cancel_sales_order")
+        assert erp_order_id in self.sales_orders.values(), "only our own sales orders"
+        if erp_order_id not in self.cancelled:  # a second time changes nothing
+            self.cancelled.add(erp_order_id)
+            self.writes.append(("cancel", erp_order_id))
         if lost:
             raise self._lost()
 

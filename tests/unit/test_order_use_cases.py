@@ -203,3 +203,55 @@ def test_a_cancellation_before_the_order_makes_its_creation_sell_nothing(
     assert deliver(uow, "orders/cancelled", {"id": 603, "name": "#603"}) == "unknown_order"
     assert deliver(uow, "orders/create", order(603, None, ("TEE", 1, None))) == "duplicate_order"
     assert store.figures("TEE")["committed"] == 0 and store.jobs == []
+
+
+# --- payment and test orders -------------------------------------------------------------------
+
+
+def test_an_unpaid_order_waits_for_orders_paid_before_it_is_queued_for_bling(
+    uow: FakeUnitOfWork, store: StockStore
+) -> None:
+    store.stock(TEE=3)
+    boleto = {**order(701, None, ("TEE", 1, None)), "financial_status": "pending"}
+    assert deliver(uow, "orders/create", boleto) == "awaiting_payment"
+    assert store.figures("TEE")["committed"] == 1 and store.jobs == []
+    paid = {**boleto, "financial_status": "paid"}
+    assert deliver(uow, "orders/paid", paid) == "paid"
+    assert [kind for kind, _, _ in store.jobs] == [FORWARD_ORDER]
+    assert deliver(uow, "orders/paid", paid) == "duplicate_order"
+    assert store.orders[(SHOP, 701)].forward_status is ForwardStatus.PENDING
+
+
+def test_orders_paid_trusts_its_topic_and_an_authorized_card_is_not_waited_for(
+    uow: FakeUnitOfWork, store: StockStore
+) -> None:
+    store.stock(TEE=3)
+    # orders/paid first, its payload still saying "pending" (a stale copy): the topic decides.
+    late = {**order(702, None, ("TEE", 1, None)), "financial_status": "pending"}
+    assert deliver(uow, "orders/paid", late) == "confirmed"
+    card = {**order(703, None, ("TEE", 1, None)), "financial_status": "authorized"}
+    assert deliver(uow, "orders/create", card) == "confirmed"
+    assert [kind for kind, _, _ in store.jobs] == [FORWARD_ORDER, FORWARD_ORDER]
+
+
+def test_an_unpaid_order_cancelled_gives_its_units_back_and_queues_nothing(
+    uow: FakeUnitOfWork, store: StockStore
+) -> None:
+    store.stock(TEE=3)
+    boleto = {**order(704, None, ("TEE", 2, None)), "financial_status": "pending"}
+    deliver(uow, "orders/create", boleto)
+    assert deliver(uow, "orders/cancelled", {"id": 704}) == "cancelled"
+    assert store.figures("TEE")["committed"] == 0 and store.jobs == []
+
+
+def test_a_test_order_releases_its_cart_and_gives_its_units_back(
+    uow: FakeUnitOfWork, store: StockStore
+) -> None:
+    store.stock(TEE=3)
+    hold = storefront_hold(uow, "TEE", "a", 2)
+    trial = {**order(705, "a", ("TEE", 2, hold)), "test": True}
+    assert deliver(uow, "orders/create", trial) == "test_order"
+    assert store.holds[hold.id].status is HoldStatus.CONFIRMED
+    assert store.figures("TEE") == {"on_hand": 3, "reserved": 0, "committed": 0, "available": 3}
+    assert deliver(uow, "orders/paid", trial) == "duplicate_order"
+    assert store.jobs == []
