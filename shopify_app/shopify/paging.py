@@ -1,4 +1,4 @@
-"""Paging through an Admin GraphQL connection within Shopify's cost limits.
+"""Reading Admin GraphQL within Shopify's cost limits: a connection page by page, or one object.
 
 Each page is one call; a THROTTLED answer (the cost bucket cannot pay for the call) is waited
 out as Shopify's throttle status says, and the same page asked again.
@@ -17,6 +17,39 @@ from . import client
 MAX_THROTTLE_WAITS = 30
 
 
+def read(
+    admin_base: str,
+    access_token: str,
+    query: str,
+    variables: dict[str, Any],
+    field: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any] | None:
+    """The object of root field ``field`` (None when Shopify has none), throttling waited out
+    as for the pages."""
+    found = _answer(admin_base, access_token, query, variables, sleep).get(field)
+    return found if isinstance(found, dict) else None
+
+
+def _answer(
+    admin_base: str,
+    access_token: str,
+    query: str,
+    variables: dict[str, Any],
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    waits = 0
+    while True:
+        try:
+            return client.graphql_answer(admin_base, access_token, query, variables).data
+        except client.ShopifyThrottled as exc:
+            waits += 1
+            if waits > MAX_THROTTLE_WAITS:
+                raise
+            sleep(exc.retry_after)
+
+
 def pages(
     admin_base: str,
     access_token: str,
@@ -29,20 +62,9 @@ def pages(
     """The nodes of connection ``field`` (a root field of ``query``), one list per page; the
     query takes ``$after: String``."""
     after: str | None = None
-    waits = 0
     while True:
-        try:
-            answer = client.graphql_answer(
-                admin_base, access_token, query, {**variables, "after": after}
-            )
-        except client.ShopifyThrottled as exc:
-            waits += 1
-            if waits > MAX_THROTTLE_WAITS:
-                raise
-            sleep(exc.retry_after)
-            continue
-        waits = 0
-        connection = answer.data.get(field) or {}
+        data = _answer(admin_base, access_token, query, {**variables, "after": after}, sleep)
+        connection = data.get(field) or {}
         yield [edge.get("node") or {} for edge in connection.get("edges") or []]
         page = connection.get("pageInfo") or {}
         if not page.get("hasNextPage"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,35 +38,48 @@ from .webhooks import process
 
 log = logging.getLogger(__name__)
 
+#: The listing asks only what decides whether an order must be applied: about 1 point an order.
 ORDERS_QUERY = """
 query reconcileOrders($first: Int!, $after: String, $query: String!) {
   orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     edges {
       node {
+        id
         legacyResourceId
-        name
-        cartToken
-        checkoutToken
         cancelledAt
-        test
         displayFinancialStatus
-        processedAt
-        createdAt
         updatedAt
-        email
-        lineItems(first: 50) {
-          edges { node { id sku quantity name variant { legacyResourceId } } }
-          pageInfo { hasNextPage }
-        }
       }
     }
     pageInfo { hasNextPage endCursor }
   }
 }
 """
-#: Orders per page: each costs about 50 points with its lines (Shopify prices a connection by
-#: its ``first``), so a page costs about 255 of the 1,000-point bucket.
-ORDERS_PAGE = 5
+#: An order to apply is then read whole: about 52 points with its lines.
+ORDER_QUERY = """
+query reconcileOrder($id: ID!) {
+  order(id: $id) {
+    id
+    legacyResourceId
+    name
+    cartToken
+    checkoutToken
+    cancelledAt
+    test
+    displayFinancialStatus
+    processedAt
+    createdAt
+    updatedAt
+    email
+    lineItems(first: 50) {
+      edges { node { id sku quantity name variant { legacyResourceId } } }
+      pageInfo { hasNextPage }
+    }
+  }
+}
+"""
+#: Orders per page of the listing (Shopify's largest page).
+ORDERS_PAGE = 100
 #: A shop seen for the first time is reconciled from this long ago.
 FIRST_LOOKBACK = timedelta(days=1)
 #: Each run asks again for a little before the last update it saw (clock skew, equal times).
@@ -98,7 +112,7 @@ def _reconcile_shop(runtime: Runtime, shop: str, token: str) -> int:
     variables = {"first": ORDERS_PAGE, "query": query}
     for nodes in paging.pages(admin_base, token, ORDERS_QUERY, variables, "orders"):
         for node in nodes:
-            if apply_order(runtime, shop, node) is not None:
+            if apply_order(runtime, shop, node, lambda gid: _read_order(admin_base, token, gid)):
                 applied += 1
             updated = parse_time(node.get("updatedAt"))
             if updated is not None and updated > newest:
@@ -107,17 +121,23 @@ def _reconcile_shop(runtime: Runtime, shop: str, token: str) -> int:
     return applied
 
 
-def apply_order(runtime: Runtime, shop: str, node: dict[str, Any]) -> str | None:
-    """Apply one listed order if this service lacks it or its cancellation; the outcome, or
-    None when there was nothing to apply."""
-    payload = payload_of(node)
-    order_id = payload["id"]
+def apply_order(
+    runtime: Runtime,
+    shop: str,
+    listed: dict[str, Any],
+    read_order: Callable[[str], dict[str, Any] | None],
+) -> str | None:
+    """Apply one listed order if this service lacks it, its cancellation or its payment
+    (``read_order(gid)`` reads it whole); the outcome, or None when there was nothing to apply."""
+    order_id = _number(listed.get("legacyResourceId"))
+    if order_id is None:
+        return None
     with runtime.uow(read_only=True) as uow:
         known = uow.orders.get(shop, order_id)
-    paid = payload.get("financial_status") == "paid"
+    paid = str(listed.get("displayFinancialStatus") or "").lower() == "paid"
     if known is not None and known.cancelled:
         return None
-    if known is not None and payload.get("cancelled_at"):
+    if known is not None and listed.get("cancelledAt"):
         topic = "orders/cancelled"
     elif known is not None and known.awaiting_payment and paid:
         topic = "orders/paid"  # its orders/paid never came: it waits for Bling no longer
@@ -127,6 +147,10 @@ def apply_order(runtime: Runtime, shop: str, node: dict[str, Any]) -> str | None
         topic = "orders/paid"
     else:
         topic = "orders/create"
+    node = read_order(str(listed.get("id")))
+    if node is None:
+        return None  # gone meanwhile (deleted): nothing to sell
+    payload = payload_of(node)
     webhook_id = f"reconcile:{order_id}:{node.get('updatedAt')}"[:255]
     delivery = Delivery(shop, topic, webhook_id, without_nul(payload))
     outcome = process(runtime.uow(), delivery, Policy.of(runtime.settings, runtime.hold_limits))
@@ -139,6 +163,10 @@ def apply_order(runtime: Runtime, shop: str, node: dict[str, Any]) -> str | None
         outcome,
     )
     return outcome
+
+
+def _read_order(admin_base: str, token: str, gid: str) -> dict[str, Any] | None:
+    return paging.read(admin_base, token, ORDER_QUERY, {"id": gid}, "order")
 
 
 def payload_of(node: dict[str, Any]) -> dict[str, Any]:

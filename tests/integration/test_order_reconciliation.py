@@ -110,16 +110,19 @@ def test_a_payment_only_shopify_knows_sends_the_waiting_order_on_to_bling(
 
 
 def test_each_run_asks_from_where_the_last_one_got_and_pages_through(
-    app: Flask, stand_in: ShopifyStandIn, clock: FakeClock
+    app: Flask, stand_in: ShopifyStandIn, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime: Runtime = app.extensions[EXTENSION_KEY]
     for n in range(12):
         stand_in.add_order(SHOP, 7100 + n, [], updated_at=clock.now - timedelta(minutes=30 - n))
     stand_in.throttle(SHOP, calls=1)  # the first page is refused once, then paid for
+    monkeypatch.setattr(reconcile, "ORDERS_PAGE", 5)
     assert reconcile.reconcile_orders(runtime) == {SHOP: 12}
     listings = [c for c in stand_in.calls_of("graphql") if c.operation == "orders"]
     assert listings[0].throttled, "the refused page was asked again"
     assert len([c for c in listings if not c.throttled]) == 3  # 12 orders in pages of 5
+    reads = [c for c in stand_in.calls_of("graphql") if c.operation == "order"]
+    assert len(reads) == 12, "each order to apply is read whole once"
     first_query = (listings[0].variables or {})["query"]
     assert first_query.startswith("updated_at:>=")
 

@@ -515,6 +515,10 @@ class _Root:
             chosen.sort(key=lambda o: (o["updatedAt"], o["id"]))
         return connection([dict(o) for o in chosen], first, after)
 
+    def order(self, info: Any, id: str) -> dict[str, Any] | None:
+        found = [o for o in self.state.orders if o["id"] == id]
+        return dict(found[0]) if found else None
+
     def shopifyFunctions(
         self,
         info: Any,

@@ -160,6 +160,7 @@ class ShopifyStandIn:
         cancelled_at: datetime | None = None,
         financial_status: str = "PAID",
         test: bool = False,
+        name: str | None = None,
     ) -> None:
         """Put an order in the shop (``orders`` lists it, by ``updatedAt``); an order already
         there with this id is replaced (an update: cancelled, paid…)."""
@@ -167,7 +168,7 @@ class ShopifyStandIn:
         node = {
             "id": f"gid://shopify/Order/{order_id}",
             "legacyResourceId": str(order_id),
-            "name": f"#{order_id}",
+            "name": name or f"#{order_id}",
             "cartToken": cart_token,
             "checkoutToken": None,
             "cancelledAt": cancelled_at.isoformat() if cancelled_at else None,
