@@ -1,7 +1,7 @@
 """The Procfile's ``worker``: background jobs on a schedule, stopped gracefully by SIGTERM.
 
 It runs the expiry sweeper, the ledger drift check, the outbox relay, the Bling
-reconciliation (a full stock sync; it does nothing while Bling is not connected) and the check of
+reconciliation (a full stock sync; it does nothing while Bling is not connected), the check of
 each shop's Shopify webhook subscriptions (missing ones are created again) and the order
 reconciliation (orders Shopify has that no webhook brought).
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
@@ -29,6 +29,7 @@ from .erp.stock_sync import reconcile
 from .observability import metrics
 from .ratelimit import DatabaseStorage
 from .runtime import Runtime, current_runtime
+from .shopify.reconcile import reconcile_orders
 from .shopify.registration import keep_subscribed
 from .stock import services
 
@@ -49,9 +50,8 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
         _Job("outbox relay", settings.worker_outbox_interval_seconds, lambda r: _relay(r, stop)),
         _Job("bling reconciliation", settings.worker_bling_sync_seconds, reconcile),
         _Job("rate counter purge", 60.0, _purge_rate_counters),
-        _Job(
-            "shopify webhook subscriptions", settings.worker_webhook_check_seconds, keep_subscribed
-        ),
+        _Job("webhook subscriptions", settings.worker_webhook_check_seconds, keep_subscribed),
+        _Job("order reconciliation", settings.worker_order_reconcile_seconds, reconcile_orders),
     ]
     log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
     while not stop.is_set():

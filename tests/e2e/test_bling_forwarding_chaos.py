@@ -5,7 +5,9 @@ of 429s and drops the answers of writes it has applied; the Procfile's ``worker`
 processes, each SIGKILLed once mid-work and restarted. Orders come in as signed Shopify webhooks
 through the app (in this process) on PostgreSQL, while the workers forward them; some are
 cancelled before, during or after their forward (their Bling sales order must end "Cancelado",
-its stock reversed once), some are paid later, some never (boleto), some are test orders.
+its stock reversed once), some are paid later, some never (boleto), some are test orders. Some
+webhooks are lost (an order, a payment, a cancellation that only Shopify's stand-in has): the
+workers' order reconciliation must bring them, through the same faults.
 
 The second test keeps Bling's real 3 requests/s limit and checks, from the stand-in's own count,
 that a backlog forwarded by two workers while a full sync runs never goes over it.
@@ -21,10 +23,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.app import SHOPIFY_SECRET
 from tests.support.bling_standin import BlingStandIn
 from tests.support.deployment import Deployment
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import wait_for
+from tests.support.shopify_standin import ShopifyStandIn
 
 pytestmark = pytest.mark.postgres
 
@@ -66,8 +70,14 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
     # The account's transition to "Cancelado" reverses a posted order's stock by itself: the
     # service's own reversal must come first, or the units would come back twice.
     bling.cancelling_reverses_stock = True
+    shopify = ShopifyStandIn(client_id="test-shopify-key", client_secret=SHOPIFY_SECRET)
+    shopify.__enter__()
     deployment = Deployment(
-        postgres_url, bling, BLING_REQUESTS_PER_SECOND="30", BLING_JOB_LEASE_SECONDS="12"
+        postgres_url,
+        bling,
+        shopify=shopify,
+        BLING_REQUESTS_PER_SECOND="30",
+        BLING_JOB_LEASE_SECONDS="12",
     )
     stop_bursts = threading.Event()
     try:
@@ -79,6 +89,10 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
             for order_id in range(1, 201)
         }
         fate = fates(rng)
+        # Webhooks Shopify never delivers: the orders, payments and cancellations only the
+        # reconciliation can bring (point 7 of issue 13).
+        lost_sale = set(rng.sample([o for o, f in fate.items() if f == KEPT], 10))
+        lost_news = set(rng.sample([o for o, f in fate.items() if f in (CANCELLED, PAID_LATER)], 6))
         sold: Counter[str] = Counter()  # what stays sold in the end
         for order_id, lines in sales.items():
             if fate[order_id] in (KEPT, PAID_LATER):
@@ -93,7 +107,7 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
             elif fate[order_id] == TEST:
                 deployment.sell(order_id, sales[order_id], expect="test_order", test=True)
             else:
-                deployment.sell(order_id, sales[order_id])
+                deployment.sell(order_id, sales[order_id], lost=order_id in lost_sale)
 
         # Shopify's later news of an order (its payment, cancellation or expiry) comes some
         # orders after its sale: at once (before its forward), or while or after it is forwarded.
@@ -104,10 +118,11 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
             """Deliver the news due once order ``up_to`` is sold."""
             for order_id in [o for o in unsettled if o + news_after[o] <= up_to]:
                 unsettled.remove(order_id)
+                lost = order_id in lost_news
                 if fate[order_id] == PAID_LATER:
-                    deployment.pay(order_id)
+                    deployment.pay(order_id, lost=lost)
                 else:
-                    deployment.cancel(order_id)
+                    deployment.cancel(order_id, lost=lost)
 
         bling.fail_rate = 0.30
         bling.lose_answers_rate = 0.15
@@ -137,9 +152,14 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
         settle(10**6)  # the last news, while forwards, reversals and cancellations run
         assert unsettled == []
         wait_for(lambda: done() >= 170, "170 jobs done", 180)
-        # Bling recovers: what is left drains (no operator, no retry command).
+        # Bling recovers: what is left drains (no operator, no retry command), the lost
+        # webhooks' orders included, once the reconciliation has brought them.
         stop_bursts.set()
         bling.fail_rate = bling.lose_answers_rate = 0.0
+        expected = sum(1 for w in fate.values() if w in (KEPT, PAID_LATER))
+        wait_for(lambda: deployment.forwarded() == expected, "the lost orders forwarded", 360)
+        lost_cancels = {o for o in lost_news if fate[o] == CANCELLED}
+        wait_for(lambda: deployment.cancelled() >= lost_cancels, "the lost cancellations", 120)
         wait_for(lambda: deployment.jobs(None)["pending"] == 0, "every job done", 360)
         elapsed = time.monotonic() - started
         for proc in workers:
@@ -204,11 +224,14 @@ def test_200_orders_reach_bling_exactly_once_through_faults_and_killed_workers(
             f"through {len(bling.calls)} Bling calls ({len(bling.calls) / 200:.1f} per order); "
             f"{cancelled_in_bling} sales orders cancelled in Bling ({reversed_first} after their "
             f"posting was reversed); answers {dict(statuses)}; "
-            f"{undercounted} units undercounted until the final reconciliation"
+            f"{undercounted} units undercounted until the final reconciliation; "
+            f"{len(lost_sale)} orders and {len(lost_news)} payments or cancellations brought by "
+            f"the order reconciliation alone"
         )
     finally:
         stop_bursts.set()
         deployment.close()
+        shopify.__exit__(None, None, None)
 
 
 def test_a_backlog_never_exceeds_blings_three_requests_per_second(postgres_url: str) -> None:

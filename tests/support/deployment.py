@@ -1,5 +1,7 @@
 """A deployment with Bling: the app in this process (signed webhooks in through its test client,
-Bling connected and synced) and the Procfile's worker processes, on one database.
+Bling connected and synced) and the Procfile's worker processes, on one database. With a Shopify
+stand-in, the shop's orders are kept there too (as Shopify has them), and the workers'
+order reconciliation reads them: a webhook can then be *lost* and the order still arrive.
 
 The Bling-forwarding chaos, outage and operations e2e tests build on it.
 """
@@ -10,6 +12,8 @@ import os
 import signal
 import subprocess
 from collections import Counter
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -26,6 +30,7 @@ from tests.support.bling_standin import DEFAULT_DEPOSIT_ID, PAYMENT_METHOD_ID, B
 from tests.support.orders import shopify_order
 from tests.support.procfile import ProcfileRunner, wait_for
 from tests.support.shopify_sender import deliver
+from tests.support.shopify_standin import ShopifyStandIn
 
 
 def deployment_environ(database_url: str, bling: BlingStandIn, **extra: str) -> dict[str, str]:
@@ -49,11 +54,31 @@ def deployment_environ(database_url: str, bling: BlingStandIn, **extra: str) -> 
     }
 
 
+#: The custom app's token the workers' reconciliation reads the shop's orders with.
+SHOPIFY_TOKEN = "shpat_deployment"
+
+
 class Deployment:
     """The app in this process (webhooks in, Bling connected and synced) and worker processes."""
 
-    def __init__(self, database_url: str, bling: BlingStandIn, **extra: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        bling: BlingStandIn,
+        *,
+        shopify: ShopifyStandIn | None = None,
+        **extra: str,
+    ) -> None:
         self.bling = bling
+        self.shopify = shopify
+        if shopify is not None:
+            shopify.add_access_token(SHOP, SHOPIFY_TOKEN)
+            extra = {
+                "SHOPIFY_ADMIN_URL": shopify.url,
+                "SHOPIFY_ACCESS_TOKEN": SHOPIFY_TOKEN,
+                "WORKER_ORDER_RECONCILE_SECONDS": "5",
+                **extra,
+            }
         self.env = deployment_environ(database_url, bling, **extra)
         self.app: Flask = create_app(self.env)
         self.runtime: Runtime = self.app.extensions[EXTENSION_KEY]
@@ -81,23 +106,50 @@ class Deployment:
         lines: list[tuple[str, int]],
         *,
         expect: str = "confirmed",
+        lost: bool = False,
         **extra: object,
     ) -> None:
         """Shopify's ``orders/create`` for order ``#C{order_id}``; ``extra`` sets payload fields
-        (``financial_status="pending"``, ``test=True``), ``expect`` the outcome."""
+        (``financial_status="pending"``, ``test=True``), ``expect`` the outcome; ``lost``: the
+        order is in Shopify, its webhook never came."""
         priced = [(sku, qty, "59.90") for sku, qty in lines]
         payload = shopify_order(order_id, priced, name=f"#C{order_id}", **extra)
         self._payloads[order_id] = payload
-        self._deliver(payload, "orders/create", expect)
+        if not lost:
+            self._deliver(payload, "orders/create", expect)
+        self._in_shopify(payload)
 
-    def pay(self, order_id: int) -> None:
-        """``orders/paid`` for an order sold unpaid."""
+    def pay(self, order_id: int, *, lost: bool = False) -> None:
+        """``orders/paid`` for an order sold unpaid (``lost``: Shopify has it paid, the webhook
+        never came)."""
         paid = {**self._payloads[order_id], "financial_status": "paid"}
-        self._deliver(paid, "orders/paid", "paid")
+        self._payloads[order_id] = paid
+        if not lost:
+            self._deliver(paid, "orders/paid", "paid")
+        self._in_shopify(paid)
 
-    def cancel(self, order_id: int) -> None:
+    def cancel(self, order_id: int, *, lost: bool = False) -> None:
         cancelled = {**self._payloads[order_id], "cancelled_at": "2026-11-27T10:00:00-03:00"}
-        self._deliver(cancelled, "orders/cancelled", "cancelled")
+        self._payloads[order_id] = cancelled
+        if not lost:
+            self._deliver(cancelled, "orders/cancelled", "cancelled")
+        self._in_shopify(cancelled)
+
+    def _in_shopify(self, payload: dict[str, Any]) -> None:
+        """The order as Shopify now has it (after its webhook, if one was sent)."""
+        if self.shopify is None:
+            return
+        items = cast(list[dict[str, Any]], payload["line_items"])
+        self.shopify.add_order(
+            SHOP,
+            int(cast(int, payload["id"])),
+            [(str(i["sku"]), int(i["quantity"])) for i in items],
+            updated_at=datetime.now(UTC),
+            cancelled_at=datetime.now(UTC) if payload.get("cancelled_at") else None,
+            financial_status=str(payload.get("financial_status") or "paid").upper(),
+            test=bool(payload.get("test")),
+            name=str(payload["name"]),
+        )
 
     def _deliver(self, payload: dict[str, object], topic: str, expect: str) -> None:
         response = deliver(self.client, payload, topic)
@@ -109,6 +161,15 @@ class Deployment:
             return conn.execute(
                 select(func.count()).where(orders.c.forward_status == "forwarded")
             ).scalar_one()
+
+    def cancelled(self) -> set[int]:
+        """The ids of the orders cancelled here."""
+        with self.runtime.engine.connect() as conn:
+            return set(
+                conn.execute(select(orders.c.order_id).where(orders.c.status == "cancelled"))
+                .scalars()
+                .all()
+            )
 
     def jobs(self, kind: str | None = FORWARD_ORDER) -> Counter[str]:
         """Jobs of ``kind`` (every kind with None) by status."""
