@@ -32,9 +32,20 @@ from .payloads import (
 from .shops import forget_shop
 from .topics import HANDLERS, Delivery, Policy, handles, log_untracked
 
-__all__ = ["HANDLERS", "Delivery", "Policy"]
+__all__ = ["HANDLERS", "Delivery", "Policy", "process"]
 
 log = logging.getLogger(__name__)
+
+
+def process(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """Apply one verified delivery exactly once; returns what happened (for logs and tests)."""
+    handler = HANDLERS.get(delivery.topic)
+    with uow:
+        if not uow.shopify.record_receipt(delivery.shop, delivery.webhook_id, delivery.topic):
+            return "duplicate"
+        outcome = handler(uow, delivery, policy) if handler else "ignored_topic"
+        uow.commit()
+    return outcome
 
 
 # --- orders --------------------------------------------------------------------------------

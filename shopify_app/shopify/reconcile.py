@@ -4,7 +4,7 @@ Shopify never guarantees a delivery, and deletes an API subscription after repea
 (registration.py recreates it, but the gap is lost). So every few minutes the worker lists each
 shop's orders updated since the last run (Admin GraphQL ``orders``, sorted by update time,
 paginated within the cost limits: paging.py) and applies each one it never received, or whose
-cancellation or payment it never received, through the webhook's own path (``webhooks.process``:
+cancellation or payment it never received, through the webhook's own path (``handlers.process``:
 the same handlers, a receipt, one transaction), so a delivery that arrives after all changes
 nothing.
 How far it got is kept per shop (``shopify_order_cursors``) and saved only once a listing was
@@ -30,11 +30,11 @@ from ..db.dialect import upsert
 from ..observability import metrics
 from ..runtime import Runtime
 from . import client, paging
+from .handlers import process
 from .payloads import parse_time, without_nul
 from .shops import ShopTokenError, TokenStore, installed_shops
 from .tables import order_cursors
 from .topics import Delivery, Policy
-from .webhooks import process
 
 log = logging.getLogger(__name__)
 

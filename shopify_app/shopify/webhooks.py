@@ -18,11 +18,10 @@ from spectree import Response as Answers
 from ..config import SHOP_DOMAIN_RE, Settings
 from ..observability import metrics
 from ..runtime import current_runtime
-from ..unit_of_work import UnitOfWork
 from ..web.errors import error_response
 from ..web.openapi import api
 from ..web.schemas import Error
-from .handlers import HANDLERS, Delivery, Policy  # importing handlers registers every topic
+from .handlers import HANDLERS, Delivery, Policy, process  # importing it registers every topic
 from .payloads import PayloadError, without_nul
 from .signatures import verify_webhook
 
@@ -32,17 +31,6 @@ bp = Blueprint("shopify_webhooks", __name__)
 
 def webhook_secrets(settings: Settings) -> list[str]:
     return [s for s in (settings.shopify_api_secret, settings.shopify_api_secret_previous) if s]
-
-
-def process(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
-    """Apply one verified delivery exactly once; returns what happened (for logs and tests)."""
-    handler = HANDLERS.get(delivery.topic)
-    with uow:
-        if not uow.shopify.record_receipt(delivery.shop, delivery.webhook_id, delivery.topic):
-            return "duplicate"
-        outcome = handler(uow, delivery, policy) if handler else "ignored_topic"
-        uow.commit()
-    return outcome
 
 
 def _header(name: str) -> str | None:
