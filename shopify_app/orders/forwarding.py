@@ -50,9 +50,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..observability.events import emit
 from ..outbox import JobPolicy, PermanentFailure, RetryLater
 from ..outbox import registry as outbox_registry
-from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
+from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER, STOCK_ENTRY
 from ..outbox.registry import Handler
 from ..unit_of_work import UnitOfWork
+from .adjustments import enter_stock, queue_stock_entries
 from .model import BlingOrder, BlingStock, ForwardStatus, Order
 from .ports import ErpFailure, ErpGateway, ErpRefused, ErpSession, ForeignSalesOrder
 from .services import quantities, queue_erp_work
@@ -107,16 +108,18 @@ def register_jobs(
     forward_job: Handler,
     reverse_job: Handler,
     cancel_job: Handler,
+    entry_job: Handler,
     lease_seconds: float,
     registry: outbox_registry.Registry | None = None,
 ) -> None:
-    """Run the three order kinds with these outbox handlers (each ERP's module has its set:
+    """Run the four order kinds with these outbox handlers (each ERP's module has its set:
     module functions, so registering again, as every ``create_app`` does, is a no-op)."""
     target = registry or outbox_registry.default_registry
     job_policy = policy(lease_seconds)
     target.register(FORWARD_ORDER, forward_job, policy=job_policy)
     target.register(REVERSE_ORDER, reverse_job, policy=job_policy)
     target.register(CANCEL_ORDER, cancel_job, policy=job_policy)
+    target.register(STOCK_ENTRY, entry_job, policy=job_policy)
 
 
 @contextmanager
@@ -162,7 +165,7 @@ def _forward(
         return "awaiting_payment"  # queued again by its payment (orders/services.py, pay)
     if order.forward_status is not ForwardStatus.PENDING:
         return "already_forwarded"  # a repeated run
-    if not order.lines:
+    if not quantities(order):
         return "nothing_to_post"  # nothing tracked here was sold: no ERP stock to post
     with _outcomes(), gateway.session(order) as erp:
         if order.bling_order_id is None:
@@ -224,6 +227,9 @@ def _request_sales_order(units: Units, order: Order) -> None:
         uow.orders.save_erp_order(current)
         uow.commit()
     order.bling_order = current.bling_order
+    # A refund or an edit may have changed the lines since the first read: the sales order is
+    # made from them as they are now (later changes become stock entries, orders/adjustments.py).
+    order.lines = current.lines
 
 
 def _record_erp_order(units: Units, order: Order, change: Callable[[Order], None]) -> Order:
@@ -315,6 +321,7 @@ def _acknowledge(units: Units, gateway: ErpGateway, order: Order) -> str:
         gateway.note_acknowledged(uow, sold, reference)
         current.acknowledge(uow.now)
         uow.orders.save(current)
+        queue_stock_entries(uow, current)  # refunds and edits made after its sales order
         uow.commit()
     return "forwarded"
 
@@ -494,6 +501,9 @@ class _NullSession:
     def cancel_sales_order(self, erp_order_id: int) -> None:
         return None
 
+    def enter_stock(self, sku: str, quantity: int, note: str) -> None:
+        return None
+
 
 class NullGateway:
     """No ERP (``ERP_BACKEND=none``): the ledger's own ``on_hand`` is the truth, so a confirmed
@@ -507,6 +517,7 @@ class NullGateway:
             _forward_without_erp,
             _reverse_without_erp,
             _cancel_without_erp,
+            _enter_without_erp,
             lease_seconds,
             registry,
         )
@@ -535,3 +546,16 @@ def _reverse_without_erp(runtime: Runtime, payload: dict[str, Any]) -> None:
 def _cancel_without_erp(runtime: Runtime, payload: dict[str, Any]) -> None:
     shop, order_id = order_key(payload)
     cancel_sales_order(runtime.uow, NullGateway(), shop, order_id)
+
+
+def _enter_without_erp(runtime: Runtime, payload: dict[str, Any]) -> None:
+    shop, order_id = order_key(payload)
+    enter_stock(runtime.uow, NullGateway(), shop, order_id, adjustment_of(payload))
+
+
+def adjustment_of(payload: dict[str, Any]) -> str:
+    """The adjustment a ``STOCK_ENTRY`` job is about (outbox/kinds.py)."""
+    adjustment = payload.get("adjustment")
+    if not isinstance(adjustment, str) or not adjustment:
+        raise PermanentFailure(f"not a stock entry job payload: {payload!r}")
+    return adjustment
