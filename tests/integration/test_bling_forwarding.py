@@ -26,10 +26,10 @@ from shopify_app.outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
 from shopify_app.outbox.tables import outbox_jobs, outbox_pauses
 from shopify_app.stock import services
 from tests.support.app import TOKEN
-from tests.support.bling_app import deliver_bling, make_app, runtime_of, sync
+from tests.support.bling_app import deliver_bling, drain, make_app, runtime_of, sync
 from tests.support.bling_standin import PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
-from tests.support.forwarding import deliver, drain, forwarding_environ, job, order_row
+from tests.support.forwarding import deliver, forwarding_environ, job, order_row
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order
 

@@ -26,10 +26,10 @@ from shopify_app import outbox
 from shopify_app.erp import connection
 from shopify_app.erp import forwarding as bling_forwarding
 from shopify_app.outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
-from tests.support.bling_app import direct_client, make_app, runtime_of, sync
+from tests.support.bling_app import direct_client, drain, make_app, runtime_of, sync
 from tests.support.bling_standin import CANCELLED_SITUATION, PAYMENT_METHOD_ID, BlingStandIn
 from tests.support.clock import FakeClock
-from tests.support.forwarding import deliver, drain, forwarding_environ, job, jobs, order_row
+from tests.support.forwarding import deliver, forwarding_environ, job, jobs, order_row
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order
 

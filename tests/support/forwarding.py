@@ -1,6 +1,6 @@
 """The app forwarding orders to the Bling stand-in, driven in this process: its environment,
-signed Shopify deliveries that must be taken, the relay run until the outbox drains on a
-FakeClock, and the rows to look at. tests/integration/test_bling_forwarding.py and
+signed Shopify deliveries that must be taken, and the rows to look at (the relay run until the
+outbox drains is ``tests/support/bling_app.py``'s ``drain``). test_bling_forwarding.py and
 test_bling_order_life.py share them."""
 
 from __future__ import annotations
