@@ -213,11 +213,42 @@ def enter_stock(units: Units, gateway: ErpGateway, shop: str, order_id: int, key
                     if failure.nothing_done:
                         _record(units, order, key, {entry.sku}, EntryState.PENDING)
                     raise
-                _record(units, order, key, {entry.sku}, EntryState.POSTED)
+                _posted(units, gateway, order, entry)
     except ErpFailure as failure:
         raise failure.outcome from failure
     log.info("bling.stock_entered shop=%s order=%s adjustment=%s", shop, order_id, key)
     return "entered"
+
+
+def _posted(units: Units, gateway: ErpGateway, order: Order, entry: StockEntry) -> None:
+    """Record the entry as made. Units taken out of the ERP's stock are noted like an
+    acknowledged posting (the ledger took them off ``on_hand`` already), so a balance read
+    before this is applied without them (erp/stock_sync.py); units put back need no note: a
+    balance without them only undercounts until the next one."""
+    entry.state = EntryState.POSTED
+    with units() as uow:
+        if entry.quantity < 0:
+            uow.stock.lock({entry.sku}, missing_ok=True)
+            reference = f"shopify:{order.order_id}:{entry.adjustment}"
+            gateway.note_acknowledged(uow, {entry.sku: -entry.quantity}, reference)
+        uow.orders.save_stock_entries(order)
+        uow.commit()
+
+
+def undo_entries(order: Order) -> None:
+    """The order's posting is reversed in the ERP, which puts back what its sales order took,
+    not what the entries changed since: an entry not sent yet is void, and each one made is
+    undone by its opposite (adjustment ``undo:{key}``, queued with the others). One whose
+    answer was lost stays with its dead-lettered job, for a person to settle."""
+    for entry in list(order.stock_entries):
+        if entry.adjustment.startswith("undo:"):
+            continue
+        if entry.state is EntryState.PENDING:
+            entry.state = EntryState.VOID
+        elif entry.state is EntryState.POSTED:
+            key = f"undo:{entry.adjustment}"
+            if not any(e.adjustment == key and e.sku == entry.sku for e in order.stock_entries):
+                order.stock_entries.append(StockEntry(key, entry.sku, -entry.quantity))
 
 
 def _record(units: Units, order: Order, key: str, skus: set[str], state: EntryState) -> None:

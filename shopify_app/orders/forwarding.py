@@ -53,7 +53,7 @@ from ..outbox import registry as outbox_registry
 from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER, STOCK_ENTRY
 from ..outbox.registry import Handler
 from ..unit_of_work import UnitOfWork
-from .adjustments import enter_stock, queue_stock_entries
+from .adjustments import enter_stock, queue_stock_entries, undo_entries
 from .model import BlingOrder, BlingStock, ForwardStatus, Order
 from .ports import ErpFailure, ErpGateway, ErpRefused, ErpSession, ForeignSalesOrder
 from .services import quantities, queue_erp_work
@@ -403,7 +403,9 @@ def reverse(units: Units, gateway: ErpGateway, shop: str, order_id: int) -> str:
             for sku, quantity in sorted(sold.items()):
                 levels[sku].restock(quantity, reference)
         current.reversed()
+        undo_entries(current)  # refunds and edits Bling was told of since the posting
         uow.orders.save(current)
+        queue_stock_entries(uow, current)
         queue_erp_work(uow, current)  # nothing left to reverse: the sales order is cancelled next
         uow.commit()
     log.info("bling.reversed shop=%s order=%s restocked=%s", shop, order_id, restocked)

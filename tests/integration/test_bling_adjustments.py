@@ -62,7 +62,9 @@ def refund_payload(refund_id: int, order_id: int, lines: list[tuple[int, int, st
     return payload
 
 
-def edit_payload(edit_id: int, order_id: int, added: dict[int, int], removed: dict[int, int]) -> Any:
+def edit_payload(
+    edit_id: int, order_id: int, added: dict[int, int], removed: dict[int, int]
+) -> Any:
     payload = json.loads((FIXTURES / "orders_edited.json").read_text())
     edit = payload["order_edit"]
     edit.update(id=edit_id, order_id=order_id)
@@ -88,9 +90,7 @@ def test_a_returned_line_of_a_forwarded_order_goes_back_here_and_into_bling_once
     assert bling_balance(standin, "BZ-TEE") == 7
     assert figures(runtime.engine, "BZ-TEE")["on_hand"] == 7
 
-    refund = refund_payload(
-        801, 6001, [(1, 2, "return", "BZ-TEE"), (2, 1, "no_restock", "BZ-CAP")]
-    )
+    refund = refund_payload(801, 6001, [(1, 2, "return", "BZ-TEE"), (2, 1, "no_restock", "BZ-CAP")])
     assert deliver(client, refund, "refunds/create")["status"] == "adjusted"
     assert figures(runtime.engine, "BZ-TEE") == {
         "on_hand": 9,
@@ -182,3 +182,33 @@ def test_a_refund_without_ids_is_refused_and_changes_nothing(
     response = post(client, {"order_id": 6005, "refund_line_items": []}, "refunds/create")
     assert response.status_code != 500
     assert figures(runtime.engine, "BZ-TEE")["committed"] == 2
+
+
+def test_a_cancellation_after_a_refund_leaves_bling_where_it_began(
+    app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Bling's reversal puts back the whole posting, so the refund's entry is taken out again:
+    Bling and the ledger both end at the stock they had before the sale."""
+    runtime = runtime_of(app)
+    client = app.test_client()
+    deliver(client, shopify_order(6006, [("BZ-TEE", 3, "89.90")]), "orders/create")
+    drain(runtime, clock)
+    deliver(client, refund_payload(806, 6006, [(1, 1, "return", "BZ-TEE")]), "refunds/create")
+    drain(runtime, clock)
+    assert bling_balance(standin, "BZ-TEE") == 8
+    deliver(
+        client,
+        shopify_order(6006, [], cancelled_at="2026-11-28T10:00:00-03:00"),
+        "orders/cancelled",
+    )
+    drain(runtime, clock)
+    assert standin.entries_of("BZ-TEE") == [("E", 1.0), ("S", 1.0)]
+    assert bling_balance(standin, "BZ-TEE") == 10
+    assert figures(runtime.engine, "BZ-TEE") == {
+        "on_hand": 10,
+        "reserved": 0,
+        "committed": 0,
+        "available": 10,
+    }
+    assert order_row(runtime, 6006).forward_status == "reversed"
+    assert_ledger_balanced(runtime.engine)

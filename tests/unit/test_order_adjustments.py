@@ -345,3 +345,43 @@ def test_a_refund_without_ids_is_refused(payload: dict[str, object]) -> None:
 def test_an_edit_without_ids_is_refused(payload: dict[str, object]) -> None:
     with pytest.raises(PayloadError):
         edit_adjustment(SHOP, payload)
+
+
+# --- a cancellation after the ERP was told of a refund or an edit ------------------------------
+
+
+def test_a_reversal_undoes_the_entries_bling_was_told_and_voids_the_rest(
+    uow: FakeUnitOfWork, store: StockStore, erp: FakeErp
+) -> None:
+    """Bling's reversal puts back what the posting took (3 tees, 1 cap), not the refund's entry
+    since: the 2 tees entered for the refund are taken out again, the cap's unsent entry is
+    void, and the ledger gets back only what was still sold."""
+    store.stock(TEE=10, CAP=5)
+    sell(uow)
+    forward(uow, erp)
+    adjust(uow, refund("refund:7", (11, 2)))
+    assert enter(uow, erp, "refund:7") == "entered"
+    adjust(uow, refund("refund:8", (12, 1)))
+    with uow:
+        services.cancel(uow, SHOP, 1, None)
+        uow.commit()
+    assert forwarding.reverse(uow, erp, SHOP, 1) == "reversed"
+    assert store.figures("TEE")["on_hand"] == 10 and store.figures("CAP")["on_hand"] == 5
+    states = {(e.adjustment, e.sku): e.state for e in order_of(store).stock_entries}
+    assert states[("refund:8", "CAP")] is EntryState.VOID
+    assert states[("undo:refund:7", "TEE")] is EntryState.PENDING
+    assert f"{SHOP}:1:undo:refund:7" in entry_jobs(store)
+    assert enter(uow, erp, "refund:8") == "nothing_to_enter"
+    assert enter(uow, erp, "undo:refund:7") == "entered"
+    assert [(sku, q) for sku, q, _ in erp.entries] == [("TEE", 2), ("TEE", -2)]
+
+
+def test_units_taken_out_by_an_entry_are_noted_like_a_posting(
+    uow: FakeUnitOfWork, store: StockStore, erp: FakeErp
+) -> None:
+    store.stock(TEE=10, CAP=5)
+    sell(uow)
+    forward(uow, erp)
+    adjust(uow, Adjustment(SHOP, 1, "edit:5", added=(LineChange(12, 2),)))
+    enter(uow, erp, "edit:5")
+    assert erp.acknowledged[-1] == ({"CAP": 2}, "shopify:1:edit:5")
