@@ -151,12 +151,15 @@ def adjust(uow: UnitOfWork, change: Adjustment) -> AdjustmentResult:
             units=sum(oversold.values()),
         )
     if unknown:
-        log.warning(
-            "order.adjustment_unknown_lines shop=%s order=%s adjustment=%s lines=%s",
-            order.shop,
-            order.order_id,
-            change.key,
-            unknown,
+        # orders/edited names an added line by id only; one the order did not have (a new
+        # variant) has no SKU here, so it is not guessed: logged loudly for a person.
+        uow.record(
+            "order.adjustment_unknown_lines",
+            level=logging.WARNING,
+            shop=order.shop,
+            order=order.order_id,
+            adjustment=change.key,
+            lines=unknown,
         )
     if acknowledged:
         queue_stock_entries(uow, order)  # else the forward's acknowledgement queues them

@@ -5,8 +5,8 @@ Long because the way there and the way back are one set of recorded steps over o
 (each run re-reads it, records a step before the next, and hands a cancellation that landed
 mid-way to the other side); split, each half would need the other's helpers.
 
-The use cases of the three outbox kinds (``FORWARD_ORDER``, ``REVERSE_ORDER``,
-``CANCEL_ORDER``), over the ports of orders/ports.py: the unit of work and an ``ErpGateway``
+The use cases of three outbox kinds (``FORWARD_ORDER``, ``REVERSE_ORDER``, ``CANCEL_ORDER``;
+the fourth, ``STOCK_ENTRY``, is orders/adjustments.py's, registered here with them), over the ports of orders/ports.py: the unit of work and an ``ErpGateway``
 (Bling's is erp/forwarding.py; a store without an ERP uses ``NullGateway``). The outbox runs
 them at least once, never exactly once: a worker killed after the ERP answered but before the
 result was written, a lost answer, a lease that ran out all make a step run again. The ERP has
@@ -25,7 +25,11 @@ no idempotency key, so every step is made safe to repeat:
    when the previous attempt's outcome was never learnt (lost answer, 5xx, crash), that refusal
    is read as "it was posted".
 4. **Acknowledge**, in one transaction: the order is ``forwarded``, and each line's commitment
-   becomes an ``on_hand`` decrease (``StockLevel.acknowledge``), which the gateway notes too.
+   becomes an ``on_hand`` decrease (``StockLevel.acknowledge``), which the gateway notes too;
+   the stock entries of refunds and edits made after its sales order are queued.
+
+The sales order is made from the lines as they stand when its create is requested (a refund or
+an edit before that only changes the lines); a reversal undoes the entries Bling was told of.
 
 A cancellation that lands while a forward is under way gave the units back already; the forward
 then ends by queueing the ERP's side of it: the reversal of whatever it posted, or the
