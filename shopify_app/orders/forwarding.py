@@ -6,8 +6,9 @@ Long because the way there and the way back are one set of recorded steps over o
 mid-way to the other side); split, each half would need the other's helpers.
 
 The use cases of three outbox kinds (``FORWARD_ORDER``, ``REVERSE_ORDER``, ``CANCEL_ORDER``;
-the fourth, ``STOCK_ENTRY``, is orders/adjustments.py's, registered here with them), over the ports of orders/ports.py: the unit of work and an ``ErpGateway``
-(Bling's is erp/forwarding.py; a store without an ERP uses ``NullGateway``). The outbox runs
+the fourth, ``STOCK_ENTRY``, is orders/adjustments.py's, registered here with them), over the
+ports of orders/ports.py: the unit of work and an ``ErpGateway`` (Bling's is erp/forwarding.py;
+a store without an ERP uses ``NullGateway``). The outbox runs
 them at least once, never exactly once: a worker killed after the ERP answered but before the
 result was written, a lost answer, a lease that ran out all make a step run again. The ERP has
 no idempotency key, so every step is made safe to repeat:
