@@ -226,6 +226,7 @@ def _request_sales_order(units: Units, order: Order) -> None:
             # create whose answer was lost never landed either.
             current.no_sales_order()
             uow.orders.save_erp_order(current)
+            uow.orders.save_stock_entries(current)
             outcome = _after_cancellation_in(uow, current)
             uow.commit()
             raise _Stop(outcome)
@@ -246,6 +247,7 @@ def _record_erp_order(units: Units, order: Order, change: Callable[[Order], None
             raise _Stop("erased")
         change(current)
         uow.orders.save_erp_order(current)
+        uow.orders.save_stock_entries(current)  # a create that never landed voids them
         if current.cancelled:
             queue_erp_work(uow, current)
         uow.commit()

@@ -305,9 +305,14 @@ class Order:
             self.bling_order = BlingOrder.CREATED
 
     def no_sales_order(self) -> None:
-        """A create was refused, or never landed (the ERP has none of ours): nothing to undo."""
+        """A create was refused, or never landed (the ERP has none of ours): nothing to undo.
+        The stock entries recorded meanwhile are void: the next create sends the lines as they
+        are by then."""
         if self.bling_order is BlingOrder.REQUESTED and self.bling_order_id is None:
             self.bling_order = BlingOrder.NONE
+            for entry in self.stock_entries:
+                if entry.state is EntryState.PENDING:
+                    entry.state = EntryState.VOID
 
     def refuse_foreign(self) -> None:
         """The ERP has sales orders under this order's number, none of them ours: not adopted."""

@@ -385,3 +385,26 @@ def test_units_taken_out_by_an_entry_are_noted_like_a_posting(
     adjust(uow, Adjustment(SHOP, 1, "edit:5", added=(LineChange(12, 2),)))
     enter(uow, erp, "edit:5")
     assert erp.acknowledged[-1] == ({"CAP": 2}, "shopify:1:edit:5")
+
+
+def test_entries_recorded_while_a_create_never_landed_are_void(
+    uow: FakeUnitOfWork, store: StockStore, erp: FakeErp
+) -> None:
+    """A refund lands while the create is requested; the create is refused (nothing made in
+    Bling): the entry is void, and a later sales order is made from the corrected lines."""
+    from shopify_app.orders.ports import ErpRefused
+
+    store.stock(TEE=10, CAP=5)
+    sell(uow)
+    order = order_of(store)
+    order.bling_order = order.bling_order.REQUESTED  # a create sent, its answer unknown
+    adjust(uow, refund("refund:7", (11, 1)))
+    assert order_of(store).stock_entries[0].state is EntryState.PENDING
+    erp.fail("ensure_sales_order", ErpRefused("invalid"))
+    with pytest.raises(PermanentFailure):
+        forward(uow, erp)
+    assert order_of(store).stock_entries[0].state is EntryState.VOID
+    assert forward(uow, erp) == "forwarded"
+    (made,) = erp.lines.values()
+    assert made == {"TEE": 2, "CAP": 1}
+    assert entry_jobs(store) == [], "nothing left to enter"
