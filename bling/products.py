@@ -178,3 +178,31 @@ def _balance_of(row: Mapping[str, Any], deposit_id: int | None, kind: BalanceKin
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def post_stock_entry(
+    client: BlingClient,
+    product_id: int,
+    deposit_id: int | None,
+    quantity: int,
+    note: str | None = None,
+) -> int | None:
+    """``POST /estoques`` (201): change a product's stock in a deposit outside any sales order.
+    ``quantity`` > 0 is an entry (``operacao`` ``E``), < 0 a withdrawal (``S``). Bling keeps no
+    key for it, so a repeat is a second movement: record it before sending, never resend it.
+    Returns the movement's id when Bling gives one."""
+    if quantity == 0:
+        raise ValueError("a stock entry moves at least one unit")
+    body: dict[str, Any] = {
+        "produto": {"id": int(product_id)},
+        "operacao": "E" if quantity > 0 else "S",
+        "quantidade": abs(int(quantity)),
+    }
+    if deposit_id is not None:
+        body["deposito"] = {"id": int(deposit_id)}
+    if note:
+        body["observacoes"] = note[:255]
+    answer = client.post("/estoques", json=body)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    found = data.get("id") if isinstance(data, dict) else None
+    return int(found) if isinstance(found, int) else None

@@ -84,6 +84,7 @@ def _detail(order: order_queries.OrderRow) -> None:
         click.echo(
             f"  line        {line.sku} x{line.quantity} (from holds {line.from_holds}, from "
             f"available {line.from_available}, oversold {line.oversold})"
+            + (f", {line.removed} refunded or edited away" if line.removed else "")
         )
 
 

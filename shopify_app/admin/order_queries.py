@@ -40,6 +40,8 @@ class OrderLineRow:
     from_available: int
     oversold: int
     title: str | None
+    #: Units a restocked refund or an order edit took off the line since.
+    removed: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ def get_order(connection: Connection, order_id: int) -> OrderRow | None:
         return None
     order = _order_row(row)
     lines = [
-        OrderLineRow(r.sku, r.quantity, r.from_holds, r.from_available, r.oversold, r.title)
+        OrderLineRow(
+            r.sku, r.quantity, r.from_holds, r.from_available, r.oversold, r.title, r.removed
+        )
         for r in connection.execute(
             select(order_lines)
             .where(order_lines.c.shop == order.shop, order_lines.c.order_id == order.order_id)

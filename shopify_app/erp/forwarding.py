@@ -1,5 +1,9 @@
 """Bling as the orders' ERP: the ``ErpGateway`` of orders/ports.py over Bling API v3.
 
+Long because every ERP call of an order's life (sales order, posting, reversal, cancellation,
+stock entries) and the one translation of Bling's errors into the outbox's outcomes live
+together: split, each part would need the others' translation and catalog lookups.
+
 The steps and their rules (re-read, sales order, stock posting, acknowledge; reversal) are the
 use cases' (orders/forwarding.py); this module only speaks Bling:
 
@@ -24,6 +28,8 @@ use cases' (orders/forwarding.py); this module only speaks Bling:
   pauses the whole kind until Bling's midnight; "not connected" pauses it for a few minutes;
   Bling down (no connection, 502/503/504) pauses it briefly; other 429/5xx/timeouts retry this
   job with backoff;
+- a refund's or an edit's difference after the sales order was made is a stock movement
+  (``POST /estoques``, ``operacao`` ``E``/``S``, on the same deposit), sent at most once;
 - an acknowledged posting is remembered in ``bling_acks`` (``note_acknowledged``), so that a
   balance read before it is applied without those units (stock_sync.py).
 """
@@ -70,12 +76,13 @@ from bling.orders import (
     reverse_stock,
     set_sales_order_status,
 )
+from bling.products import post_stock_entry
 from bling.situations import CANCELLED, SituationNotFound, sales_order_situation
 
 from .. import outbox
 from ..config import Settings
 from ..observability.events import emit
-from ..orders import forwarding
+from ..orders import adjustments, forwarding
 from ..orders.model import Order
 from ..orders.ports import ErpFailure, ErpRefused, ErpSession, ForeignSalesOrder
 from ..outbox import PauseKind, RetryLater
@@ -110,7 +117,12 @@ NOTHING_DONE = (
 def register(settings: Settings, registry: outbox.Registry | None = None) -> None:
     """Run the order kinds the Shopify side enqueues on Bling."""
     forwarding.register_jobs(
-        forward_order, reverse_order, cancel_order, settings.bling_job_lease_seconds, registry
+        forward_order,
+        reverse_order,
+        cancel_order,
+        stock_entry,
+        settings.bling_job_lease_seconds,
+        registry,
     )
 
 
@@ -131,6 +143,14 @@ def cancel_order(runtime: Runtime, payload: dict[str, Any]) -> None:
     """The outbox handler of ``bling.cancel_order``: the sales order goes to "Cancelado"."""
     shop, order_id = forwarding.order_key(payload)
     forwarding.cancel_sales_order(runtime.uow, BlingGateway(runtime), shop, order_id)
+
+
+def stock_entry(runtime: Runtime, payload: dict[str, Any]) -> None:
+    """The outbox handler of ``bling.stock_entry``: a refund's or an edit's units in Bling's
+    stock (``POST /estoques`` on the deposit sold from)."""
+    shop, order_id = forwarding.order_key(payload)
+    key = forwarding.adjustment_of(payload)
+    adjustments.enter_stock(runtime.uow, BlingGateway(runtime), shop, order_id, key)
 
 
 def marker(order: Order) -> str:
@@ -254,6 +274,15 @@ class _BlingSession:
             except BlingValidationError as exc:
                 raise ErpRefused(str(exc)) from exc
 
+    def enter_stock(self, sku: str, quantity: int, note: str) -> None:
+        product = _product_ids(self.runtime, self.order, [sku])[sku]
+        deposit = configured_deposit(self.runtime.settings)
+        with _translated(self.runtime, self.order):
+            try:
+                post_stock_entry(self.client, product, deposit, quantity, note)
+            except BlingValidationError as exc:
+                raise ErpRefused(str(exc)) from exc
+
 
 def _sales_order(
     runtime: Runtime, client: BlingClient, order: Order, products: dict[str, int]
@@ -265,12 +294,13 @@ def _sales_order(
     lines = [
         OrderLine(
             product_id=products[line.sku],
-            quantity=line.quantity,
+            quantity=line.remaining,
             unit_price=_money(line.unit_price_cents),
             description=line.title or line.sku,
             sku=line.sku,
         )
         for line in order.lines
+        if line.remaining  # refunded or edited away before the sales order was made
     ]
     items = sum((line.amount for line in lines), Decimal(0))
     shipping = _money(details.shipping_cents if details else None)
@@ -371,8 +401,8 @@ def _cancelled_situation(runtime: Runtime, client: BlingClient, order: Order) ->
 # --- the catalog and the contact ---------------------------------------------------------------
 
 
-def _product_ids(runtime: Runtime, order: Order) -> dict[str, int]:
-    skus = sorted({line.sku for line in order.lines})
+def _product_ids(runtime: Runtime, order: Order, only: list[str] | None = None) -> dict[str, int]:
+    skus = sorted(set(only) if only is not None else {line.sku for line in order.lines})
     with runtime.uow(read_only=True) as uow:
         rows = uow.connection.execute(
             select(bling_products.c.sku, bling_products.c.product_id).where(

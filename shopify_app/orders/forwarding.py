@@ -5,9 +5,10 @@ Long because the way there and the way back are one set of recorded steps over o
 (each run re-reads it, records a step before the next, and hands a cancellation that landed
 mid-way to the other side); split, each half would need the other's helpers.
 
-The use cases of the three outbox kinds (``FORWARD_ORDER``, ``REVERSE_ORDER``,
-``CANCEL_ORDER``), over the ports of orders/ports.py: the unit of work and an ``ErpGateway``
-(Bling's is erp/forwarding.py; a store without an ERP uses ``NullGateway``). The outbox runs
+The use cases of three outbox kinds (``FORWARD_ORDER``, ``REVERSE_ORDER``, ``CANCEL_ORDER``;
+the fourth, ``STOCK_ENTRY``, is orders/adjustments.py's, registered here with them), over the
+ports of orders/ports.py: the unit of work and an ``ErpGateway`` (Bling's is erp/forwarding.py;
+a store without an ERP uses ``NullGateway``). The outbox runs
 them at least once, never exactly once: a worker killed after the ERP answered but before the
 result was written, a lost answer, a lease that ran out all make a step run again. The ERP has
 no idempotency key, so every step is made safe to repeat:
@@ -25,7 +26,11 @@ no idempotency key, so every step is made safe to repeat:
    when the previous attempt's outcome was never learnt (lost answer, 5xx, crash), that refusal
    is read as "it was posted".
 4. **Acknowledge**, in one transaction: the order is ``forwarded``, and each line's commitment
-   becomes an ``on_hand`` decrease (``StockLevel.acknowledge``), which the gateway notes too.
+   becomes an ``on_hand`` decrease (``StockLevel.acknowledge``), which the gateway notes too;
+   the stock entries of refunds and edits made after its sales order are queued.
+
+The sales order is made from the lines as they stand when its create is requested (a refund or
+an edit before that only changes the lines); a reversal undoes the entries Bling was told of.
 
 A cancellation that lands while a forward is under way gave the units back already; the forward
 then ends by queueing the ERP's side of it: the reversal of whatever it posted, or the
@@ -50,9 +55,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..observability.events import emit
 from ..outbox import JobPolicy, PermanentFailure, RetryLater
 from ..outbox import registry as outbox_registry
-from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
+from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER, STOCK_ENTRY
 from ..outbox.registry import Handler
 from ..unit_of_work import UnitOfWork
+from .adjustments import enter_stock, queue_stock_entries, undo_entries
 from .model import BlingOrder, BlingStock, ForwardStatus, Order
 from .ports import ErpFailure, ErpGateway, ErpRefused, ErpSession, ForeignSalesOrder
 from .services import quantities, queue_erp_work
@@ -107,16 +113,18 @@ def register_jobs(
     forward_job: Handler,
     reverse_job: Handler,
     cancel_job: Handler,
+    entry_job: Handler,
     lease_seconds: float,
     registry: outbox_registry.Registry | None = None,
 ) -> None:
-    """Run the three order kinds with these outbox handlers (each ERP's module has its set:
+    """Run the four order kinds with these outbox handlers (each ERP's module has its set:
     module functions, so registering again, as every ``create_app`` does, is a no-op)."""
     target = registry or outbox_registry.default_registry
     job_policy = policy(lease_seconds)
     target.register(FORWARD_ORDER, forward_job, policy=job_policy)
     target.register(REVERSE_ORDER, reverse_job, policy=job_policy)
     target.register(CANCEL_ORDER, cancel_job, policy=job_policy)
+    target.register(STOCK_ENTRY, entry_job, policy=job_policy)
 
 
 @contextmanager
@@ -162,7 +170,7 @@ def _forward(
         return "awaiting_payment"  # queued again by its payment (orders/services.py, pay)
     if order.forward_status is not ForwardStatus.PENDING:
         return "already_forwarded"  # a repeated run
-    if not order.lines:
+    if not quantities(order):
         return "nothing_to_post"  # nothing tracked here was sold: no ERP stock to post
     with _outcomes(), gateway.session(order) as erp:
         if order.bling_order_id is None:
@@ -218,12 +226,16 @@ def _request_sales_order(units: Units, order: Order) -> None:
             # create whose answer was lost never landed either.
             current.no_sales_order()
             uow.orders.save_erp_order(current)
+            uow.orders.save_stock_entries(current)
             outcome = _after_cancellation_in(uow, current)
             uow.commit()
             raise _Stop(outcome)
         uow.orders.save_erp_order(current)
         uow.commit()
     order.bling_order = current.bling_order
+    # A refund or an edit may have changed the lines since the first read: the sales order is
+    # made from them as they are now (later changes become stock entries, orders/adjustments.py).
+    order.lines = current.lines
 
 
 def _record_erp_order(units: Units, order: Order, change: Callable[[Order], None]) -> Order:
@@ -235,6 +247,7 @@ def _record_erp_order(units: Units, order: Order, change: Callable[[Order], None
             raise _Stop("erased")
         change(current)
         uow.orders.save_erp_order(current)
+        uow.orders.save_stock_entries(current)  # a create that never landed voids them
         if current.cancelled:
             queue_erp_work(uow, current)
         uow.commit()
@@ -315,6 +328,7 @@ def _acknowledge(units: Units, gateway: ErpGateway, order: Order) -> str:
         gateway.note_acknowledged(uow, sold, reference)
         current.acknowledge(uow.now)
         uow.orders.save(current)
+        queue_stock_entries(uow, current)  # refunds and edits made after its sales order
         uow.commit()
     return "forwarded"
 
@@ -396,7 +410,9 @@ def reverse(units: Units, gateway: ErpGateway, shop: str, order_id: int) -> str:
             for sku, quantity in sorted(sold.items()):
                 levels[sku].restock(quantity, reference)
         current.reversed()
+        undo_entries(current)  # refunds and edits Bling was told of since the posting
         uow.orders.save(current)
+        queue_stock_entries(uow, current)
         queue_erp_work(uow, current)  # nothing left to reverse: the sales order is cancelled next
         uow.commit()
     log.info("bling.reversed shop=%s order=%s restocked=%s", shop, order_id, restocked)
@@ -494,6 +510,9 @@ class _NullSession:
     def cancel_sales_order(self, erp_order_id: int) -> None:
         return None
 
+    def enter_stock(self, sku: str, quantity: int, note: str) -> None:
+        return None
+
 
 class NullGateway:
     """No ERP (``ERP_BACKEND=none``): the ledger's own ``on_hand`` is the truth, so a confirmed
@@ -507,6 +526,7 @@ class NullGateway:
             _forward_without_erp,
             _reverse_without_erp,
             _cancel_without_erp,
+            _enter_without_erp,
             lease_seconds,
             registry,
         )
@@ -535,3 +555,16 @@ def _reverse_without_erp(runtime: Runtime, payload: dict[str, Any]) -> None:
 def _cancel_without_erp(runtime: Runtime, payload: dict[str, Any]) -> None:
     shop, order_id = order_key(payload)
     cancel_sales_order(runtime.uow, NullGateway(), shop, order_id)
+
+
+def _enter_without_erp(runtime: Runtime, payload: dict[str, Any]) -> None:
+    shop, order_id = order_key(payload)
+    enter_stock(runtime.uow, NullGateway(), shop, order_id, adjustment_of(payload))
+
+
+def adjustment_of(payload: dict[str, Any]) -> str:
+    """The adjustment a ``STOCK_ENTRY`` job is about (outbox/kinds.py)."""
+    adjustment = payload.get("adjustment")
+    if not isinstance(adjustment, str) or not adjustment:
+        raise PermanentFailure(f"not a stock entry job payload: {payload!r}")
+    return adjustment

@@ -29,6 +29,7 @@ them; the repository (orders/repository.py) stores the result.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -94,6 +95,60 @@ class OrderLine:
     oversold: int
     unit_price_cents: int | None = None
     title: str | None = None
+    #: Units taken off the line since (a restocked refund, an order edit's removal).
+    removed: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """Units the order still sells of this line (what the ERP gets and the ledger counts)."""
+        return self.quantity - self.removed
+
+
+class EntryState(enum.StrEnum):
+    """An ERP stock entry of an adjustment: ``pending`` (waits for the order's posting, or for
+    its job) → ``requested`` (sent; recorded first, so it is never sent twice) → ``posted``;
+    ``void`` when the order was cancelled before its posting (the reversal covers it)."""
+
+    PENDING = "pending"
+    REQUESTED = "requested"
+    POSTED = "posted"
+    VOID = "void"
+
+
+@dataclass
+class StockEntry:
+    """A change of the ERP's stock an adjustment of the order needs, beyond its sales order's
+    posting: ``quantity`` > 0 puts units back in the ERP's stock, < 0 takes them out."""
+
+    adjustment: str
+    sku: str
+    quantity: int
+    state: EntryState = EntryState.PENDING
+
+    def __post_init__(self) -> None:
+        self.state = EntryState(self.state)
+
+
+@dataclass(frozen=True)
+class LineChange:
+    """Units of one order line removed (``quantity`` > 0 in ``removed``) or added. ``sku`` is
+    the payload's, when it names one (needed for a line the order did not have)."""
+
+    line_id: int
+    quantity: int
+    sku: str | None = None
+    unit_price_cents: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    shop: str
+    order_id: int
+    #: ``refund:{id}`` or ``edit:{id}``: applied once.
+    key: str
+    removed: Sequence[LineChange] = ()
+    added: Sequence[LineChange] = ()
 
 
 @dataclass
@@ -111,6 +166,10 @@ class Order:
     #: When the ERP's acknowledgement turned the commitments into on-hand decreases (set once).
     forwarded_at: datetime | None = None
     bling_order: BlingOrder = BlingOrder.NONE
+    #: Refunds and edits applied (``refund:{id}``, ``edit:{id}``): each is applied once.
+    adjustments: list[str] = field(default_factory=list)
+    #: The ERP stock entries those adjustments need (orders/adjustments.py).
+    stock_entries: list[StockEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Rows and callers may hand plain strings; the enums check they are known values.
@@ -170,7 +229,7 @@ class Order:
         if self.forward_status is not ForwardStatus.PENDING or self.cancelled:
             return []
         self.forward_status = ForwardStatus.TEST
-        return list(self.lines)
+        return [line for line in self.lines if line.remaining]
 
     # --- cancellation ---------------------------------------------------------------------
 
@@ -183,7 +242,7 @@ class Order:
         self.status = OrderStatus.CANCELLED
         if self.forward_status in (ForwardStatus.PENDING, ForwardStatus.AWAITING_PAYMENT):
             self.forward_status = ForwardStatus.CANCELLED
-            return list(self.lines)
+            return [line for line in self.lines if line.remaining]
         if self.forward_status is ForwardStatus.FORWARDED:
             self.forward_status = ForwardStatus.REVERSAL_PENDING
         return []
@@ -246,9 +305,14 @@ class Order:
             self.bling_order = BlingOrder.CREATED
 
     def no_sales_order(self) -> None:
-        """A create was refused, or never landed (the ERP has none of ours): nothing to undo."""
+        """A create was refused, or never landed (the ERP has none of ours): nothing to undo.
+        The stock entries recorded meanwhile are void: the next create sends the lines as they
+        are by then."""
         if self.bling_order is BlingOrder.REQUESTED and self.bling_order_id is None:
             self.bling_order = BlingOrder.NONE
+            for entry in self.stock_entries:
+                if entry.state is EntryState.PENDING:
+                    entry.state = EntryState.VOID
 
     def refuse_foreign(self) -> None:
         """The ERP has sales orders under this order's number, none of them ours: not adopted."""

@@ -37,6 +37,10 @@ class OrderRepository(Protocol):
         """Write only where the ERP's stock posting stands."""
         ...
 
+    def save_stock_entries(self, order: Order) -> None:
+        """Write only the order's ERP stock entries (new ones, and where each stands)."""
+        ...
+
     def forget_customers(self, shop: str, order_ids: Iterable[int]) -> list[str]: ...
 
     def erase_shop(self, shop: str) -> None: ...
@@ -108,6 +112,13 @@ class ErpSession(Protocol):
     def reverse_stock(self, erp_order_id: int | None) -> None:
         """Put a posted order's units back in the ERP's stock. ``ErpRefused`` when there is
         nothing posted to reverse."""
+        ...
+
+    def enter_stock(self, sku: str, quantity: int, note: str) -> None:
+        """Change the ERP's stock of ``sku`` in the deposit sold from by ``quantity`` (> 0: an
+        entry, units back in stock; < 0: units out), outside any sales order (a refund, an
+        order edit after the posting). The ERP keeps no key for it: sent once, never twice.
+        ``ErpRefused`` when the ERP refuses it."""
         ...
 
 

@@ -15,8 +15,16 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from ..db.dialect import insert_ignore
-from .model import BlingOrder, ForwardStatus, Order, OrderDetails, OrderLine, OrderStatus
-from .tables import order_lines, orders
+from .model import (
+    BlingOrder,
+    ForwardStatus,
+    Order,
+    OrderDetails,
+    OrderLine,
+    OrderStatus,
+    StockEntry,
+)
+from .tables import order_adjustments, order_lines, order_stock_entries, orders
 
 #: Orders whose units are still counted in ``committed`` (or must be given back in the ERP).
 OPEN = (ForwardStatus.PENDING, ForwardStatus.AWAITING_PAYMENT, ForwardStatus.REVERSAL_PENDING)
@@ -57,6 +65,7 @@ class SqlOrderRepository:
                     r.oversold,
                     r.unit_price_cents,
                     r.title,
+                    r.removed,
                 )
                 for r in lines
             ],
@@ -71,7 +80,23 @@ class SqlOrderRepository:
             row.bling_stock,
             row.forwarded_at,
             row.bling_order,
+            *self._adjustments(shop, order_id),
         )
+
+    def _adjustments(self, shop: str, order_id: int) -> tuple[list[str], list[StockEntry]]:
+        applied = self.connection.execute(
+            select(order_adjustments.c.adjustment)
+            .where(order_adjustments.c.shop == shop, order_adjustments.c.order_id == order_id)
+            .order_by(order_adjustments.c.applied_at, order_adjustments.c.adjustment)
+        ).scalars()
+        entries = self.connection.execute(
+            select(order_stock_entries)
+            .where(order_stock_entries.c.shop == shop, order_stock_entries.c.order_id == order_id)
+            .order_by(order_stock_entries.c.adjustment, order_stock_entries.c.sku)
+        )
+        return list(applied), [
+            StockEntry(r.adjustment, r.sku, r.quantity, r.state) for r in entries
+        ]
 
     def claim(self, order: Order) -> bool:
         """Insert the order row; False if this order was recorded before (idempotency)."""
@@ -122,6 +147,77 @@ class SqlOrderRepository:
                 insert(order_lines),
                 [{"shop": order.shop, "order_id": order.order_id, **line.__dict__} for line in new],
             )
+        for line in order.lines:
+            if line.line_id in existing:  # a refund or an edit may have changed it
+                self.connection.execute(
+                    update(order_lines)
+                    .where(
+                        order_lines.c.shop == order.shop,
+                        order_lines.c.order_id == order.order_id,
+                        order_lines.c.line_id == line.line_id,
+                    )
+                    .values(
+                        quantity=line.quantity,
+                        from_available=line.from_available,
+                        oversold=line.oversold,
+                        removed=line.removed,
+                    )
+                )
+        self._save_adjustments(order)
+
+    def _save_adjustments(self, order: Order) -> None:
+        key = (order_adjustments.c.shop == order.shop) & (
+            order_adjustments.c.order_id == order.order_id
+        )
+        known = set(
+            self.connection.execute(select(order_adjustments.c.adjustment).where(key)).scalars()
+        )
+        for adjustment in order.adjustments:
+            if adjustment not in known:
+                self.connection.execute(
+                    insert(order_adjustments).values(
+                        shop=order.shop,
+                        order_id=order.order_id,
+                        adjustment=adjustment,
+                        applied_at=self.now,
+                    )
+                )
+        self.save_stock_entries(order)
+
+    def save_stock_entries(self, order: Order) -> None:
+        """Write the order's ERP stock entries (new ones, and where each stands)."""
+        table = order_stock_entries
+        rows = self.connection.execute(
+            select(table.c.adjustment, table.c.sku, table.c.state).where(
+                table.c.shop == order.shop, table.c.order_id == order.order_id
+            )
+        ).all()
+        stored = {(r.adjustment, r.sku): r.state for r in rows}
+        for entry in order.stock_entries:
+            where = (entry.adjustment, entry.sku)
+            if where not in stored:
+                self.connection.execute(
+                    insert(table).values(
+                        shop=order.shop,
+                        order_id=order.order_id,
+                        adjustment=entry.adjustment,
+                        sku=entry.sku,
+                        quantity=entry.quantity,
+                        state=entry.state,
+                        updated_at=self.now,
+                    )
+                )
+            elif stored[where] != entry.state:
+                self.connection.execute(
+                    update(table)
+                    .where(
+                        table.c.shop == order.shop,
+                        table.c.order_id == order.order_id,
+                        table.c.adjustment == entry.adjustment,
+                        table.c.sku == entry.sku,
+                    )
+                    .values(state=entry.state, updated_at=self.now)
+                )
 
     def save_erp_order(self, order: Order) -> None:
         """Write only the ERP's sales order (its id and where it stands): the forward and the
@@ -176,6 +272,10 @@ class SqlOrderRepository:
             .values(cart_token=None, customer_name=None, customer_email=None, updated_at=self.now)
         )
         closed = select(orders.c.order_id).where(orders.c.shop == shop, ~open_)
+        for table in (order_adjustments, order_stock_entries):
+            self.connection.execute(
+                delete(table).where(table.c.shop == shop, table.c.order_id.in_(closed))
+            )
         self.connection.execute(
             delete(order_lines).where(
                 order_lines.c.shop == shop, order_lines.c.order_id.in_(closed)

@@ -95,10 +95,11 @@ def named_holds(items: Iterable[Item]) -> dict[str, set[uuid.UUID]]:
 
 
 def quantities(order: Order) -> dict[str, int]:
-    """Units sold per SKU."""
+    """Units sold per SKU (what is left of each line after refunds and edits)."""
     totals: dict[str, int] = {}
     for line in order.lines:
-        totals[line.sku] = totals.get(line.sku, 0) + line.quantity
+        if line.remaining:
+            totals[line.sku] = totals.get(line.sku, 0) + line.remaining
     return totals
 
 
@@ -174,7 +175,7 @@ def sell(uow: UnitOfWork, sale: Sale) -> SaleResult:
         return SaleResult("cancelled", order, tracked)
     if sale.test:
         for line in order.test_only():  # the ERP never sees it: its units are sellable again
-            levels[line.sku].uncommit(line.quantity, reference)
+            levels[line.sku].uncommit(line.remaining, reference)
         uow.orders.save(order)
         units = sum(line.quantity for line in order.lines)
         uow.record("order.test", shop=order.shop, order=order.order_id, units=units)
@@ -332,6 +333,6 @@ def cancel(uow: UnitOfWork, shop: str, order_id: int, name: str | None) -> str:
 
 def _cancel(uow: UnitOfWork, levels: dict[str, StockLevel], order: Order, reference: str) -> None:
     for line in order.cancel():  # the ERP never had these units: sellable again
-        levels[line.sku].uncommit(line.quantity, reference)
+        levels[line.sku].uncommit(line.remaining, reference)
     # The ERP has it (its posting to reverse, or a sales order to cancel): the worker does it.
     queue_erp_work(uow, order)

@@ -78,7 +78,39 @@ order_lines = Table(
     Column("oversold", Integer, nullable=False),
     Column("unit_price_cents", BigInteger, nullable=True),
     Column("title", String(255), nullable=True),
+    # Units taken off the line later: a restocked refund, an order edit's removal.
+    Column("removed", Integer, nullable=False, server_default=text("0")),
     ForeignKeyConstraint(["shop", "order_id"], ["orders.shop", "orders.order_id"]),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     CheckConstraint("from_holds + from_available = quantity", name="covered_exactly"),
+    CheckConstraint("removed >= 0 AND removed <= quantity", name="removed_within"),
+)
+
+# Refunds and order edits applied to an order (``refund:{id}``, ``edit:{id}``): each once, even
+# when Shopify delivers it under several webhook ids.
+order_adjustments = Table(
+    "order_adjustments",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("order_id", BigInteger, primary_key=True),
+    Column("adjustment", String(64), primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["shop", "order_id"], ["orders.shop", "orders.order_id"]),
+)
+
+# What those adjustments change in the ERP's stock beyond the sales order's posting (quantity >
+# 0: back into stock; < 0: out of it), recorded before it is sent (orders/model.py StockEntry).
+order_stock_entries = Table(
+    "order_stock_entries",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("order_id", BigInteger, primary_key=True),
+    Column("adjustment", String(64), primary_key=True),
+    Column("sku", SKU, primary_key=True),
+    Column("quantity", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["shop", "order_id"], ["orders.shop", "orders.order_id"]),
+    CheckConstraint("quantity <> 0", name="quantity_nonzero"),
+    CheckConstraint("state IN ('pending', 'requested', 'posted', 'void')", name="state_known"),
 )

@@ -10,6 +10,11 @@
   or, once the stock posting is reversed, by the reversal (orders/forwarding.py). Same payload
   and key.
 
+- ``STOCK_ENTRY``: a refund or an order edit changed an order whose sales order Bling may have
+  made already: the difference goes into Bling's stock (orders/adjustments.py). Payload
+  ``{"shop", "order_id", "adjustment"}``; key ``"{shop}:{order_id}:{adjustment}"``. Queued by the
+  adjustment of an acknowledged order, or by the acknowledgement of one adjusted before.
+
 Their handlers are registered by the Bling integration; until then the jobs wait, pending.
 """
 
@@ -18,3 +23,4 @@ from __future__ import annotations
 FORWARD_ORDER = "bling.forward_order"
 REVERSE_ORDER = "bling.reverse_order"
 CANCEL_ORDER = "bling.cancel_order"
+STOCK_ENTRY = "bling.stock_entry"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from ..orders import services
+from ..orders import adjustments, services
 from ..orders.services import Sale, demand_of, named_holds
 from ..stock.domain import HoldStatus
 from ..unit_of_work import UnitOfWork
@@ -19,6 +19,7 @@ from .carts import variants_of
 from .payloads import (
     CART_ATTRIBUTE,
     attribute,
+    edit_adjustment,
     is_id,
     is_test,
     line_items,
@@ -28,6 +29,7 @@ from .payloads import (
     order_id_of,
     order_name_of,
     payment_pending,
+    refund_adjustment,
 )
 from .shops import forget_shop
 from .topics import HANDLERS, Delivery, Policy, handles, log_untracked
@@ -114,6 +116,27 @@ def cancel_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     """Give back what Bling has not heard of yet; mark the rest for reversal in Bling."""
     payload = delivery.payload
     return services.cancel(uow, delivery.shop, order_id_of(payload), order_name_of(payload))
+
+
+@handles("refunds/create")
+def refund_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """A refund's restocked lines go back to the ledger (and to Bling's stock), once per refund
+    id (orders/adjustments.py)."""
+    change = refund_adjustment(delivery.shop, delivery.payload)
+    return _adjusted(adjustments.adjust(uow, change))
+
+
+@handles("orders/edited")
+def edit_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
+    """An order edit's added and removed units move the ledger (and Bling), once per edit."""
+    change = edit_adjustment(delivery.shop, delivery.payload)
+    return _adjusted(adjustments.adjust(uow, change))
+
+
+def _adjusted(result: adjustments.AdjustmentResult) -> str:
+    if result.unknown_lines:
+        return "adjusted_partly"  # lines the order lacks and the payload names no SKU for
+    return result.outcome
 
 
 # --- app life cycle and privacy --------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
-from ..orders.model import OrderDetails
+from ..orders.model import Adjustment, LineChange, OrderDetails
 
 log = logging.getLogger(__name__)
 
@@ -239,4 +239,77 @@ def order_details(payload: dict[str, Any]) -> OrderDetails:
         discount_cents=cents(payload.get("total_discounts")),
         customer_name=name[:255] or None,
         customer_email=email.strip()[:255] if isinstance(email, str) and "@" in email else None,
+    )
+
+
+# --- refunds and order edits ---------------------------------------------------------------
+
+#: ``restock_type`` values whose units go back to stock (``no_restock`` leaves them sold).
+RESTOCKING = frozenset({"return", "cancel", "legacy_restock"})
+
+
+def refund_adjustment(shop: str, payload: dict[str, Any]) -> Adjustment:
+    """``refunds/create``: the restocked lines of one refund (its ``id`` keys it: applied
+    once). A line without a usable id or quantity is skipped and logged."""
+    refund_id, order_id = payload.get("id"), payload.get("order_id")
+    if not is_id(refund_id) or not is_id(order_id):
+        raise PayloadError("refund without a numeric id and order_id")
+    restock_all = payload.get("restock") is True
+    removed = []
+    for raw in list_of(payload, "refund_line_items"):
+        if not isinstance(raw, dict):
+            continue
+        kind = raw.get("restock_type")
+        # ``restock`` (top level) is the older API's only flag; ``restock_type`` decides.
+        if not (kind in RESTOCKING or (kind is None and restock_all)):
+            continue
+        line_id, quantity = raw.get("line_item_id"), raw.get("quantity")
+        if not is_id(line_id) or not is_id(quantity) or not 0 < quantity <= MAX_LINE_QUANTITY:
+            log.info("refund %s: line %s has no usable id or quantity; skipped", refund_id, line_id)
+            continue
+        line = raw.get("line_item")
+        sku = line.get("sku") if isinstance(line, dict) else None
+        removed.append(
+            LineChange(line_id, quantity, sku.strip() if isinstance(sku, str) and sku else None)
+        )
+    return Adjustment(shop, order_id, f"refund:{refund_id}", removed=tuple(removed))
+
+
+def edit_adjustment(shop: str, payload: dict[str, Any]) -> Adjustment:
+    """``orders/edited``: ``order_edit`` with ``id``, ``order_id`` and ``line_items``'s
+    ``additions`` and ``removals`` (``{id, delta}``: no SKU; an added line the order does not
+    have is found in ``line_items`` when a payload carries them)."""
+    edit = payload.get("order_edit")
+    if not isinstance(edit, dict):
+        raise PayloadError("orders/edited without an order_edit")
+    edit_id, order_id = edit.get("id"), edit.get("order_id")
+    if not is_id(edit_id) or not is_id(order_id):
+        raise PayloadError("order edit without a numeric id and order_id")
+    changes = edit.get("line_items")
+    changes = changes if isinstance(changes, dict) else {}
+    described = {i.line_id: i for i in line_items(payload, context=f"order edit {edit_id}")}
+
+    def deltas(name: str) -> tuple[LineChange, ...]:
+        found = []
+        for raw in list_of(changes, name):
+            if not isinstance(raw, dict):
+                continue
+            line_id, delta = raw.get("id"), raw.get("delta")
+            if not is_id(line_id) or not is_id(delta) or not 0 < delta <= MAX_LINE_QUANTITY:
+                log.info("order edit %s: %s entry %r unusable; skipped", edit_id, name, raw)
+                continue
+            item = described.get(line_id)
+            found.append(
+                LineChange(
+                    line_id,
+                    delta,
+                    item.sku if item else None,
+                    item.unit_price_cents if item else None,
+                    item.title if item else None,
+                )
+            )
+        return tuple(found)
+
+    return Adjustment(
+        shop, order_id, f"edit:{edit_id}", removed=deltas("removals"), added=deltas("additions")
     )

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from shopify_app.crypto import TokenCipher
-from shopify_app.orders.tables import order_lines, orders
+from shopify_app.orders.tables import order_adjustments, order_lines, order_stock_entries, orders
 from shopify_app.shopify.client import TokenGrant
 from shopify_app.shopify.shops import save_tokens, shops
 from shopify_app.shopify.tables import carts, webhook_receipts
@@ -97,6 +97,18 @@ def effect_unknown_order_cancelled(engine: Engine, _: Any) -> None:
     assert order.status == "cancelled" and rows(engine, order_lines) == []
 
 
+def effect_adjustment_of_cancelled_sample(engine: Engine, before: Any) -> None:
+    # The sample order #9999 is cancelled (all its units went back): the refund or edit of it
+    # is recorded once, and moves nothing.
+    after = snapshot(engine)
+    for table in ("skus", "holds", "stock_movements", "order_lines", "carts"):
+        assert after[table] == before[table], table
+    (applied,) = rows(engine, order_adjustments)
+    assert applied.order_id == 820982911946154508
+    assert applied.adjustment in ("refund:890088186047892319", "edit:78912328")
+    assert rows(engine, order_stock_entries) == []
+
+
 EFFECTS: dict[str, tuple[list[str], Callable[[Engine, Any], None]]] = {
     # fixture: (deliveries sent first, check)
     "carts_create.json": ([], effect_cart_sample),
@@ -109,6 +121,8 @@ EFFECTS: dict[str, tuple[list[str], Callable[[Engine, Any], None]]] = {
     "orders_paid.json": ([], effect_order_sample),
     "orders_cancelled.json": ([], effect_unknown_order_cancelled),
     "orders_fulfilled.json": ([], effect_nothing_on_ledger),
+    "refunds_create.json": (["orders_create.json"], effect_adjustment_of_cancelled_sample),
+    "orders_edited.json": (["orders_create.json"], effect_adjustment_of_cancelled_sample),
     "customers_data_request.json": ([], effect_nothing_on_ledger),
     "customers_redact.json": ([], effect_nothing_on_ledger),
     "shop_redact.json": ([], effect_nothing_on_ledger),

@@ -21,7 +21,8 @@ balances, deposits, contacts, sales orders, stock postings, webhooks), over one 
   required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
   ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``;
   sales order situations (``GET /situacoes/modulos[/{id}]``,
-  ``PATCH /pedidos/vendas/{id}/situacoes/{idSituacao}``: see "sales order situations" below).
+  ``PATCH /pedidos/vendas/{id}/situacoes/{idSituacao}``: see "sales order situations" below);
+  stock entries (``POST /estoques``: see "stock entries" below).
 - Webhooks: every posting and reversal emits Bling's ``stock.updated`` per item, **dated when
   Bling makes the posting** (whole seconds, on ``clock``, Bling's clock), so before the service
   hears the answer; ``take_webhooks()`` hands them to a test to deliver, as late as it likes
@@ -202,6 +203,7 @@ class BlingStandIn:
             codigo, stock = (item, 0) if isinstance(item, str) else item
             self.add_product(codigo, stock)
         self._init_order_life()
+        self._init_stock_entries()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -918,6 +920,57 @@ class BlingStandIn:
         self.situation_changes.append((order_id, before, situation))
         return 204, None
 
+    # --- stock entries outside sales orders (refunds and order edits) ----------------------------
+    #
+    # ``POST /estoques`` (spec: EstoquesDadosDTO + EstoquesDadosBaseDTO): ``produto.id``,
+    # ``deposito.id``, ``operacao`` ``E`` (entrada), ``S`` (saída) or ``B`` (balanço: the balance
+    # becomes ``quantidade``), ``quantidade`` > 0, optional ``observacoes``; 201 with the
+    # movement's ``id``. Bling keeps no idempotency key: each call is one more movement, recorded
+    # in ``stock_entries``. Each emits its ``stock.updated`` webhook, as postings do.
+
+    def _init_stock_entries(self) -> None:
+        #: Every movement made: (id, product id, deposit, operacao, quantidade, observacoes).
+        self.stock_entries: list[tuple[int, int, int, str, float, str]] = []
+        self._entry_ids = itertools.count(77_000_001)
+
+    def entries_of(self, codigo: str) -> list[tuple[str, float]]:
+        """(operacao, quantidade) of each movement of a product, in order."""
+        product = self.product_id(codigo)
+        return [(op, qty) for _, pid, _, op, qty, _ in self.stock_entries if pid == product]
+
+    def create_stock_entry(self, query: dict[str, list[str]], raw: bytes) -> Reply:
+        body, bad = _json_body(raw)
+        if bad is not None:
+            return bad
+        product_id = (body.get("produto") or {}).get("id")
+        deposit = (body.get("deposito") or {}).get("id")
+        operation = body.get("operacao")
+        quantity = body.get("quantidade")
+        problems = []
+        if not isinstance(product_id, int) or product_id not in self.products:
+            problems.append({"element": "produto", "msg": "Produto não encontrado"})
+        if not isinstance(deposit, int) or deposit not in self.deposits:
+            problems.append({"element": "deposito", "msg": "Depósito inválido"})
+        if operation not in ("E", "S", "B"):
+            problems.append({"element": "operacao", "msg": "Operação inválida"})
+        if not isinstance(quantity, int | float) or isinstance(quantity, bool) or quantity <= 0:
+            problems.append({"element": "quantidade", "msg": "Quantidade inválida"})
+        if problems:
+            return 400, error("VALIDATION_ERROR", "Não foi possível salvar", fields=problems)
+        assert isinstance(product_id, int) and isinstance(deposit, int)
+        product = self.products[product_id]
+        current = product.physical.get(deposit, 0.0)
+        amount = float(quantity)
+        if operation == "B":
+            product.physical[deposit] = amount
+        else:
+            product.physical[deposit] = current + (amount if operation == "E" else -amount)
+        entry_id = next(self._entry_ids)
+        note = str(body.get("observacoes") or "")
+        self.stock_entries.append((entry_id, product_id, deposit, operation, amount, note))
+        self._emit_posting(product, deposit, operation, amount)
+        return 201, {"data": {"id": entry_id}}
+
 
 _BALANCE_FILTERS = {0: lambda v: v == 0, 1: lambda v: v > 0, 2: lambda v: v < 0}
 _N = r"(\d+)"
@@ -938,6 +991,8 @@ _ROUTES = [
     ("POST", rf"/pedidos/vendas/{_N}/estornar-estoque", "reverse_stock"),
     ("PATCH", rf"/pedidos/vendas/{_N}/situacoes/{_N}", "set_situation"),
 ]
+# stock entries outside sales orders (refunds and order edits)
+_ROUTES += [("POST", r"/estoques", "create_stock_entry")]
 # sales order situations (the order's life)
 _ROUTES += [
     ("GET", r"/situacoes/modulos", "list_situation_modules"),

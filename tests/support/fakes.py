@@ -271,6 +271,9 @@ class FakeOrderRepository:
     def save_stock_state(self, order: Order) -> None:
         self._write(order, bling_stock=order.bling_stock)
 
+    def save_stock_entries(self, order: Order) -> None:
+        self._write(order, stock_entries=copy.deepcopy(order.stock_entries))
+
     def forget_customers(self, shop: str, order_ids: Iterable[int]) -> list[str]:
         tokens = []
         for order_id in order_ids:
@@ -360,6 +363,8 @@ class FakeErp:
     fact, a timeout: the outcome unknown). ``import_foreign(number)`` stands for another
     integration (Bling's own Shopify import) making a sales order under that number.
     ``after_post`` runs once a posting is made: what happens here while the ERP posts.
+    ``lines`` are the units each sales order was made with; ``entries`` the stock entries
+    (``enter_stock``: SKU, signed quantity, note) in the order made.
     """
 
     LOST = object()
@@ -373,6 +378,8 @@ class FakeErp:
         self.writes: list[tuple[str, int]] = []
         self.acknowledged: list[tuple[dict[str, int], str]] = []
         self.failures: dict[str, list[Any]] = {}
+        self.lines: dict[int, dict[str, int]] = {}
+        self.entries: list[tuple[str, int, str]] = []
         self.after_post: Callable[[], object] | None = None
         self._ids = iter(range(9001, 10_000))
 
@@ -411,6 +418,11 @@ class FakeErp:
             before_write("create the sales order")
             self.sales_orders[number] = next(self._ids)
             self.writes.append(("sales_order", self.sales_orders[number]))
+            made: dict[str, int] = {}
+            for line in order.lines:
+                if line.remaining:
+                    made[line.sku] = made.get(line.sku, 0) + line.remaining
+            self.lines[self.sales_orders[number]] = made
         if lost:
             raise self._lost()
         return self.sales_orders[number]
@@ -447,6 +459,13 @@ class FakeErp:
         if erp_order_id not in self.cancelled:  # a second time changes nothing
             self.cancelled.add(erp_order_id)
             self.writes.append(("cancel", erp_order_id))
+        if lost:
+            raise self._lost()
+
+    def enter_stock(self, sku: str, quantity: int, note: str) -> None:
+        lost = self._next_failure("enter_stock")
+        self.entries.append((sku, quantity, note))
+        self.writes.append(("entry", quantity))
         if lost:
             raise self._lost()
 

@@ -49,7 +49,9 @@ FIXTURE_TOPICS = {
     "orders_cancelled.json": "orders/cancelled",
     "orders_create.json": "orders/create",
     "orders_fulfilled.json": "orders/fulfilled",
+    "orders_edited.json": "orders/edited",
     "orders_paid.json": "orders/paid",
+    "refunds_create.json": "refunds/create",
     "shop_redact.json": "shop/redact",
 }
 

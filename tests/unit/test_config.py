@@ -272,9 +272,9 @@ def test_erp_backend_names_bling_or_none_and_none_refuses_bling_credentials() ->
 def test_without_an_erp_the_order_kinds_run_on_the_null_gateway() -> None:
     from shopify_app.orders.forwarding import NullGateway
     from shopify_app.outbox import Registry
-    from shopify_app.outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER
+    from shopify_app.outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER, STOCK_ENTRY
 
     registry = Registry()
     NullGateway.register(300.0, registry)
     NullGateway.register(300.0, registry)  # again, as every create_app does: a no-op
-    assert registry.kinds() == {FORWARD_ORDER, REVERSE_ORDER, CANCEL_ORDER}
+    assert registry.kinds() == {FORWARD_ORDER, REVERSE_ORDER, CANCEL_ORDER, STOCK_ENTRY}
