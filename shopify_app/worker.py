@@ -1,7 +1,8 @@
 """The Procfile's ``worker``: background jobs on a schedule, stopped gracefully by SIGTERM.
 
 It runs the expiry sweeper, the ledger drift check, the outbox relay and the Bling
-reconciliation (a full stock sync; it does nothing while Bling is not connected).
+reconciliation (a full stock sync; it does nothing while Bling is not connected), and, in a
+thread of its own, the stock publisher (the checkout function's metafields).
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.
@@ -27,6 +28,7 @@ from .erp.stock_sync import reconcile
 from .observability import metrics
 from .ratelimit import DatabaseStorage
 from .runtime import Runtime, current_runtime
+from .shopify.publisher import StockPublisher
 from .stock import services
 
 log = logging.getLogger(__name__)
@@ -47,13 +49,21 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
         _Job("bling reconciliation", settings.worker_bling_sync_seconds, reconcile),
         _Job("rate counter purge", 60.0, _purge_rate_counters),
     ]
-    log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
+    # The stock publisher has a thread of its own: the loop's jobs run one after another, and a
+    # slow Bling must not hold back the checkout's figures (shopify/publisher.py).
+    publisher = StockPublisher(runtime).start(stop) if settings.shopify_publish_stock else None
+    names = [f"{j.name} every {j.every:g}s" for j in jobs]
+    if publisher is not None:
+        names.append(f"stock publisher every {settings.shopify_publish_interval_seconds:g}s")
+    log.info("worker started: %s", ", ".join(names))
     while not stop.is_set():
         for job in jobs:
             if stop.is_set():
                 break
             job.run_if_due(runtime)
         stop.wait(max(0.0, min(job.next_at for job in jobs) - time.monotonic()))
+    if publisher is not None:
+        publisher.join(STOP_DEADLINE_SECONDS)
     log.info("worker stopped")
 
 

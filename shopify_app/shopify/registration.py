@@ -134,7 +134,7 @@ def register_webhooks(
 
 # --- command line ---------------------------------------------------------------------------
 
-shopify_cli = AppGroup("shopify", help="Shopify: webhook subscriptions.")
+shopify_cli = AppGroup("shopify", help="Shopify: webhook subscriptions, the checkout rule.")
 
 
 @shopify_cli.command("register-webhooks")
