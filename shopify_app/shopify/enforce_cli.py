@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import click
+from flask.cli import with_appcontext
 
 from ..config import SHOP_DOMAIN_RE
 from ..crypto import TokenUnreadable
@@ -53,6 +54,7 @@ def _store(runtime: Runtime) -> SqlPublicationStore:
 )
 @click.option("--republish", is_flag=True, help="Write every variant's stock metafield again.")
 @click.pass_context
+@with_appcontext  # AppGroup wraps the commands of a group, not the group's own callback
 def enforce_command(
     ctx: click.Context, shop: str | None, block_on_failure: bool | None, republish: bool
 ) -> None:
