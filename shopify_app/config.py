@@ -91,7 +91,7 @@ class Settings:
     #: function's metafields (the marks keep accumulating, so turning it on again catches up).
     shopify_publish_stock: bool = True
     #: How often the publisher looks for dirty SKUs when none were waiting.
-    shopify_publish_interval_seconds: float = 0.25
+    shopify_publish_interval_seconds: float = 0.1
     #: A SKU's variants are written at most once per this many seconds (bursts coalesce).
     shopify_publish_min_interval_seconds: float = 1.0
     #: How often the publisher reconciles what it wrote with the variants known.
@@ -305,7 +305,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         erp_backend=(r.str("ERP_BACKEND", "bling") or "bling").lower(),
         shopify_publish_stock=r.switch("SHOPIFY_PUBLISH_STOCK", True),
         shopify_publish_interval_seconds=r.float(
-            "SHOPIFY_PUBLISH_INTERVAL_SECONDS", 0.25, minimum=0.01
+            "SHOPIFY_PUBLISH_INTERVAL_SECONDS", 0.1, minimum=0.01
         ),
         shopify_publish_min_interval_seconds=r.float(
             "SHOPIFY_PUBLISH_MIN_INTERVAL_SECONDS", 1.0, minimum=0.0

@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Select,
     Table,
     and_,
+    case,
     delete,
     exists,
     func,
@@ -30,13 +33,13 @@ from sqlalchemy import (
     union,
 )
 
-from ..db.dialect import upsert
+from ..db.dialect import insert
 from ..db.engine import READ_ONLY
 from ..stock import dirty
 from ..stock.dirty import Cleared, Mark
 from ..stock.tables import dirty_skus, holds, skus
 from .ports import RoundOutcome, SkuSnapshot, VariantRef
-from .stock_metafield import LiveHold
+from .stock_metafield import MAX_HOLD_ENTRIES, HoldLine
 from .tables import carts, stock_metafields, variants
 
 
@@ -90,7 +93,7 @@ class SqlPublicationStore:
             stock_metafields.c.published_at > now - self.min_interval,
         )
         eligible = and_(publishable(), not_(recent))
-        with self._snapshot() as conn:  # a read first: most polls find nothing to take
+        with self._read() as conn:  # a read first: most polls find nothing to take
             found = conn.execute(
                 select(dirty_skus.c.sku).where(dirty.due(now), eligible).limit(1)
             ).first()
@@ -102,17 +105,7 @@ class SqlPublicationStore:
     def snapshot(self, sku_list: list[str], now: datetime) -> dict[str, SkuSnapshot]:
         found = {sku: SkuSnapshot(sku, None) for sku in sku_list}
         m, v = stock_metafields, variants
-        at_checkout = or_(
-            holds.c.source == "checkout",
-            exists().where(carts.c.token == holds.c.holder, carts.c.checkout_token.is_not(None)),
-        )
-        live = select(
-            holds.c.sku,
-            func.coalesce(holds.c.line_ref, holds.c.id).label("line_id"),
-            holds.c.quantity,
-            holds.c.expires_at,
-            at_checkout.label("at_checkout"),
-        ).where(holds.c.sku.in_(sku_list), holds.c.status == "active", holds.c.expires_at > now)
+        lines = _ranked_lines(sku_list, now)
         moved = (
             select(m.c.shop, m.c.variant_id, m.c.sku)
             .join(v, and_(v.c.shop == m.c.shop, v.c.variant_id == m.c.variant_id))
@@ -130,10 +123,16 @@ class SqlPublicationStore:
                     int(level.reserved),
                     int(level.committed),
                 )
-            for hold in conn.execute(live):
-                found[hold.sku].holds.append(
-                    LiveHold(
-                        hold.line_id, int(hold.quantity), hold.expires_at, bool(hold.at_checkout)
+            for line in conn.execute(lines):
+                snapshot = found[line.sku]
+                snapshot.line_count = int(line.line_count)
+                snapshot.lines.append(
+                    HoldLine(
+                        line.line_id,
+                        int(line.units),
+                        line.latest_expiry,
+                        line.earliest_expiry,
+                        bool(line.at_checkout),
                     )
                 )
             carrying = select(v.c.shop, v.c.variant_id, v.c.sku).where(v.c.sku.in_(sku_list))
@@ -152,32 +151,39 @@ class SqlPublicationStore:
         return found
 
     def finish(self, outcome: RoundOutcome, now: datetime) -> list[Cleared]:
-        results: list[Cleared] = []
         with self._write() as conn:
-            for written in sorted(outcome.written, key=lambda w: w.variant):
-                values = {
-                    "shop": written.variant.shop,
-                    "variant_id": written.variant.variant_id,
-                    "sku": written.sku,
-                    "value": written.value,
+            written = [
+                {
+                    "shop": w.variant.shop,
+                    "variant_id": w.variant.variant_id,
+                    "sku": w.sku,
+                    "value": w.value,
                     "published_at": now,
-                    "lag_seconds": written.lag_seconds,
+                    "lag_seconds": w.lag_seconds,
                 }
-                conn.execute(upsert(conn, stock_metafields, values, ["shop", "variant_id"]))
+                for w in sorted(outcome.written, key=lambda w: w.variant)
+            ]
+            if written:
+                stmt = insert(conn, stock_metafields).values(written)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["shop", "variant_id"],
+                        set_={
+                            k: stmt.excluded[k]
+                            for k in ("sku", "value", "published_at", "lag_seconds")
+                        },
+                    )
+                )
             for variant in sorted({*outcome.deleted, *outcome.forgotten}):
                 conn.execute(delete(stock_metafields).where(*_is(stock_metafields, variant)))
             for variant in sorted(set(outcome.forgotten)):
                 conn.execute(delete(variants).where(*_is(variants, variant)))
-            steps = [(m, t, True) for m, t in outcome.done]
-            steps += [(m, t, False) for m, t in outcome.retry]
-            for claimed, when, published in sorted(steps, key=lambda step: step[0].sku):
-                if published:
-                    results.append(
-                        dirty.clear(conn, claimed, read_at=outcome.read_at, now=now, follow_up=when)
-                    )
-                else:
-                    dirty.release(conn, claimed, not_before=when)
-        return results
+            # The marks last (a webhook locks a variant row before its marks), in SKU order.
+            cleared = dirty.clear(
+                conn, sorted(outcome.done, key=lambda d: d[0].sku), read_at=outcome.read_at, now=now
+            )
+            dirty.release(conn, sorted(outcome.retry, key=lambda r: r[0].sku))
+        return list(cleared.values())
 
     # --- reconciliation and figures ----------------------------------------------------------
 
@@ -251,6 +257,17 @@ class SqlPublicationStore:
             yield conn
 
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One statement's read: autocommit on PostgreSQL, a deferred read on SQLite."""
+        with self.engine.connect() as conn:
+            options: dict[str, object] = {READ_ONLY: True}
+            if conn.dialect.name == "postgresql":
+                options["isolation_level"] = "AUTOCOMMIT"
+            conn = conn.execution_options(**options)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
     def _snapshot(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             options: dict[str, object] = {READ_ONLY: True}
@@ -259,6 +276,42 @@ class SqlPublicationStore:
             conn = conn.execution_options(**options)
             with conn.begin():
                 yield conn
+
+
+def _ranked_lines(sku_list: list[str], now: datetime) -> Select[Any]:
+    """Each SKU's live holds summed per cart line id, ranked as the metafield's bound ranks them
+    (stock_metafield.ranked: at checkout first, then the latest expiry, then the id), only the
+    first MAX_HOLD_ENTRIES of each, with the count of all: a SKU with thousands of holds costs
+    one aggregate in the database, not thousands of rows here."""
+    reached_checkout = select(carts.c.token).where(carts.c.checkout_token.is_not(None))
+    checkout = case(
+        (or_(holds.c.source == "checkout", holds.c.holder.in_(reached_checkout)), 1), else_=0
+    )
+    line_id = func.coalesce(holds.c.line_ref, holds.c.id)
+    per_line = (
+        select(
+            holds.c.sku,
+            line_id.label("line_id"),
+            func.sum(holds.c.quantity).label("units"),
+            func.max(checkout).label("at_checkout"),
+            func.max(holds.c.expires_at).label("latest_expiry"),
+            func.min(holds.c.expires_at).label("earliest_expiry"),
+        )
+        .where(holds.c.sku.in_(sku_list), holds.c.status == "active", holds.c.expires_at > now)
+        .group_by(holds.c.sku, line_id)
+        .subquery()
+    )
+    order = (per_line.c.at_checkout.desc(), per_line.c.latest_expiry.desc(), per_line.c.line_id)
+    ranked = select(
+        per_line,
+        func.row_number().over(partition_by=per_line.c.sku, order_by=order).label("position"),
+        func.count().over(partition_by=per_line.c.sku).label("line_count"),
+    ).subquery()
+    return (
+        select(ranked)
+        .where(ranked.c.position <= MAX_HOLD_ENTRIES)
+        .order_by(ranked.c.sku, ranked.c.position)
+    )
 
 
 def backlog_of(conn: Connection, now: datetime) -> tuple[dirty.Backlog, int]:

@@ -40,7 +40,7 @@ from .ports import (
     VariantRef,
     Written,
 )
-from .stock_metafield import StockValue, contract_problems, stock_value
+from .stock_metafield import MAX_HOLD_ENTRIES, StockValue, contract_problems, value_of_lines
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,13 +130,10 @@ def publish_round(
     read_at = clock()  # after the claim: every change the claim saw is in the snapshot
     snapshots = store.snapshot([m.sku for m in marks], read_at)
     outcome = RoundOutcome(read_at=read_at)
-    plans = [_plan(m, snapshots[m.sku], read_at, report, outcome) for m in marks]
-    by_shop: dict[str, list[_Plan]] = {}
-    for plan in plans:
-        for variant in {*plan.writes, *plan.deletes}:
-            by_shop.setdefault(variant.shop, []).append(plan)
+    plans = [_plan(m, snapshots[m.sku], report) for m in marks]
+    shops = sorted({v.shop for plan in plans for v in (*plan.writes, *plan.deletes)})
     try:
-        for shop in sorted(by_shop):
+        for shop in shops:
             _publish_shop(shop, plans, writer, clock, sleep, policy, report, outcome)
     except _Stopped:
         pass
@@ -157,9 +154,7 @@ def publish_round(
     return report
 
 
-def _plan(
-    mark: Mark, snapshot: SkuSnapshot, now: datetime, report: RoundReport, outcome: RoundOutcome
-) -> _Plan:
+def _plan(mark: Mark, snapshot: SkuSnapshot, report: RoundReport) -> _Plan:
     plan = _Plan(mark)
     # Written for this SKU before, carrying no tracked SKU now: the metafield goes (a stale one
     # would keep refusing checkouts).
@@ -167,22 +162,22 @@ def _plan(
         v for v in snapshot.published if v not in snapshot.variants and v not in snapshot.moved
     )
     if snapshot.figures is not None:
-        value = stock_value(*snapshot.figures, snapshot.holds, now)
+        value = value_of_lines(*snapshot.figures, snapshot.lines, snapshot.line_count)
         problems = contract_problems(value.text)
         if problems:
             log.error("stock.publish.invalid sku=%s problems=%s (not written)", mark.sku, problems)
             report.fail("invalid")
-            plan.refused = True
+            plan.refused, plan.deletes = True, []
             return plan
         if value.left_out:
             report.left_out += value.left_out
             log.warning(
-                "stock.publish.truncated sku=%s left_out=%d kept=%d: the metafield holds at "
-                "most %d hold entries; the others' owners fall back to free units",
+                "stock.publish.truncated sku=%s left_out=%d kept=%d: a metafield lists at most "
+                "%d holds; the owners of the others fall back to the free units at checkout",
                 mark.sku,
                 value.left_out,
                 len(value.holds),
-                len(value.holds),
+                MAX_HOLD_ENTRIES,
             )
         plan.value = value
         for variant in sorted(snapshot.variants):

@@ -62,47 +62,76 @@ class StockValue:
     text: str
 
 
-@dataclass
-class _Line:
-    units: int = 0
-    at_checkout: bool = False
-    latest: datetime | None = None
-    earliest: datetime | None = None
+@dataclass(frozen=True)
+class HoldLine:
+    """The live holds of one cart line (one line id) on a SKU, as ``h`` counts them."""
 
-    def add(self, hold: LiveHold) -> None:
-        self.units += hold.quantity
-        self.at_checkout = self.at_checkout or hold.at_checkout
-        self.latest = hold.expires_at if self.latest is None else max(self.latest, hold.expires_at)
-        self.earliest = (
-            hold.expires_at if self.earliest is None else min(self.earliest, hold.expires_at)
+    line_id: uuid.UUID
+    units: int
+    latest_expiry: datetime
+    earliest_expiry: datetime
+    at_checkout: bool = False
+
+
+def hold_lines(holds: Iterable[LiveHold], now: datetime) -> list[HoldLine]:
+    """The live holds (not past their time at ``now``) summed per line id, in the bound's
+    order (:func:`ranked`)."""
+    lines: dict[uuid.UUID, HoldLine] = {}
+    for hold in holds:
+        if hold.expires_at <= now or hold.quantity <= 0:
+            continue
+        found = lines.get(hold.line_id)
+        if found is None:
+            found = HoldLine(hold.line_id, 0, hold.expires_at, hold.expires_at, False)
+        lines[hold.line_id] = HoldLine(
+            hold.line_id,
+            found.units + hold.quantity,
+            max(found.latest_expiry, hold.expires_at),
+            min(found.earliest_expiry, hold.expires_at),
+            found.at_checkout or hold.at_checkout,
         )
+    return ranked(lines.values())
+
+
+def ranked(lines: Iterable[HoldLine]) -> list[HoldLine]:
+    """The bound's order: carts at checkout first, then the latest expiry, then the id. The
+    publisher's SQL ranks the same way, so it reads only the lines that fit."""
+    return sorted(
+        lines,
+        key=lambda line: (
+            not line.at_checkout,
+            -line.latest_expiry.timestamp(),
+            str(line.line_id),
+        ),
+    )
 
 
 def stock_value(
     on_hand: int, reserved: int, committed: int, holds: Iterable[LiveHold], now: datetime
 ) -> StockValue:
     """The value for a SKU's figures and its active holds at ``now``."""
-    lines: dict[uuid.UUID, _Line] = {}
-    for hold in holds:
-        if hold.expires_at > now and hold.quantity > 0:
-            lines.setdefault(hold.line_id, _Line()).add(hold)
-    ranked = sorted(
-        lines.items(),
-        key=lambda item: (
-            not item[1].at_checkout,
-            -(item[1].latest.timestamp() if item[1].latest else 0.0),
-            str(item[0]),
-        ),
-    )
-    kept = ranked[:MAX_HOLD_ENTRIES]
-    entries = {str(line_id): line.units for line_id, line in sorted(kept, key=lambda i: str(i[0]))}
+    return value_of_lines(on_hand, reserved, committed, hold_lines(holds, now))
+
+
+def value_of_lines(
+    on_hand: int,
+    reserved: int,
+    committed: int,
+    lines: list[HoldLine],
+    line_count: int | None = None,
+) -> StockValue:
+    """The value for a SKU's figures and its live hold lines, ranked (:func:`ranked`), of which
+    there are ``line_count`` in all (default ``len(lines)``: more when only the first were read).
+    """
+    kept = lines[:MAX_HOLD_ENTRIES]
+    entries = {str(line.line_id): line.units for line in sorted(kept, key=lambda x: str(x.line_id))}
     free = on_hand - reserved - committed
-    expiries = [line.earliest for _, line in kept if line.earliest is not None]
+    total = len(lines) if line_count is None else max(line_count, len(lines))
     return StockValue(
         free=free,
         holds=entries,
-        left_out=len(ranked) - len(kept),
-        next_expiry=min(expiries) if expiries else None,
+        left_out=total - len(kept),
+        next_expiry=min((line.earliest_expiry for line in kept), default=None),
         text=encode(free, entries),
     )
 

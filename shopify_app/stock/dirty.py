@@ -10,7 +10,7 @@ the row (``changes`` counts them), so a burst costs one publish.
 A follower (the Shopify stock metafield publisher; Shopify's inventory can follow the same way,
 issue 15 part 1) :func:`claim`\\ s due marks (a lease, so followers on several workers never
 publish one SKU at once and a dead one hands its marks on), reads the ledger, publishes, then
-calls :func:`clear`: the row goes only if its ``change_id`` is still the one claimed
+calls :func:`clear`: a row goes only if its ``change_id`` is still the one claimed
 (compare-and-clear), so a change made during the publish keeps it and is published next.
 ``clear`` may leave a follow-up due later instead (a hold's expiry), and :func:`release` gives a
 mark back untouched (Shopify down: nothing is lost, only delayed).
@@ -28,9 +28,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Uuid,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 
 from ..db.dialect import insert
+from ..db.metadata import UTCDateTime
 from ..ids import random_uuid
 from .tables import dirty_skus
 
@@ -135,60 +150,79 @@ class Cleared(enum.Enum):
 
 def clear(
     connection: Connection,
-    claimed: Mark,
+    published: list[tuple[Mark, datetime | None]],
     *,
     read_at: datetime,
     now: datetime,
-    follow_up: datetime | None = None,
-) -> Cleared:
-    """Compare-and-clear ``claimed`` once its SKU is published as the ledger was at ``read_at``.
+) -> dict[str, Cleared]:
+    """Compare-and-clear each published mark (its SKU published as the ledger was at
+    ``read_at``); a few statements whatever the number of marks.
 
-    ``follow_up``: instead of deleting the row, leave a mark due then (the earliest expiry of the
-    holds just published, which the function cannot see run out by itself).
+    With a follow-up time (the earliest expiry of the holds just published, which the function
+    cannot see run out), the row is not deleted but left due then.
     """
-    same = and_(
-        dirty_skus.c.sku == claimed.sku,
-        dirty_skus.c.change_id == claimed.change_id,
-        dirty_skus.c.claim_id == claimed.claim_id,
-    )
-    if follow_up is None:
-        done = connection.execute(delete(dirty_skus).where(same))
-    else:
-        done = connection.execute(
+    if not published:
+        return {}
+    key = tuple_(dirty_skus.c.sku, dirty_skus.c.change_id, dirty_skus.c.claim_id)
+    done: set[str] = set()
+    plain = [m for m, follow_up in published if follow_up is None]
+    if plain:
+        unchanged = key.in_([(m.sku, m.change_id, m.claim_id) for m in plain])
+        gone = connection.execute(delete(dirty_skus).where(unchanged).returning(dirty_skus.c.sku))
+        done.update(gone.scalars())
+    later = {m.sku: (m, follow_up) for m, follow_up in published if follow_up is not None}
+    if later:
+        unchanged = key.in_([(m.sku, m.change_id, m.claim_id) for m, _ in later.values()])
+        due = case(
+            {sku: literal(when, UTCDateTime) for sku, (_, when) in later.items()},
+            value=dirty_skus.c.sku,
+        )
+        fresh = case({sku: literal(random_uuid(), Uuid) for sku in later}, value=dirty_skus.c.sku)
+        kept = connection.execute(
             update(dirty_skus)
-            .where(same)
+            .where(unchanged)
             .values(
-                change_id=random_uuid(),
+                change_id=fresh,
                 changes=0,
-                first_changed_at=follow_up,
-                not_before=follow_up,
+                first_changed_at=due,
+                not_before=due,
                 claim_id=None,
                 claimed_until=None,
             )
+            .returning(dirty_skus.c.sku)
         )
-    if done.rowcount == 1:
-        return Cleared.CLEARED
+        done.update(kept.scalars())
+    results = dict.fromkeys(done, Cleared.CLEARED)
+    rest = [m for m, _ in published if m.sku not in done]
     # Changed during the publish: what was read at ``read_at`` is out; the rest waits.
-    kept = connection.execute(
-        update(dirty_skus)
-        .where(dirty_skus.c.sku == claimed.sku, dirty_skus.c.claim_id == claimed.claim_id)
-        .values(claim_id=None, claimed_until=None, first_changed_at=read_at)
-    )
-    if kept.rowcount == 1:
-        return Cleared.CHANGED
-    # Another follower holds it now (this one outlived its lease): what this one wrote may
-    # have landed after the other's newer write, so it is published once more.
-    mark(connection, {claimed.sku: 1}, now)
-    return Cleared.LOST
+    for claim_id in {m.claim_id for m in rest}:
+        mine = [m.sku for m in rest if m.claim_id == claim_id]
+        changed = connection.execute(
+            update(dirty_skus)
+            .where(dirty_skus.c.sku.in_(mine), dirty_skus.c.claim_id == claim_id)
+            .values(claim_id=None, claimed_until=None, first_changed_at=read_at)
+            .returning(dirty_skus.c.sku)
+        )
+        results.update(dict.fromkeys(changed.scalars(), Cleared.CHANGED))
+    # Another follower holds the rest now (this one outlived its lease): what this one wrote
+    # may have landed after the other's newer write, so they are published once more.
+    lost = sorted(m.sku for m in rest if m.sku not in results)
+    mark(connection, dict.fromkeys(lost, 1), now)
+    results.update(dict.fromkeys(lost, Cleared.LOST))
+    return results
 
 
-def release(connection: Connection, claimed: Mark, *, not_before: datetime | None = None) -> None:
-    """Give a claimed mark back as it is (not published), due again at ``not_before``."""
-    connection.execute(
-        update(dirty_skus)
-        .where(dirty_skus.c.sku == claimed.sku, dirty_skus.c.claim_id == claimed.claim_id)
-        .values(claim_id=None, claimed_until=None, not_before=not_before)
-    )
+def release(connection: Connection, claimed: list[tuple[Mark, datetime | None]]) -> None:
+    """Give claimed marks back as they are (not published), each due again at its time."""
+    groups: dict[tuple[uuid.UUID, datetime | None], list[str]] = {}
+    for one, not_before in claimed:
+        groups.setdefault((one.claim_id, not_before), []).append(one.sku)
+    for (claim_id, not_before), sku_list in groups.items():
+        connection.execute(
+            update(dirty_skus)
+            .where(dirty_skus.c.sku.in_(sorted(sku_list)), dirty_skus.c.claim_id == claim_id)
+            .values(claim_id=None, claimed_until=None, not_before=not_before)
+        )
 
 
 @dataclass(frozen=True)

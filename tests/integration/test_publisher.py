@@ -141,6 +141,15 @@ def cart_hold_id(engine: Engine, sku: str) -> str:
     return str(uuid.UUID(str(found)))  # SQLite keeps UUIDs as bare hex
 
 
+def cart_hold_id_of(app: Flask, holder: str) -> str:
+    with app.extensions[EXTENSION_KEY].engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id FROM holds WHERE holder = :holder AND status = 'active'"),
+            {"holder": holder},
+        ).scalar_one()
+    return str(uuid.UUID(str(found)))
+
+
 # --- marks ---------------------------------------------------------------------------------
 
 
@@ -344,6 +353,14 @@ def test_the_two_hundred_entry_bound(
     assert REGISTRY.get_sample_value("bazico_stock_publish_holds_left_out_total") == before + 30
     stored = stand_in.metafield(SHOP, gid(4401))
     assert stored is not None and len(stored.value.encode()) < 10_000
+
+    # The cart that reaches checkout ranks first (and its hold is kept whatever the others do).
+    checkout = {"token": "chk-map", "cart_token": "cart-map"}
+    assert deliver(app.test_client(), checkout, "checkouts/update").status_code == 200
+    snapshot = publisher.store.snapshot(["HOT"], app.extensions[EXTENSION_KEY].clock())["HOT"]
+    first = snapshot.lines[0]
+    assert first.at_checkout and str(first.line_id) == cart_hold_id_of(app, "cart-map")
+    assert len(snapshot.lines) == 200 and snapshot.line_count == 230
 
 
 def test_a_variant_that_stops_being_tracked_loses_its_metafield(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from shopify_app.shopify import client
 from shopify_app.shopify.ports import RoundOutcome, SetAnswer, SkuSnapshot, VariantRef
-from shopify_app.shopify.stock_metafield import LiveHold
+from shopify_app.shopify.stock_metafield import MAX_HOLD_ENTRIES, LiveHold, hold_lines
 from shopify_app.stock.dirty import Cleared, Mark
 
 
@@ -99,10 +99,12 @@ class FakePublicationStore:
                 for v in published
                 if self.variants.get(v) not in (None, sku) and self.variants[v] in self.figures
             }
+            lines = hold_lines(self.holds.get(sku, []), now)
             found[sku] = SkuSnapshot(
                 sku,
                 self.figures.get(sku),
-                [h for h in self.holds.get(sku, []) if h.expires_at > now],
+                lines[:MAX_HOLD_ENTRIES],
+                len(lines),
                 sorted(v for v, s in self.variants.items() if s == sku),
                 published,
                 moved,
