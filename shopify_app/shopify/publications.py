@@ -179,6 +179,7 @@ class SqlPublicationStore:
             for variant in sorted(set(outcome.forgotten)):
                 conn.execute(delete(variants).where(*_is(variants, variant)))
             # The marks last (a webhook locks a variant row before its marks), in SKU order.
+            dirty.lock(conn, [m.sku for m, _ in (*outcome.done, *outcome.retry)])
             cleared = dirty.clear(
                 conn, sorted(outcome.done, key=lambda d: d[0].sku), read_at=outcome.read_at, now=now
             )

@@ -15,9 +15,9 @@ calls :func:`clear`: a row goes only if its ``change_id`` is still the one claim
 ``clear`` may leave a follow-up due later instead (a hold's expiry), and :func:`release` gives a
 mark back untouched (Shopify down: nothing is lost, only delayed).
 
-Locks: writers lock a mark row after its SKU row; followers lock only mark rows, in sorted SKU
-order, and never a SKU row while holding one, so no two transactions wait for each other in a
-cycle. Marks are written in sorted order too.
+Locks: writers lock a mark row after its SKU row, and several in SKU order; followers lock only
+mark rows, always in SKU order first (:func:`lock`) before a statement changes several, and
+never a SKU row while holding one, so no two transactions wait for each other in a cycle.
 """
 
 from __future__ import annotations
@@ -148,6 +148,20 @@ class Cleared(enum.Enum):
     LOST = "lost"  # the lease ran out and another follower claimed it: marked again
 
 
+def lock(connection: Connection, sku_list: list[str]) -> None:
+    """Lock these marks in SKU order before changing several at once: a statement that deletes
+    or updates many rows takes their locks in whatever order it finds them, and one taking them
+    against the order a writer's upsert does would deadlock with it (PostgreSQL; SQLite's
+    transaction already holds the database)."""
+    if sku_list and connection.dialect.name == "postgresql":
+        connection.execute(
+            select(dirty_skus.c.sku)
+            .where(dirty_skus.c.sku.in_(sorted(set(sku_list))))
+            .order_by(dirty_skus.c.sku)
+            .with_for_update()
+        )
+
+
 def clear(
     connection: Connection,
     published: list[tuple[Mark, datetime | None]],
@@ -163,6 +177,7 @@ def clear(
     """
     if not published:
         return {}
+    lock(connection, [m.sku for m, _ in published])
     key = tuple_(dirty_skus.c.sku, dirty_skus.c.change_id, dirty_skus.c.claim_id)
     done: set[str] = set()
     plain = [m for m, follow_up in published if follow_up is None]
@@ -214,6 +229,7 @@ def clear(
 
 def release(connection: Connection, claimed: list[tuple[Mark, datetime | None]]) -> None:
     """Give claimed marks back as they are (not published), each due again at its time."""
+    lock(connection, [m.sku for m, _ in claimed])
     groups: dict[tuple[uuid.UUID, datetime | None], list[str]] = {}
     for one, not_before in claimed:
         groups.setdefault((one.claim_id, not_before), []).append(one.sku)

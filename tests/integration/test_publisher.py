@@ -10,6 +10,7 @@ the stand-in's own state, and the cases share the fixtures and helpers of this m
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 import uuid
@@ -31,8 +32,8 @@ from shopify_app.shopify.tables import stock_metafields, variants
 from shopify_app.stock import services
 from shopify_app.stock.combiner import combiner_for
 from shopify_app.stock.dirty import Cleared
-from shopify_app.stock.domain import HoldSource
-from shopify_app.stock.fast_path import reserve_one
+from shopify_app.stock.domain import Hold, HoldSource, HoldStatus, new_hold_id
+from shopify_app.stock.fast_path import reserve_batch, reserve_one
 from shopify_app.stock.tables import dirty_skus, holds
 from tests.support.app import SHOP, ApiClient, app_environ
 from tests.support.clock import FakeClock
@@ -497,3 +498,62 @@ def test_a_hold_named_on_a_joined_line_is_published_under_the_lines_id(
     publisher.run_round()
     value = published(stand_in, 4401)
     assert value is not None and value["h"][str(first)] == 2 and str(second) not in value["h"]
+
+
+@pytest.mark.postgres
+def test_publishing_while_carts_reserve_never_deadlocks(
+    postgres_url: str, stand_in: ShopifyStandIn
+) -> None:
+    """The fast path marks several SKUs in one statement while the publisher clears them: both
+    lock marks in SKU order, so neither waits for the other in a cycle (a deadlock answered
+    503 to shoppers before the publisher locked its marks in order)."""
+    environ = app_environ(
+        postgres_url,
+        SHOPIFY_ADMIN_URL=stand_in.url,
+        SHOPIFY_ACCESS_TOKEN=TOKEN,
+        SHOPIFY_PUBLISH_MIN_INTERVAL_SECONDS="0",
+    )
+    app = create_app(environ)  # the wall clock: rounds follow each other as in the worker
+    runtime: Runtime = app.extensions[EXTENSION_KEY]
+    skus_ = [f"D{n:02}" for n in range(12)]
+    try:
+        api = ApiClient(app.test_client())
+        stock(api, **dict.fromkeys(skus_, 10**6))
+        lines = [(7000 + n, sku, 1) for n, sku in enumerate(skus_)]
+        cart(app.test_client(), "cart-map", 1, *lines)
+        publisher = StockPublisher(runtime)
+        failures: list[BaseException] = []
+        stop = threading.Event()
+
+        def reserve_batches(seed: int) -> None:
+            rng = random.Random(seed)
+            while not stop.is_set():
+                chosen = rng.sample(skus_, 6)
+                now = runtime.clock()
+                until = now + TTL_DELTA
+                batch = [
+                    Hold(new_hold_id(), sku, 1, None, HoldSource.API, HoldStatus.ACTIVE, now, until)
+                    for sku in chosen
+                ]
+                try:
+                    reserve_batch(runtime.engine, batch, runtime.clock())
+                except Exception as exc:  # collected, asserted below
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=reserve_batches, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        rounds = 0
+        deadline = time.monotonic() + 4
+        try:
+            while time.monotonic() < deadline:
+                publisher.run_round()
+                rounds += 1
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+        assert failures == [], failures[:3]
+        assert rounds > 5
+    finally:
+        runtime.engine.dispose()
