@@ -19,8 +19,14 @@ DEFAULT_DATABASE_URL = "sqlite:///instance/bazico.db"
 #: Signs cookies and derives the token key when SECRET_KEY is unset, which only development and
 #: test allow (production refuses to start without SECRET_KEY, or with this value as SECRET_KEY).
 DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 # nosec B105 # not secret
-# carts/*, checkouts/* and orders/* webhooks need read_orders; the App Proxy needs write_app_proxy.
-DEFAULT_SHOPIFY_SCOPES = "read_orders,read_products,write_app_proxy"
+# carts/*, checkouts/* and orders/* webhooks need read_orders; the App Proxy needs write_app_proxy;
+# the stock metafields on variants need write_products; the checkout rule (validationCreate, and
+# listing validations) write_validations and read_validations; Shopify's inventory following the
+# ledger (issue 15, part 1) write_inventory.
+DEFAULT_SHOPIFY_SCOPES = (
+    "read_orders,read_products,write_products,write_app_proxy,"
+    "read_validations,write_validations,write_inventory"
+)
 SHOP_DOMAIN_RE = re.compile(r"\A[a-z0-9][a-z0-9-]*\.myshopify\.com\Z")
 ENVIRONMENTS = ("development", "test", "production")
 
@@ -87,6 +93,15 @@ class Settings:
     #: ADMIN_DEV_MODE=1: the embedded admin pages answer without a Shopify session token, for a
     #: local try outside Shopify's admin (refused in production).
     admin_dev_mode: bool = False
+    #: The stock publisher (shopify/publisher.py): on by default; off stops writing the checkout
+    #: function's metafields (the marks keep accumulating, so turning it on again catches up).
+    shopify_publish_stock: bool = True
+    #: How often the publisher looks for dirty SKUs when none were waiting.
+    shopify_publish_interval_seconds: float = 0.1
+    #: A SKU's variants are written at most once per this many seconds (bursts coalesce).
+    shopify_publish_min_interval_seconds: float = 1.0
+    #: How often the publisher reconciles what it wrote with the variants known.
+    shopify_publish_reconcile_seconds: float = 300.0
 
     @property
     def is_development(self) -> bool:
@@ -155,6 +170,18 @@ class _Reader:
             self.problems.append(f"{name} must be a rate such as 30/minute or off, got {raw!r}")
             return default
         return raw
+
+    def switch(self, name: builtins.str, default: bool) -> bool:
+        """on/off (also true/false, 1/0, yes/no)."""
+        raw = self.str(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("on", "true", "1", "yes"):
+            return True
+        if raw.lower() in ("off", "false", "0", "no"):
+            return False
+        self.problems.append(f"{name} must be on or off, got {raw!r}")
+        return default
 
     def float(self, name: builtins.str, default: float, *, minimum: float) -> float:
         raw = self.str(name)
@@ -296,6 +323,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         erp_backend=(r.str("ERP_BACKEND", "bling") or "bling").lower(),
         admin_dev_mode=r.str("ADMIN_DEV_MODE", "0") == "1",
+        shopify_publish_stock=r.switch("SHOPIFY_PUBLISH_STOCK", True),
+        shopify_publish_interval_seconds=r.float(
+            "SHOPIFY_PUBLISH_INTERVAL_SECONDS", 0.1, minimum=0.01
+        ),
+        shopify_publish_min_interval_seconds=r.float(
+            "SHOPIFY_PUBLISH_MIN_INTERVAL_SECONDS", 1.0, minimum=0.0
+        ),
+        shopify_publish_reconcile_seconds=r.float(
+            "SHOPIFY_PUBLISH_RECONCILE_SECONDS", 300.0, minimum=1.0
+        ),
     )
     app_url = r.str("APP_URL")
     if app_url is None and _on_heroku(env):

@@ -128,6 +128,9 @@ class SqlAlchemyUnitOfWork:
     def commit(self) -> None:
         if self._transaction is None:
             raise RuntimeError("commit() outside a with block")
+        # A variant that moved SKU needs its metafield written: its SKUs are marked dirty with
+        # the ledger's own changes (stock/dirty.py), in one sorted write.
+        self.stock.mark_changed(self.shopify.take_remapped())
         self.stock.flush()
         self._transaction.commit()
         # Logged and counted only now that they are true.

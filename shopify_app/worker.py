@@ -3,7 +3,8 @@
 It runs the expiry sweeper, the ledger drift check, the outbox relay, the Bling
 reconciliation (a full stock sync; it does nothing while Bling is not connected), the check of
 each shop's Shopify webhook subscriptions (missing ones are created again) and the order
-reconciliation (orders Shopify has that no webhook brought).
+reconciliation (orders Shopify has that no webhook brought), and, in a thread of its own,
+the stock publisher (the checkout function's metafields).
 Heroku sends SIGTERM and kills 30 s later, so a stop request is honoured between jobs, and each
 job is one short transaction: a kill at any moment rolls back at most one batch, which the next
 run redoes.
@@ -29,6 +30,7 @@ from .erp.stock_sync import reconcile
 from .observability import metrics
 from .ratelimit import DatabaseStorage
 from .runtime import Runtime, current_runtime
+from .shopify.publisher import StockPublisher
 from .shopify.reconcile import reconcile_orders
 from .shopify.registration import keep_subscribed
 from .stock import services
@@ -53,13 +55,21 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
         _Job("webhook subscriptions", settings.worker_webhook_check_seconds, keep_subscribed),
         _Job("order reconciliation", settings.worker_order_reconcile_seconds, reconcile_orders),
     ]
-    log.info("worker started: %s", ", ".join(f"{j.name} every {j.every:g}s" for j in jobs))
+    # The stock publisher has a thread of its own: the loop's jobs run one after another, and a
+    # slow Bling must not hold back the checkout's figures (shopify/publisher.py).
+    publisher = StockPublisher(runtime).start(stop) if settings.shopify_publish_stock else None
+    names = [f"{j.name} every {j.every:g}s" for j in jobs]
+    if publisher is not None:
+        names.append(f"stock publisher every {settings.shopify_publish_interval_seconds:g}s")
+    log.info("worker started: %s", ", ".join(names))
     while not stop.is_set():
         for job in jobs:
             if stop.is_set():
                 break
             job.run_if_due(runtime)
         stop.wait(max(0.0, min(job.next_at for job in jobs) - time.monotonic()))
+    if publisher is not None:
+        publisher.join(STOP_DEADLINE_SECONDS)
     log.info("worker stopped")
 
 

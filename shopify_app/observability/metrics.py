@@ -115,11 +115,53 @@ TOKEN_REFRESHES = Counter(
     ["provider", "outcome"],
 )
 
+# The stock publisher (shopify/publisher.py): the checkout function's metafields.
+PUBLISH_LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+PUBLISH_LAG = Histogram(
+    "bazico_stock_publish_lag_seconds",
+    "From a SKU's oldest unpublished ledger change to Shopify's answer to the metafield write "
+    "that carried it: how long the checkout's figures trailed the ledger.",
+    buckets=PUBLISH_LAG_BUCKETS,
+)
+PUBLISH_WRITES = Counter(
+    "bazico_stock_publish_writes_total",
+    "Variant stock metafields by operation: set (written), delete (the variant no longer "
+    "carries a tracked SKU), unchanged (the value was already there: no write).",
+    ["operation"],
+)
+PUBLISH_CALLS = Counter(
+    "bazico_stock_publish_calls_total",
+    "Admin API calls the stock publisher made (metafieldsSet / metafieldsDelete, up to 25 "
+    "variants each), throttled ones included.",
+)
+PUBLISH_CHANGES = Counter(
+    "bazico_stock_publish_changes_total",
+    "Ledger changes the published marks stood for (changes / writes: how much bursts coalesce).",
+)
+PUBLISH_FAILURES = Counter(
+    "bazico_stock_publish_failures_total",
+    "Stock publisher failures by reason (throttled, unavailable, rejected, refused, no_token, "
+    "invalid, database, error); each delays a publish, none loses one.",
+    ["reason"],
+)
+PUBLISH_HOLDS_LEFT_OUT = Counter(
+    "bazico_stock_publish_holds_left_out_total",
+    "Hold entries left out of a variant's metafield by the 200-entry bound (their owners fall "
+    "back to the free units at checkout).",
+)
+PUBLISH_REPUBLISHED = Counter(
+    "bazico_stock_publish_kept_marks_total",
+    "Published SKUs whose dirty mark was kept because the ledger changed during the publish "
+    "(published again next round).",
+)
+
 #: Read from the database at scrape time (``DatabaseCollector``).
 OUTBOX_DEPTH = "bazico_outbox_jobs"
 OUTBOX_OLDEST_AGE = "bazico_outbox_oldest_pending_age_seconds"
 STOCK_AVAILABLE = "bazico_stock_available"
 STOCK_RESERVED = "bazico_stock_reserved"
+PUBLISH_BACKLOG = "bazico_stock_publish_backlog"
+PUBLISH_OLDEST_AGE = "bazico_stock_publish_oldest_change_age_seconds"
 
 #: Every metric family name /metrics can show (histograms and counters add their suffixes).
 EXPORTED = frozenset(
@@ -140,6 +182,15 @@ EXPORTED = frozenset(
         "bazico_shopify_webhook_subscriptions_recreated_total",
         "bazico_shopify_webhook_topics_refused_total",
         "bazico_shopify_orders_reconciled_total",
+        "bazico_stock_publish_lag_seconds",
+        "bazico_stock_publish_writes_total",
+        "bazico_stock_publish_calls_total",
+        "bazico_stock_publish_changes_total",
+        "bazico_stock_publish_failures_total",
+        "bazico_stock_publish_holds_left_out_total",
+        "bazico_stock_publish_kept_marks_total",
+        PUBLISH_BACKLOG,
+        PUBLISH_OLDEST_AGE,
         OUTBOX_DEPTH,
         OUTBOX_OLDEST_AGE,
         STOCK_AVAILABLE,

@@ -56,6 +56,8 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from ..outbox import queue_figures
+        from ..shopify.publications import backlog_of
+        from ..stock.dirty import age
         from ..stock.tables import skus
 
         depth = GaugeMetricFamily(
@@ -63,7 +65,7 @@ class DatabaseCollector(Collector):
             "Outbox jobs waiting (pending) or dead-lettered, by kind.",
             labels=["kind", "status"],
         )
-        age = GaugeMetricFamily(
+        outbox_age = GaugeMetricFamily(
             metrics.OUTBOX_OLDEST_AGE,
             "Age of the oldest pending outbox job, by kind.",
             labels=["kind"],
@@ -74,6 +76,17 @@ class DatabaseCollector(Collector):
         reserved = GaugeMetricFamily(
             metrics.STOCK_RESERVED, "Reserved units of the hottest SKUs.", labels=["sku"]
         )
+        backlog = GaugeMetricFamily(
+            metrics.PUBLISH_BACKLOG,
+            "Dirty SKUs whose Shopify stock metafield is not published yet, by state: due (to "
+            "publish now), waiting_for_variant (no variant known yet), scheduled (a follow-up at "
+            "a hold's expiry).",
+            labels=["state"],
+        )
+        oldest = GaugeMetricFamily(
+            metrics.PUBLISH_OLDEST_AGE,
+            "Age of the oldest ledger change not yet published to Shopify's checkout (0: none).",
+        )
         try:
             figures = queue_figures(self.runtime)
             hottest = (
@@ -81,18 +94,24 @@ class DatabaseCollector(Collector):
                 .order_by((skus.c.reserved + skus.c.committed).desc(), skus.c.sku)
                 .limit(metrics.HOT_SKUS)
             )
+            now = self.runtime.clock()
             with self.runtime.engine.connect() as conn:
                 conn = conn.execution_options(**{READ_ONLY: True})
                 with conn.begin():
                     rows = conn.execute(hottest).all()
+                    publishing, waiting = backlog_of(conn, now)
         except SQLAlchemyError as exc:  # /metrics must answer while the database is away
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return
         for kind, kind_figures in sorted(figures.kinds.items()):
             depth.add_metric([kind, "pending"], kind_figures.pending)
             depth.add_metric([kind, "dead"], kind_figures.dead)
-            age.add_metric([kind], kind_figures.oldest_pending_age_seconds or 0.0)
+            outbox_age.add_metric([kind], kind_figures.oldest_pending_age_seconds or 0.0)
         for row in rows:
             available.add_metric([row.sku], row.on_hand - row.reserved - row.committed)
             reserved.add_metric([row.sku], row.reserved)
-        yield from (depth, age, available, reserved)
+        backlog.add_metric(["due"], publishing.due)
+        backlog.add_metric(["waiting_for_variant"], waiting)
+        backlog.add_metric(["scheduled"], publishing.scheduled)
+        oldest.add_metric([], age(publishing.oldest_due_at, now).total_seconds())
+        yield from (depth, outbox_age, available, reserved, backlog, oldest)

@@ -17,7 +17,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(proxy.bp)
 
-    from . import oauth, registration
+    from . import enforce_cli, oauth, registration
 
     app.register_blueprint(oauth.bp)
+    # ``enforce`` is defined in its own module on the ``shopify`` group (imported above).
+    registration.shopify_cli.add_command(enforce_cli.enforce_command)
     app.cli.add_command(registration.shopify_cli)

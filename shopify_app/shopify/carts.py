@@ -100,7 +100,9 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
             shortfalls[sku] = (need - granted, {"outcome": "hold_limit", "limit": capped_by})
     cart.cart_updated_at = updated_at
     uow.shopify.save_cart(cart, {sku: missing for sku, (missing, _) in shortfalls.items()})
-    uow.shopify.remember_variants(delivery.shop, variants_of(items, levels))
+    uow.shopify.remember_variants(
+        delivery.shop, variants_of(items, levels), untracked_variants(items, levels)
+    )
     for sku, (missing, why) in shortfalls.items():
         # A webhook cannot refuse an add-to-cart; the units it could not hold are recorded.
         uow.record(
@@ -118,6 +120,12 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
 def variants_of(items: list[LineItem], tracked: Collection[str]) -> dict[int, str]:
     """Variant id → SKU of the lines whose SKU is tracked (the App Proxy's variant routes)."""
     return {i.variant_id: i.sku for i in items if i.variant_id is not None and i.sku in tracked}
+
+
+def untracked_variants(items: list[LineItem], tracked: Collection[str]) -> set[int]:
+    """Variants whose lines carry a SKU the ledger does not track: a variant remembered with
+    another SKU is forgotten (and its stock metafield deleted)."""
+    return {i.variant_id for i in items if i.variant_id is not None and i.sku not in tracked}
 
 
 def _follow(

@@ -15,7 +15,7 @@ from ..orders.services import Sale, demand_of, named_holds
 from ..stock.domain import HoldStatus
 from ..unit_of_work import UnitOfWork
 from . import carts  # noqa: F401 - registers the carts/* and checkouts/* handlers
-from .carts import variants_of
+from .carts import untracked_variants, variants_of
 from .payloads import (
     CART_ATTRIBUTE,
     attribute,
@@ -87,7 +87,11 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     if cart is not None:
         cart.ordered = True
         uow.shopify.save_cart(cart)
-    uow.shopify.remember_variants(delivery.shop, variants_of(items, result.tracked))
+    uow.shopify.remember_variants(
+        delivery.shop,
+        variants_of(items, result.tracked),
+        untracked_variants(items, result.tracked),
+    )
     return result.outcome
 
 

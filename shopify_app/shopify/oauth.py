@@ -4,7 +4,8 @@ Install: validate the shop, verify Shopify's ``hmac`` when present, send the mer
 consent screen with a fresh ``state`` nonce that is also kept in a signed, HttpOnly, short-lived
 cookie. Callback: the shop, the query HMAC and the nonce must all check out before the code is
 exchanged for an expiring offline token; the granted scopes are checked, the tokens stored
-encrypted (shops.py) and the webhooks registered. Every refusal stores nothing.
+encrypted (shops.py), the webhooks registered and the checkout rule set up (enforcement.py).
+Every refusal stores nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..runtime import current_runtime
 from ..web.errors import error_response
 from ..web.openapi import api
 from ..web.schemas import Error
-from . import client, registration
+from . import client, enforcement, registration
 from .shops import TokenStore
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ def install() -> Any:
     tags=["shopify"],
 )
 def callback() -> Any:
-    """Finish the install: verify, exchange the code, store the tokens, register webhooks."""
+    """Finish the install: verify, exchange the code, store the tokens, register webhooks, set
+    up the checkout rule."""
     runtime = current_runtime()
     settings = runtime.settings
     shop = request.args.get("shop", "")
@@ -151,9 +153,28 @@ def callback() -> Any:
                 "refused": result.refused,
             },
             **({"action_needed": registration.PROTECTED_DATA_HINT} if result.refused else {}),
+            checkout=_enforce(shop, grant.access_token),
         )
     response.delete_cookie(STATE_COOKIE, path="/auth")
     return response
+
+
+def _enforce(shop: str, access_token: str) -> dict[str, Any]:
+    """The checkout rule (shopify/enforcement.py); a failure leaves the install done and is
+    logged (``flask shopify enforce`` completes it)."""
+    admin_base = client.admin_base_url(current_runtime().settings.shopify_admin_url, shop)
+    try:
+        report = enforcement.enforce(admin_base, access_token)
+    except client.ShopifyError as exc:
+        log.error("shop %s: checkout rule not set up: %s (run flask shopify enforce)", shop, exc)
+        return {"error": "checkout_rule_failed", "message": str(exc)}
+    if report.function is None:
+        log.warning(
+            "shop %s: the checkout validation function is not deployed; run `shopify app "
+            "deploy`, then `flask shopify enforce`",
+            shop,
+        )
+    return report.as_json()
 
 
 def missing_scopes(requested: str, granted: str) -> set[str]:

@@ -201,7 +201,7 @@ def keep_subscribed(runtime: Runtime) -> dict[str, Registration]:
 
 # --- command line ---------------------------------------------------------------------------
 
-shopify_cli = AppGroup("shopify", help="Shopify: webhook subscriptions.")
+shopify_cli = AppGroup("shopify", help="Shopify: webhook subscriptions, the checkout rule.")
 
 
 @shopify_cli.command("register-webhooks")

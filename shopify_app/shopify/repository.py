@@ -8,7 +8,7 @@ the SKU rows in sorted order.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from ..db.dialect import insert_ignore, upsert
 from .ports import EPOCH, Cart
-from .tables import carts, variants, webhook_receipts
+from .tables import carts, stock_metafields, variants, webhook_receipts
 
 
 class SqlShopifyRepository:
@@ -24,6 +24,7 @@ class SqlShopifyRepository:
         self.connection = connection
         self.now = now
         self._postgres = connection.dialect.name == "postgresql"
+        self._remapped: set[str] = set()
 
     # --- webhook receipts -----------------------------------------------------------------
 
@@ -92,25 +93,50 @@ class SqlShopifyRepository:
 
     # --- variants (App Proxy by variant id) ------------------------------------------------
 
-    def remember_variants(self, shop: str, mapping: dict[int, str]) -> None:
+    def remember_variants(
+        self, shop: str, mapping: dict[int, str], untracked: Collection[int] = ()
+    ) -> None:
         """Record which SKU each variant carries, writing only what is new or changed (so a
-        busy SKU's deliveries do not all write, nor lock, the same rows)."""
-        if not mapping:
+        busy SKU's deliveries do not all write, nor lock, the same rows); forget the variants of
+        ``untracked`` (their lines now carry a SKU the ledger does not track).
+
+        The SKUs a variant moved from or to are marked dirty at commit (the unit of work hands
+        them to the stock repository): the variant's stock metafield follows its SKU, or is
+        deleted once it carries none the ledger tracks.
+        """
+        wanted = set(mapping) | set(untracked)
+        if not wanted:
             return
         known = dict(
             self.connection.execute(
                 select(variants.c.variant_id, variants.c.sku).where(
-                    variants.c.shop == shop, variants.c.variant_id.in_(list(mapping))
+                    variants.c.shop == shop, variants.c.variant_id.in_(sorted(wanted))
                 )
             ).all()
         )
-        changed = sorted(v for v, sku in mapping.items() if known.get(v) != sku)
-        for variant_id in changed:  # sorted: two deliveries lock the rows in the same order
-            values = {"shop": shop, "variant_id": variant_id, "sku": mapping[variant_id]}
-            values["updated_at"] = self.now
-            self.connection.execute(
-                upsert(self.connection, variants, values, ["shop", "variant_id"])
-            )
+        changed = {v for v, sku in mapping.items() if known.get(v) != sku}
+        gone = {v for v in untracked if v in known and v not in mapping}
+        for variant_id in sorted(changed | gone):  # sorted: deliveries lock rows in one order
+            if variant_id in gone:
+                self.connection.execute(
+                    delete(variants).where(
+                        variants.c.shop == shop, variants.c.variant_id == variant_id
+                    )
+                )
+            else:
+                values = {"shop": shop, "variant_id": variant_id, "sku": mapping[variant_id]}
+                values["updated_at"] = self.now
+                self.connection.execute(
+                    upsert(self.connection, variants, values, ["shop", "variant_id"])
+                )
+                self._remapped.add(mapping[variant_id])
+            if variant_id in known:
+                self._remapped.add(known[variant_id])
+
+    def take_remapped(self) -> set[str]:
+        """The SKUs whose variants changed in this transaction (for the dirty marks)."""
+        remapped, self._remapped = self._remapped, set()
+        return remapped
 
     def sku_of_variant(self, shop: str, variant_id: int) -> str | None:
         return self.connection.execute(
@@ -130,7 +156,7 @@ class SqlShopifyRepository:
             )
 
     def erase_shop(self, shop: str) -> None:
-        """shop/redact: nothing about the shop's carts, deliveries or variants stays (the
-        orders' part is orders/repository.py's)."""
-        for table in (carts, webhook_receipts, variants):
+        """shop/redact: nothing about the shop's carts, deliveries, variants or the stock
+        metafields written to them stays (the orders' part is orders/repository.py's)."""
+        for table in (carts, webhook_receipts, variants, stock_metafields):
             self.connection.execute(delete(table).where(table.c.shop == shop))

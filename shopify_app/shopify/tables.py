@@ -1,5 +1,5 @@
-"""Tables of the Shopify side: webhook receipts (dedupe), carts and variants (the orders are in
-``orders/tables.py``).
+"""Tables of the Shopify side: webhook receipts (dedupe), carts, variants and the stock
+metafields written to them (the orders are in ``orders/tables.py``).
 
 Keys are led by the shop, so a second store or a sharded ledger needs no redesign.
 """
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     Index,
     String,
     Table,
@@ -54,6 +55,25 @@ variants = Table(
     Column("variant_id", BigInteger, primary_key=True),
     Column("sku", SKU, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The stock publisher finds a dirty SKU's variants by SKU.
+    Index("ix_shopify_variants_sku", "sku"),
+)
+
+# What the stock publisher (shopify/publisher.py) last wrote to each variant's ``$app:bazico``
+# ``stock`` metafield: an unchanged value is not written again, a SKU's variants are written at
+# most once per SHOPIFY_PUBLISH_MIN_INTERVAL_SECONDS, and a variant that stops carrying a
+# tracked SKU has its metafield deleted (and its row with it).
+stock_metafields = Table(
+    "shopify_stock_metafields",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("variant_id", BigInteger, primary_key=True),
+    Column("sku", SKU, nullable=False),
+    Column("value", Text, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    # From the oldest change the write carried to Shopify's answer.
+    Column("lag_seconds", Float, nullable=False),
+    Index("ix_shopify_stock_metafields_sku_published_at", "sku", "published_at"),
 )
 
 # How far the worker's order reconciliation got, per shop: every order Shopify updated before

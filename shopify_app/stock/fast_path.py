@@ -11,7 +11,8 @@ transaction:
   row lock, and PostgreSQL re-checks that condition on the newest row version once the lock is
   granted (READ COMMITTED's re-evaluation), so two buyers can never both take the last unit;
 - the hold and the movement are inserted from the ``UPDATE``'s ``RETURNING`` rows, so they exist
-  if and only if the counters moved;
+  if and only if the counters moved, and so is the SKU's dirty mark (stock/dirty.py: its
+  Shopify metafield is published again), as the repository's flush writes it;
 - the statement has committed when the answer arrives: the 200 is sent after the commit.
 
 When the statement changes nothing (unknown SKU, or not enough available), the caller falls back
@@ -49,6 +50,15 @@ WITH level AS (
                                  committed_delta, created_at)
     SELECT sku, %(reason)s, %(reference)s, 0, %(quantity)s, 0, %(now)s
       FROM level
+), mark AS (
+    -- stock/dirty.py's mark, as the repository's flush writes it
+    INSERT INTO dirty_skus (sku, change_id, changes, first_changed_at)
+    SELECT sku, gen_random_uuid(), 1, %(now)s FROM level
+    ON CONFLICT (sku) DO UPDATE
+       SET change_id = EXCLUDED.change_id,
+           changes = dirty_skus.changes + EXCLUDED.changes,
+           not_before = NULL,
+           first_changed_at = LEAST(dirty_skus.first_changed_at, EXCLUDED.first_changed_at)
 )
 SELECT count(*) FROM level
 """
@@ -124,7 +134,7 @@ WITH wanted AS (
                          %(holders)s::text[], %(sources)s::text[], %(expires)s::timestamptz[])
            AS r(id, sku, quantity, holder, source, expires_at)
 ), totals AS (
-    SELECT sku, sum(quantity) AS total FROM wanted GROUP BY sku
+    SELECT sku, sum(quantity) AS total, count(*) AS holds FROM wanted GROUP BY sku
 ), locked AS (
     SELECT sku FROM skus WHERE sku = ANY(%(distinct)s::text[]) ORDER BY sku FOR UPDATE
 ), level AS (
@@ -135,7 +145,7 @@ WITH wanted AS (
        AND skus.sku = totals.sku
        AND skus.sku IN (SELECT sku FROM locked)
        AND skus.on_hand - skus.reserved - skus.committed >= totals.total
- RETURNING skus.sku
+ RETURNING skus.sku, totals.holds
 ), hold AS (
     INSERT INTO holds (id, sku, quantity, holder, source, status, order_ref,
                        created_at, expires_at, updated_at)
@@ -147,6 +157,15 @@ WITH wanted AS (
                                  committed_delta, created_at)
     SELECT wanted.sku, %(reason)s, wanted.id::text, 0, wanted.quantity, 0, %(now)s
       FROM wanted JOIN level USING (sku)
+), mark AS (
+    -- stock/dirty.py's mark, as the repository's flush writes it (sorted: the lock order)
+    INSERT INTO dirty_skus (sku, change_id, changes, first_changed_at)
+    SELECT sku, gen_random_uuid(), holds, %(now)s FROM level ORDER BY sku
+    ON CONFLICT (sku) DO UPDATE
+       SET change_id = EXCLUDED.change_id,
+           changes = dirty_skus.changes + EXCLUDED.changes,
+           not_before = NULL,
+           first_changed_at = LEAST(dirty_skus.first_changed_at, EXCLUDED.first_changed_at)
 )
 SELECT sku FROM level
 """

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 
 from ..db.dialect import insert_ignore
 from ..observability.events import Event, holder_hash
+from . import dirty
 from .domain import Hold, HoldChange, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
 from .tables import holds, skus, stock_movements
 
@@ -64,6 +65,9 @@ class SqlStockRepository:
         self._holds: dict[uuid.UUID, tuple[Hold, _Loaded]] = {}
         self._new_holds: list[Hold] = []
         self._events: list[Event] = []
+        # SKUs to mark dirty at flush for a reason other than their own figures (a variant now
+        # carries them, so its metafield must be written): SKU -> changes.
+        self._marked: dict[str, int] = {}
 
     # --- locking reads --------------------------------------------------------------------
 
@@ -192,6 +196,11 @@ class SqlStockRepository:
     def add_hold(self, hold: Hold) -> None:
         self._new_holds.append(hold)
 
+    def mark_changed(self, sku_list: Iterable[str]) -> None:
+        """Have ``flush`` mark these SKUs dirty with the ledger's own changes (dirty.py)."""
+        for sku in sku_list:
+            self._marked[sku] = self._marked.get(sku, 0) + 1
+
     def forget_holders(self, holders: Iterable[str] | None) -> None:
         """Privacy: drop the holder (a shopper's cart token) from holds; None means every one."""
         stmt = update(holds).where(holds.c.holder.is_not(None))
@@ -250,8 +259,14 @@ class SqlStockRepository:
     # --- writing back ---------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write the new holds, the changed holds, the counters and the movements."""
+        """Write the new holds, the changed holds, the counters and the movements, and mark
+        every SKU they touched dirty (its Shopify metafield is then published again)."""
         conn, now = self.connection, self.now
+        changed = dict(self._marked)
+        for level in self._levels.values():
+            count = len(level.pending) + len(level.changes)
+            if count:
+                changed[level.sku] = changed.get(level.sku, 0) + count
         if self._new_holds:
             conn.execute(
                 insert(holds),
@@ -323,6 +338,9 @@ class SqlStockRepository:
                     for m in movements
                 ],
             )
+        # Last: the SKU rows are locked already (and a mark row is locked after its SKU row).
+        dirty.mark(conn, changed, now)
+        self._marked = {}
         self._new_holds = []
         self._holds = {k: (h, _loaded(h)) for k, (h, _) in self._holds.items()}
 

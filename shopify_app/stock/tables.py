@@ -84,3 +84,29 @@ stock_movements = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_stock_movements_sku_id", "sku", "id"),
 )
+
+# SKUs whose ledger changed since their followers (the Shopify stock metafield publisher) last
+# published them: a queue, not a history. The transaction that changes a SKU upserts its row
+# (stock/dirty.py, in the repository's flush and in the fast path's statement), so a change is
+# marked if and only if it commits. A follower clears the row only if ``change_id`` is still the
+# one it read before publishing (compare-and-clear): a change made meanwhile keeps it, and many
+# changes between two publishes share one row, so bursts coalesce.
+dirty_skus = Table(
+    "dirty_skus",
+    metadata,
+    # No foreign key: a variant moved to a SKU the ledger does not track is marked too, so its
+    # metafield gets deleted.
+    Column("sku", SKU, primary_key=True),
+    # A new random id per change: what compare-and-clear compares (never reused, so a slow
+    # follower cannot clear a row that was cleared and marked again meanwhile).
+    Column("change_id", Uuid, nullable=False),
+    # How many changes this row stands for (coalescing, for the metrics).
+    Column("changes", Integer, nullable=False, server_default=text("1")),
+    # The oldest change not yet published: the publish lag starts here.
+    Column("first_changed_at", UTCDateTime, nullable=False),
+    # Not to be published before this (a follow-up at a hold's expiry, or a retry's delay).
+    Column("not_before", UTCDateTime, nullable=True),
+    # The follower that took it, until when (a lease: a follower that died hands it on).
+    Column("claim_id", Uuid, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+)

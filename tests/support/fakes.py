@@ -17,7 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -193,6 +193,7 @@ class FakeShopifyRepository:
         self._shortfalls: dict[tuple[str, str], dict[str, int]] = {}
         self._orders: dict[tuple[str, int], Order] = {}
         self._variants: dict[tuple[str, int], str] = {}
+        self._forgotten: set[tuple[str, int]] = set()
 
     def lock_cart(self, shop: str, token: str) -> Cart:
         key = (shop, token)
@@ -213,10 +214,18 @@ class FakeShopifyRepository:
                 return token
         return None
 
-    def remember_variants(self, shop: str, mapping: dict[int, str]) -> None:
+    def remember_variants(
+        self, shop: str, mapping: dict[int, str], untracked: Collection[int] = ()
+    ) -> None:
         self._variants.update({(shop, v): sku for v, sku in mapping.items()})
+        for variant_id in untracked:
+            if variant_id not in mapping:
+                self._variants.pop((shop, variant_id), None)
+                self._forgotten.add((shop, variant_id))
 
     def sku_of_variant(self, shop: str, variant_id: int) -> str | None:
+        if (shop, variant_id) in self._forgotten:
+            return None
         return {**self.store.variants, **self._variants}.get((shop, variant_id))
 
     def forget_carts(self, shop: str, tokens: Iterable[str]) -> None:
@@ -233,6 +242,8 @@ class FakeShopifyRepository:
         self.store.carts.update(self._carts)
         self.store.shortfalls.update(self._shortfalls)
         self.store.variants.update(self._variants)
+        for key in self._forgotten:
+            self.store.variants.pop(key, None)
         self._carts, self._shortfalls, self._variants = {}, {}, {}
 
 

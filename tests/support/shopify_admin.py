@@ -319,6 +319,8 @@ class AdminApi:
         self.client_id = client_id
         self.lock = lock
         self.shops: dict[str, ShopAdmin] = {}
+        #: Every metafield written, in order: (time.time(), shop, owner id, value).
+        self.writes: list[tuple[float, str, str, str]] = []
         self._ids = itertools.count(1)
 
     def shop(self, shop: str) -> ShopAdmin:
@@ -360,7 +362,7 @@ class AdminApi:
             result = graphql.execute(
                 admin_schema(),
                 document,
-                root_value=_Root(self, state),
+                root_value=_Root(self, state, shop),
                 variable_values=variables,
                 operation_name=body.get("operationName"),
             )
@@ -472,9 +474,10 @@ class _Root:
     methods and their arguments are named after the GraphQL fields graphql-core resolves them
     for (its default resolver calls ``root.<field>(info, **arguments)``)."""
 
-    def __init__(self, api: AdminApi, state: ShopAdmin) -> None:
+    def __init__(self, api: AdminApi, state: ShopAdmin, shop: str) -> None:
         self.api = api
         self.state = state
+        self.shop = shop
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -602,6 +605,7 @@ class _Root:
             else:
                 stored.type, stored.value, stored.updated_at = type_, value, now
                 stored.writes += 1
+            self.api.writes.append((time.time(), self.shop, owner, value))
             written.append(self.api.metafield_object(stored, self.state))
         return {"metafields": written, "userErrors": []}
 

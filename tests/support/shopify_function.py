@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,44 @@ def run_function(wasm: Path, input_data: Any, export: str = EXPORT) -> FunctionR
     except ValueError:
         output = None
     return FunctionRun(output, out, logs, instructions, exit_code)
+
+
+@dataclass(frozen=True)
+class CartLine:
+    """A cart line as the input query reads it: the variant, units and ``_bazico_hold``."""
+
+    variant_gid: str
+    quantity: int
+    hold: str | None = None
+    product: str = "Camiseta Básica"
+    title: str = "M"
+
+
+def cart_input(
+    lines: list[CartLine],
+    metafield_of: Callable[[str], Any],
+    *,
+    step: str = "CHECKOUT_COMPLETION",
+) -> dict[str, Any]:
+    """The input query's result for a cart, as Shopify builds it: each variant's stock
+    metafield is ``metafield_of(variant_gid)`` (its JSON value, None when it has none), e.g.
+    what the Shopify stand-in stored."""
+    built = []
+    for line in lines:
+        value = metafield_of(line.variant_gid)
+        built.append(
+            {
+                "quantity": line.quantity,
+                "attribute": None if line.hold is None else {"value": line.hold},
+                "merchandise": {
+                    "id": line.variant_gid,
+                    "title": line.title,
+                    "product": {"title": line.product},
+                    "metafield": None if value is None else {"jsonValue": value},
+                },
+            }
+        )
+    return {"buyerJourney": {"step": step}, "cart": {"lines": built}}
 
 
 def fixture_payload(document: Any) -> tuple[Any, Any, str]:

@@ -224,6 +224,11 @@ class ShopifyStandIn:
             )
             return None if stored is None else dataclasses.replace(stored)
 
+    def metafield_writes(self, shop: str) -> list[tuple[float, str, str]]:
+        """Every metafield written for ``shop``: (time.time() when stored, owner id, value)."""
+        with self._lock:
+            return [(at, owner, value) for at, s, owner, value in self.admin.writes if s == shop]
+
     def metafields(self, shop: str) -> list[StoredMetafield]:
         with self._lock:
             return [dataclasses.replace(m) for m in self.admin.shop(shop).metafields.values()]

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Set by Heroku, not by an operator: the Postgres add-on, the router's port, the dyno markers.
 PLATFORM = {"DATABASE_URL", "PORT", "DYNO", "CI"}
 READS = [
-    re.compile(r'r\.(?:str|int|float|rate)\(\s*"([A-Z][A-Z0-9_]+)"'),  # config.py's reader
+    re.compile(r'r\.(?:str|int|float|rate|switch)\(\s*"([A-Z][A-Z0-9_]+)"'),  # config.py's reader
     re.compile(r'(?:environ\.get|getenv)\(\s*"([A-Z][A-Z0-9_]+)"'),
     re.compile(r'environ\[\s*"([A-Z][A-Z0-9_]+)"\s*\]'),
     re.compile(r'"([A-Z][A-Z0-9_]+)" in env\b'),

@@ -17,10 +17,12 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The domain modules: the stock ledger's rules and the order aggregate.
+#: The domain modules: the stock ledger's rules, the order aggregate and the checkout
+#: function's metafield value.
 DOMAINS = {
     "shopify_app.stock": ROOT / "shopify_app" / "stock" / "domain.py",
     "shopify_app.orders": ROOT / "shopify_app" / "orders" / "model.py",
+    "shopify_app.shopify": ROOT / "shopify_app" / "shopify" / "stock_metafield.py",
 }
 #: App modules the domain may use: they import only the standard library themselves.
 ALLOWED_APP_MODULES = {"shopify_app.ids", "shopify_app.clock"}
