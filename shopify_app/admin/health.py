@@ -19,6 +19,7 @@ from ..crypto import TokenUnreadable
 from ..erp import connection as bling
 from ..runtime import Runtime
 from ..shopify import client as shopify_client
+from ..shopify import enforcement
 from ..shopify.registration import TOPICS, list_subscriptions, webhook_uri
 from ..shopify.shops import ShopTokenError, TokenStore
 from . import queries
@@ -111,6 +112,27 @@ def shopify_health(runtime: Runtime, shop: str) -> tuple[list[TopicHealth], str 
     return topics, problem
 
 
+def checkout_health(runtime: Runtime, shop: str) -> dict[str, Any]:
+    """The checkout rule as Shopify has it (``shopify enforce``'s check, changing nothing): the
+    deployed function, the validation and whether it is on; ``problem`` when unreadable."""
+    try:
+        token = TokenStore.for_runtime(runtime).access_token(shop)
+        admin_base = shopify_client.admin_base_url(runtime.settings.shopify_admin_url, shop)
+        report = enforcement.check(admin_base, token)
+    except (ShopTokenError, TokenUnreadable) as exc:
+        return {"problem": f"{type(exc).__name__}: {exc}"}
+    except shopify_client.ShopifyError as exc:
+        log.warning("admin.checkout_rule_unreadable shop=%s error=%s", shop, exc)
+        return {"problem": f"Shopify: {exc}"}
+    validation = report.validation
+    return {
+        "problem": None,
+        "function": report.function.handle if report.function else None,
+        "enabled": validation.enabled if validation else False,
+        "block_on_failure": validation.block_on_failure if validation else None,
+    }
+
+
 def audit_results(runtime: Runtime, shop: str) -> dict[str, Any] | None:
     """The shop's last ``flask catalog audit`` report (catalog.py), or None before the first."""
     return last_report(runtime, shop)
@@ -123,4 +145,5 @@ def read(runtime: Runtime, shop: str) -> dict[str, Any]:
         "topics": topics,
         "subscriptions_problem": problem,
         "audit": audit_results(runtime, shop),
+        "checkout": checkout_health(runtime, shop),
     }

@@ -99,6 +99,9 @@ def test_each_page_shows_the_ledger_with_the_frame_policy(
     assert health.headers["Content-Security-Policy"] == CSP
     assert "Bling connection" in health.get_data(as_text=True)  # the admin's locale wins
     assert "run `flask --app wsgi catalog audit`" in health.get_data(as_text=True)
+    # No Shopify here: the checkout rule's panel says it could not be read, and the page stands.
+    assert 'data-panel="checkout"' in health.get_data(as_text=True)
+    assert "Could not read the rule from Shopify" in health.get_data(as_text=True)
 
 
 def test_the_health_page_shows_the_last_catalog_audit(

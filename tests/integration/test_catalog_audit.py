@@ -1,5 +1,6 @@
 """``flask catalog audit`` against the Shopify stand-in (productVariants, paginated, with the
-query cost and throttling Shopify answers) and Bling's catalog as a sync stored it."""
+query cost and throttling Shopify answers) and Bling's catalog as a sync stored it; and the
+checkout rule as the admin's Saúde page reads it from the same stand-in."""
 
 from __future__ import annotations
 
@@ -95,3 +96,28 @@ def test_without_bling_catalog_the_audit_says_to_sync_first(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["catalog", "audit"])
     assert result.exit_code == 1
     assert "bling sync" in result.output
+
+
+def test_the_admin_health_reads_the_checkout_rule_as_shopify_has_it(
+    app: Flask, stand_in: ShopifyStandIn
+) -> None:
+    from shopify_app.admin.health import checkout_health
+    from shopify_app.shopify import enforcement
+
+    runtime = app.extensions[EXTENSION_KEY]
+    assert checkout_health(runtime, SHOP) == {
+        "problem": None,
+        "function": None,
+        "enabled": False,
+        "block_on_failure": None,
+    }
+    stand_in.deploy_function(SHOP)
+    enforcement.enforce(admin_base_url(stand_in.url, SHOP), TOKEN)
+    health = checkout_health(runtime, SHOP)
+    assert health["function"] == "bazico-checkout-validation"
+    assert health["enabled"] is True and health["block_on_failure"] is False
+    stand_in.outage()
+    try:
+        assert (checkout_health(runtime, SHOP)["problem"] or "").startswith("Shopify:")
+    finally:
+        stand_in.restore()
