@@ -28,6 +28,7 @@ import requests
 from sqlalchemy import Engine, select
 
 from shopify_app.stock.tables import holds
+from tests.support.browser import chromium
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.procfile import WebOnPostgres, call, free_port
 from tests.support.storefront_standin import Recorded, Storefront, product
@@ -38,43 +39,13 @@ SECRET = "browser-e2e-shopify-secret"
 SHOP = "bazico-browser.myshopify.com"
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-REQUIRE_BROWSER = os.environ.get("REQUIRE_BROWSER") == "1"
 UPDATE_SCREENSHOTS = os.environ.get("UPDATE_SCREENSHOTS") == "1"
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-#: Headless, and nothing beyond loopback: no background updates, sync, QUIC or name lookups.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-
-
-def _missing(what: str) -> None:
-    if REQUIRE_BROWSER:
-        pytest.fail(f"{what} and REQUIRE_BROWSER=1")
-    pytest.skip(f"{what} (REQUIRE_BROWSER=1 makes this a failure)")
 
 
 @pytest.fixture(scope="module", autouse=True)  # autouse: checked before the service starts
 def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright package is not installed")
-    if not Path(CHROMIUM).is_file():
-        _missing(f"chromium not found at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Headless Chromium for the browser tests: Debian's /usr/bin/chromium driven by Playwright
 (``playwright install`` cannot download a browser here), reaching nothing beyond loopback.
 
-(tests/e2e/test_storefront_browser.py predates this module and keeps its own copy.)
+The storefront's and the admin pages' browser tests both launch it from here.
 """
 
 from __future__ import annotations
