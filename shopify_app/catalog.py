@@ -11,7 +11,9 @@ only in case or spaces pointed out (the likely typos). ``--json`` for machines.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,8 @@ from .shopify import client
 from .shopify.catalog import ShopifyVariant, fetch_variants
 from .shopify.shops import ShopTokenError, TokenStore
 from .shopify.tables import catalog_audits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -151,23 +155,37 @@ def audit_command(shop: str | None, as_json: bool) -> None:
             "Bling's catalog is empty here: run `flask --app wsgi bling sync` first"
         )
 
+    terminal = sys.stderr.isatty()
+    started = time.monotonic()
+
     def progress(pages: int, variants: int) -> None:
-        click.echo(f"\rShopify: {pages} page(s), {variants} variant(s) read", nl=False, err=True)
+        """One live line on a terminal; otherwise a log line every 10 pages (a long catalog)."""
+        line = f"Shopify: {pages} page(s), {variants} variant(s) read"
+        line += f", {time.monotonic() - started:.0f} s elapsed"
+        if terminal:
+            click.echo(f"\r{line}", nl=False, err=True)
+        elif pages % 10 == 0:
+            log.info("catalog.audit_progress %s", line)
 
     try:
         token = TokenStore.for_runtime(runtime).access_token(shop)
         admin_base = client.admin_base_url(runtime.settings.shopify_admin_url, shop)
-        variants = fetch_variants(
-            admin_base, token, on_page=progress if sys.stderr.isatty() else None
-        )
+        variants = fetch_variants(admin_base, token, on_page=progress)
     except (ShopTokenError, TokenUnreadable, client.ShopifyError) as exc:
         raise click.ClickException(f"{shop}: {exc}") from None
-    if sys.stderr.isatty():
+    if terminal:
         click.echo("", err=True)
+    log.info(
+        "catalog.audited shop=%s variants=%d seconds=%.1f",
+        shop,
+        len(variants),
+        time.monotonic() - started,
+    )
     result = audit(shop, variants, known)
     save_report(runtime, result)
     if as_json:
-        click.echo(json.dumps(result.as_json(), ensure_ascii=False, indent=2))
+        # One line, the last of stdout: the service's JSON log lines go to stdout too.
+        click.echo(json.dumps(result.as_json(), ensure_ascii=False))
         return
     _print(result)
 

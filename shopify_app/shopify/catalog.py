@@ -56,14 +56,14 @@ def fetch_variants(
     admin_base: str,
     access_token: str,
     *,
-    page_size: int = PAGE_SIZE,
+    page_size: int | None = None,
     on_page: Callable[[int, int], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[ShopifyVariant]:
     """Every variant of the shop, following the pages (throttling waited out, paging.py).
     ``on_page(pages, variants)`` is told after each page (progress)."""
     found: list[ShopifyVariant] = []
-    variables = {"first": page_size}
+    variables = {"first": page_size or PAGE_SIZE}
     for number, nodes in enumerate(
         paging.pages(
             admin_base, access_token, VARIANTS_QUERY, variables, "productVariants", sleep=sleep

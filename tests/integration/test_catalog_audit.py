@@ -59,7 +59,7 @@ def test_the_audit_lists_every_mismatch_and_answers_json(
 
     result = app.test_cli_runner().invoke(args=["catalog", "audit", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["variants"] == 5 and report["bling_products"] == 3
     assert [v["label"] for v in report["without_sku"]] == ["Camiseta / G"]
     assert list(report["duplicate_skus"]) == ["CAP"]
@@ -90,6 +90,29 @@ def test_the_audit_reads_every_page_and_waits_out_a_throttle(stand_in: ShopifySt
     assert len(waited) == 2 and all(w >= 0 for w in waited)
     validated = [c for c in stand_in.calls_of("graphql") if c.operation == "productVariants"]
     assert len(validated) == 5  # two throttled answers, then the three pages
+
+
+def test_a_long_catalog_logs_its_progress_when_not_on_a_terminal(
+    app: Flask,
+    stand_in: ShopifyStandIn,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shopify_app.shopify import catalog as shopify_catalog
+
+    monkeypatch.setattr(shopify_catalog, "PAGE_SIZE", 2)
+    for n in range(41):
+        stand_in.add_variant(SHOP, f"SKU-{n:02d}")
+    bling_catalog(app, "SKU-00")
+    caplog.set_level("INFO", logger="shopify_app.catalog")
+    result = app.test_cli_runner().invoke(args=["catalog", "audit", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.name == "shopify_app.catalog"]
+    progress = [m for m in lines if "audit_progress" in m]
+    assert len(progress) == 2  # 21 pages: a line at the 10th and the 20th
+    assert progress[0].startswith("catalog.audit_progress Shopify: 10 page(s), 20 variant(s) read")
+    assert progress[1].startswith("catalog.audit_progress Shopify: 20 page(s), 40 variant(s) read")
+    assert any(m.startswith(f"catalog.audited shop={SHOP} variants=41") for m in lines)
 
 
 def test_without_bling_catalog_the_audit_says_to_sync_first(app: Flask) -> None:
