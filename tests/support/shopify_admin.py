@@ -21,6 +21,15 @@ resolvers of every operation the service sends, each refusing bad input the way 
   a test deployed with ``deploy_function``), ``validations``, ``validationCreate`` and
   ``validationUpdate``. ``$app:`` namespaces are stored as Shopify stores them,
   ``app--<app id>--…``.
+- **Inventory.** ``locations``/``location``, ``inventoryItem`` (and a variant's ``inventoryItem``),
+  their ``inventoryLevel``/``inventoryLevels`` and ``quantities``; ``inventoryAdjustQuantities``
+  and ``inventorySetQuantities`` as 2026-04+ has them: ``@idempotent(key:)`` required (a
+  top-level ``BAD_REQUEST`` error without it), ``changeFromQuantity`` required on every entry
+  (explicit ``null`` skips the compare-and-swap), atomic, and replayed by key: the same key with
+  the same input gets the first answer again (userErrors included) without applying twice, with
+  another input ``IDEMPOTENCY_KEY_PARAMETER_MISMATCH``. Only ``available`` is kept for real;
+  ``committed`` grows with a sale (``sell``), ``on_hand`` is ``available + committed``, the other
+  names are 0. Times are Shopify's, ``2026-11-27T12:00:00Z``, from the stand-in's clock if any.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +60,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    StringValueNode,
     VariableNode,
 )
 from graphql.validation import (
@@ -306,18 +317,149 @@ class ShopAdmin:
     #: Protected customer data not approved (yet) for the app: orders/* and checkouts/* cannot
     #: be subscribed (``refuse_protected_topics``).
     protected_data_refused: bool = False
+    #: Inventory: locations and items by gid, levels by (item gid, location gid).
+    locations: dict[str, StoredLocation] = field(default_factory=dict)
+    items: dict[str, StoredItem] = field(default_factory=dict)
+    levels: dict[tuple[str, str], StoredLevel] = field(default_factory=dict)
+    #: Every ``available`` change applied, in order (``inventory_changes``).
+    inventory_changes: list[InventoryChangeRecord] = field(default_factory=list)
+    #: @idempotent key -> (fingerprint of the mutation and its input, the payload answered).
+    idempotency: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
-class _InputTooLarge(GraphQLError):
+@dataclass
+class StoredLocation:
+    id: int
+    name: str
+    fulfills_online_orders: bool
+    active: bool
+    created_at: datetime
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/Location/{self.id}"
+
+
+@dataclass
+class StoredItem:
+    """An inventory item (one per variant, numbered as its variant)."""
+
+    id: int
+    sku: str | None
+    tracked: bool
+    created_at: datetime
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/InventoryItem/{self.id}"
+
+
+@dataclass
+class StoredLevel:
+    """An item stocked at a location: its quantities and when each last changed."""
+
+    id: int
+    item: StoredItem
+    location: StoredLocation
+    available: int
+    created_at: datetime
+    committed: int = 0
+    changed_at: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/InventoryLevel/{self.id}?inventory_item_id={self.item.id}"
+
+    def quantity(self, name: str) -> int:
+        if name == "available":
+            return self.available
+        if name == "committed":
+            return self.committed
+        if name == "on_hand":
+            return self.available + self.committed
+        return 0
+
+
+@dataclass(frozen=True)
+class InventoryChangeRecord:
+    """One change of an ``available`` quantity the stand-in applied (for assertions)."""
+
+    at: float  # time.time() when applied
+    kind: str  # "adjust", "set" or "sale"
+    inventory_item_id: str
+    location_id: str
+    delta: int  # of available
+    quantity_after: int  # available after the change
+    key: str | None  # the @idempotent key (None for a sale)
+    reason: str | None
+    reference_document_uri: str | None
+
+
+#: The quantity names Shopify knows (``quantities(names:)``); only these are answered.
+QUANTITY_NAMES = (
+    "available",
+    "committed",
+    "damaged",
+    "incoming",
+    "on_hand",
+    "quality_control",
+    "reserved",
+    "safety_stock",
+)
+#: Shopify's inventory change reasons (``reason`` of the inventory mutations).
+INVENTORY_REASONS = frozenset(
+    {
+        "correction",
+        "cycle_count_available",
+        "damaged",
+        "movement_created",
+        "movement_updated",
+        "movement_received",
+        "movement_canceled",
+        "other",
+        "promotion",
+        "quality_control",
+        "received",
+        "reservation_created",
+        "reservation_deleted",
+        "reservation_updated",
+        "restock",
+        "safety_stock",
+        "shrinkage",
+    }
+)
+IDEMPOTENCY_REQUIRED = "The @idempotent directive is required for this mutation."
+IDEMPOTENCY_KEY_BLANK = "The idempotency key cannot be an empty string or whitespace only."
+CHANGE_FROM_REQUIRED = (
+    "changeFromQuantity is required: pass the quantity you expect, or null to skip the check."
+)
+
+
+def shopify_time(moment: datetime) -> str:
+    """A DateTime as Shopify writes it: UTC, to the second, ``Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Refused(GraphQLError):
+    """A top-level error that voids the whole answer: no ``data`` (as Shopify answers it)."""
+
+
+class _InputTooLarge(_Refused):
     pass
 
 
 class AdminApi:
     """The shops' Admin API state and the GraphQL endpoint over it (thread-safe)."""
 
-    def __init__(self, client_id: str, lock: threading.RLock) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        lock: threading.RLock,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.client_id = client_id
         self.lock = lock
+        self.clock = clock
         self.shops: dict[str, ShopAdmin] = {}
         #: Every metafield written, in order: (time.time(), shop, owner id, value).
         self.writes: list[tuple[float, str, str, str]] = []
@@ -337,6 +479,10 @@ class AdminApi:
 
     def next_id(self) -> int:
         return next(self._ids)
+
+    def now(self) -> datetime:
+        """The stand-in's clock when it has one, else the wall clock (UTC)."""
+        return self.clock() if self.clock is not None else datetime.now(UTC)
 
     # --- the endpoint ------------------------------------------------------------------------
 
@@ -371,7 +517,7 @@ class AdminApi:
         if result.errors:
             answer["errors"] = [e.formatted for e in result.errors]
         if result.data is not None and not any(
-            isinstance(e.original_error or e, _InputTooLarge) for e in result.errors or []
+            isinstance(e.original_error or e, _Refused) for e in result.errors or []
         ):
             answer["data"] = result.data
         answer["extensions"] = {
@@ -433,6 +579,187 @@ class AdminApi:
             "metafields": lambda info, **_: empty,
         }
 
+    def location_object(self, location: StoredLocation, state: ShopAdmin) -> dict[str, Any]:
+        empty = connection([], None, None)
+        levels = [v for v in state.levels.values() if v.location is location]
+        primary = next(iter(state.locations.values()), None) is location
+        stamp = shopify_time(location.created_at)
+
+        def inventory_level(info: Any, inventoryItemId: str, **_: Any) -> dict[str, Any] | None:
+            level = state.levels.get((inventoryItemId, location.gid))
+            return self.level_object(level, state) if level is not None else None
+
+        def inventory_levels(
+            info: Any, first: int | None = None, after: str | None = None, **_: Any
+        ) -> dict[str, Any]:
+            return connection([self.level_object(v, state) for v in levels], first, after)
+
+        return {
+            "activatable": not location.active,
+            "addressVerified": True,
+            "createdAt": stamp,
+            "deactivatable": location.active,
+            "deactivatedAt": None if location.active else stamp,
+            "deletable": not location.active,
+            "fulfillsOnlineOrders": location.fulfills_online_orders,
+            "hasActiveInventory": bool(levels),
+            "hasUnfulfilledOrders": False,
+            "id": location.gid,
+            "inventoryLevel": inventory_level,
+            "inventoryLevels": inventory_levels,
+            "isActive": location.active,
+            "isFulfillmentService": False,
+            "isPrimary": primary,
+            "legacyResourceId": str(location.id),
+            "metafield": lambda info, key, namespace=None: None,
+            "metafields": lambda info, **_: empty,
+            "name": location.name,
+            "shipsInventory": location.active,
+            "updatedAt": stamp,
+        }
+
+    def item_object(self, item: StoredItem, state: ShopAdmin) -> dict[str, Any]:
+        levels = [v for v in state.levels.values() if v.item is item]
+        variants = [v for v in state.variants if v["legacyResourceId"] == str(item.id)]
+        changed = [stamp for v in levels for stamp in v.changed_at.values()]
+
+        def inventory_level(info: Any, locationId: str, **_: Any) -> dict[str, Any] | None:
+            level = state.levels.get((item.gid, locationId))
+            return self.level_object(level, state) if level is not None else None
+
+        def inventory_levels(
+            info: Any, first: int | None = None, after: str | None = None, **_: Any
+        ) -> dict[str, Any]:
+            return connection([self.level_object(v, state) for v in levels], first, after)
+
+        return {
+            "createdAt": shopify_time(item.created_at),
+            "duplicateSkuCount": sum(1 for i in state.items.values() if i.sku == item.sku) - 1,
+            "harmonizedSystemCode": None,
+            "id": item.gid,
+            "inventoryHistoryUrl": None,
+            "inventoryLevel": inventory_level,
+            "inventoryLevels": inventory_levels,
+            "legacyResourceId": str(item.id),
+            "provinceCodeOfOrigin": None,
+            "requiresShipping": True,
+            "sku": item.sku,
+            "tracked": item.tracked,
+            "updatedAt": shopify_time(max(changed, default=item.created_at)),
+            "variant": lambda info: dict(variants[0]) if variants else None,
+            "variants": lambda info, first=None, after=None, **_: connection(
+                [dict(v) for v in variants], first, after
+            ),
+        }
+
+    def level_object(self, level: StoredLevel, state: ShopAdmin) -> dict[str, Any]:
+        def quantities(info: Any, names: list[str]) -> list[dict[str, Any]]:
+            answered = []
+            for name in names:
+                if name not in QUANTITY_NAMES:
+                    continue  # Shopify answers only the names it knows
+                changed = level.changed_at.get(name)
+                if name == "on_hand":
+                    stamps = [level.changed_at.get(n) for n in ("available", "committed")]
+                    changed = max((t for t in stamps if t is not None), default=None)
+                answered.append(
+                    {
+                        "id": f"gid://shopify/InventoryQuantity/{level.id}"
+                        f"?inventory_item_id={level.item.id}&name={name}",
+                        "name": name,
+                        "quantity": level.quantity(name),
+                        "updatedAt": shopify_time(changed) if changed is not None else None,
+                    }
+                )
+            return answered
+
+        changed = max(level.changed_at.values(), default=level.created_at)
+        return {
+            "canDeactivate": True,
+            "createdAt": shopify_time(level.created_at),
+            "deactivationAlert": None,
+            "id": level.gid,
+            "isActive": True,
+            "item": lambda info: self.item_object(level.item, state),
+            "location": lambda info: self.location_object(level.location, state),
+            "quantities": quantities,
+            "updatedAt": shopify_time(changed),
+        }
+
+    def adjustment_group_object(
+        self,
+        state: ShopAdmin,
+        id: str,
+        created_at: str,
+        reason: str,
+        reference: str | None,
+        changes: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """An InventoryAdjustmentGroup; ``changes`` hold the stored item and location, shown
+        as they are when the answer is resolved (a replay too)."""
+
+        def listed(
+            info: Any,
+            inventoryItemIds: list[str] | None = None,
+            locationIds: list[str] | None = None,
+            quantityNames: list[str] | None = None,
+        ) -> list[dict[str, Any]]:
+            chosen = [
+                c for c in changes if not inventoryItemIds or c["item"].gid in inventoryItemIds
+            ]
+            chosen = [c for c in chosen if not locationIds or c["location"].gid in locationIds]
+            chosen = [c for c in chosen if not quantityNames or c["name"] in quantityNames]
+            return [
+                {
+                    **c,
+                    "item": self.item_object(c["item"], state),
+                    "location": self.location_object(c["location"], state),
+                }
+                for c in chosen
+            ]
+
+        return {
+            "app": None,
+            "changes": listed,
+            "createdAt": created_at,
+            "id": id,
+            "reason": reason,
+            "referenceDocumentUri": reference,
+        }
+
+    def variant_inventory(self, state: ShopAdmin, item_gid: str) -> Callable[..., Any]:
+        """A variant node's ``inventoryItem``: resolved when asked, so it shows the levels now."""
+        return lambda info: self.item_object(state.items[item_gid], state)
+
+    def set_available(
+        self,
+        state: ShopAdmin,
+        level: StoredLevel,
+        available: int,
+        *,
+        kind: str,
+        key: str | None = None,
+        reason: str | None = None,
+        reference_document_uri: str | None = None,
+    ) -> None:
+        """Change a level's ``available`` and record it."""
+        delta = available - level.available
+        level.available = available
+        level.changed_at["available"] = self.now()
+        state.inventory_changes.append(
+            InventoryChangeRecord(
+                at=time.time(),
+                kind=kind,
+                inventory_item_id=level.item.gid,
+                location_id=level.location.gid,
+                delta=delta,
+                quantity_after=available,
+                key=key,
+                reason=reason,
+                reference_document_uri=reference_document_uri,
+            )
+        )
+
 
 def connection(nodes: list[dict[str, Any]], first: int | None, after: str | None) -> dict[str, Any]:
     """A Relay connection over ``nodes`` (each with an ``id``), paged by ``first``/``after``."""
@@ -457,6 +784,31 @@ def _user_error(path: list[str], message: str, code: str | None, index: int | No
     if index is not None:
         error["elementIndex"] = index
     return error
+
+
+def _idempotency_key(info: Any) -> str:
+    """The ``@idempotent(key:)`` on the mutation field (a literal or a variable); without it, or
+    blank, the whole call is refused as Shopify refuses it since 2026-04."""
+    node = info.field_nodes[0]
+    for directive in node.directives or ():
+        if directive.name.value != "idempotent":
+            continue
+        for argument in directive.arguments:
+            if argument.name.value != "key":
+                continue
+            value = argument.value
+            if isinstance(value, VariableNode):
+                key = info.variable_values.get(value.name.value)
+            elif isinstance(value, StringValueNode):
+                key = value.value
+            else:
+                key = None
+            if not isinstance(key, str) or not key.strip():
+                raise _Refused(
+                    IDEMPOTENCY_KEY_BLANK, info.field_nodes, extensions={"code": "BAD_REQUEST"}
+                )
+            return key
+    raise _Refused(IDEMPOTENCY_REQUIRED, info.field_nodes, extensions={"code": "BAD_REQUEST"})
 
 
 def _name_problem(value: str, low: int, high: int, what: str) -> tuple[str, str] | None:
@@ -542,6 +894,181 @@ class _Root:
     def validation(self, info: Any, id: str) -> dict[str, Any] | None:
         found = [v for v in self.state.validations if v["id"] == id]
         return self.api.validation_object(found[0]) if found else None
+
+    def productVariant(self, info: Any, id: str) -> dict[str, Any] | None:
+        found = [v for v in self.state.variants if v["id"] == id]
+        return dict(found[0]) if found else None
+
+    # --- inventory ---------------------------------------------------------------------------
+
+    def locations(
+        self,
+        info: Any,
+        first: int | None = None,
+        after: str | None = None,
+        query: str | None = None,
+        includeInactive: bool = False,
+        **_: Any,
+    ) -> dict[str, Any]:
+        chosen = [loc for loc in self.state.locations.values() if includeInactive or loc.active]
+        match = re.fullmatch(r"name:\s*[\"']?([^\"']*)[\"']?", (query or "").strip())
+        if match:  # the one search syntax supported here
+            chosen = [loc for loc in chosen if loc.name == match.group(1)]
+        objects = [self.api.location_object(loc, self.state) for loc in chosen]
+        return connection(objects, first, after)
+
+    def location(self, info: Any, id: str | None = None) -> dict[str, Any] | None:
+        if id is None:  # "If no ID is provided, the primary location of the Shop is returned."
+            found = next(iter(self.state.locations.values()), None)
+        else:
+            found = self.state.locations.get(id)
+        return self.api.location_object(found, self.state) if found is not None else None
+
+    def inventoryItem(self, info: Any, id: str) -> dict[str, Any] | None:
+        item = self.state.items.get(id)
+        return self.api.item_object(item, self.state) if item is not None else None
+
+    def inventoryAdjustQuantities(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self._inventory_mutation(info, "adjust", input)
+
+    def inventorySetQuantities(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
+        return self._inventory_mutation(info, "set", input)
+
+    def _inventory_mutation(self, info: Any, kind: str, input: dict[str, Any]) -> dict[str, Any]:
+        """Both inventory mutations: the key first, then its replay, else check all, apply all."""
+        key = _idempotency_key(info)
+        fingerprint = json.dumps([info.field_name, input], sort_keys=True, default=str)
+        remembered = self.state.idempotency.get(key)
+        if remembered is not None:
+            if remembered[0] == fingerprint:
+                return remembered[1]  # the first answer again; nothing applied twice
+            message = "The same idempotency key was already used with different parameters."
+            error = _user_error(["input"], message, "IDEMPOTENCY_KEY_PARAMETER_MISMATCH")
+            return {"inventoryAdjustmentGroup": None, "userErrors": [error]}
+        errors, planned = self._inventory_plan(kind, input)
+        if errors:  # atomic: nothing applied when any entry is refused
+            payload: dict[str, Any] = {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        else:
+            payload = {"inventoryAdjustmentGroup": self._apply(kind, key, input, planned)}
+            payload["userErrors"] = []
+        self.state.idempotency[key] = (fingerprint, payload)
+        return payload
+
+    def _inventory_plan(
+        self, kind: str, input: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[tuple[StoredLevel, int]]]:
+        """The userErrors of ``input``, or none and each level with its new ``available``."""
+        errors: list[dict[str, Any]] = []
+        name = input["name"]
+        if kind == "adjust" and name != "available":
+            message = "The quantity name must be available (the only one this stand-in adjusts)."
+            errors.append(_user_error(["input", "name"], message, "INVALID_QUANTITY_NAME"))
+        if kind == "set" and name not in ("available", "on_hand"):
+            message = "The quantity name must be either 'available' or 'on_hand'."
+            errors.append(_user_error(["input", "name"], message, "INVALID_NAME"))
+        if input["reason"] not in INVENTORY_REASONS:
+            message = "The specified reason is invalid."
+            errors.append(_user_error(["input", "reason"], message, "INVALID_REASON"))
+        part = "changes" if kind == "adjust" else "quantities"
+        staged: dict[tuple[str, str], int] = {}  # the quantity each entry sees, in order
+        planned: list[tuple[StoredLevel, int]] = []
+        for index, entry in enumerate(input[part]):
+            path = ["input", part, str(index)]
+            problem = self._entry_problem(kind, name, entry)
+            if problem is None:
+                level = self.state.levels[(entry["inventoryItemId"], entry["locationId"])]
+                place = (level.item.gid, level.location.gid)
+                before = staged.get(place, level.available)
+                if name == "on_hand":
+                    before += level.committed
+                expected = entry["changeFromQuantity"]
+                if kind == "set" and place in staged:
+                    message = "The combination of inventoryItemId and locationId must be unique."
+                    problem = (
+                        "locationId",
+                        "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
+                        message,
+                    )
+                elif expected is not None and expected != before:
+                    message = (
+                        f"The quantity couldn't be updated because changeFromQuantity "
+                        f"({expected}) does not match the current quantity ({before})."
+                    )
+                    problem = ("changeFromQuantity", "CHANGE_FROM_QUANTITY_STALE", message)
+                else:
+                    after = before + entry["delta"] if kind == "adjust" else entry["quantity"]
+                    if name == "on_hand":
+                        after -= level.committed
+                    staged[place] = after
+                    planned.append((level, after))
+            if problem is not None:
+                field_name, code, message = problem
+                errors.append(_user_error([*path, field_name], message, code))
+        return errors, planned
+
+    def _entry_problem(
+        self, kind: str, name: str, entry: dict[str, Any]
+    ) -> tuple[str, str | None, str] | None:
+        if "changeFromQuantity" not in entry:  # absent, not null: Shopify refuses it
+            code = "COMPARE_QUANTITY_REQUIRED" if kind == "set" else None
+            return "changeFromQuantity", code, CHANGE_FROM_REQUIRED
+        item_gid, location_gid = entry["inventoryItemId"], entry["locationId"]
+        if item_gid not in self.state.items:
+            message = "The specified inventory item could not be found."
+            return "inventoryItemId", "INVALID_INVENTORY_ITEM", message
+        if location_gid not in self.state.locations:
+            return "locationId", "INVALID_LOCATION", "The specified location could not be found."
+        if (item_gid, location_gid) not in self.state.levels:
+            message = "The specified inventory item is not stocked at the location."
+            return "locationId", "ITEM_NOT_STOCKED_AT_LOCATION", message
+        if kind == "adjust" and name == "available" and entry.get("ledgerDocumentUri"):
+            message = "A ledger document URI is not allowed when adjusting available."
+            return "ledgerDocumentUri", "INVALID_AVAILABLE_DOCUMENT", message
+        return None
+
+    def _apply(
+        self,
+        kind: str,
+        key: str,
+        input: dict[str, Any],
+        planned: list[tuple[StoredLevel, int]],
+    ) -> dict[str, Any]:
+        """Apply every planned change; the adjustment group (its changes as of now)."""
+        changes: list[dict[str, Any]] = []
+        reason, reference = input["reason"], input.get("referenceDocumentUri")
+        for level, after in planned:
+            delta = after - level.available
+            self.api.set_available(
+                self.state,
+                level,
+                after,
+                kind=kind,
+                key=key,
+                reason=reason,
+                reference_document_uri=reference,
+            )
+            for name, quantity_after in (
+                ("available", after),
+                ("on_hand", level.quantity("on_hand")),
+            ):
+                changes.append(
+                    {
+                        "delta": delta,
+                        "item": level.item,
+                        "ledgerDocumentUri": None,
+                        "location": level.location,
+                        "name": name,
+                        "quantityAfterChange": quantity_after,
+                    }
+                )
+        return self.api.adjustment_group_object(
+            self.state,
+            f"gid://shopify/InventoryAdjustmentGroup/{self.api.next_id()}",
+            shopify_time(self.api.now()),
+            reason,
+            reference,
+            changes,
+        )
 
     # --- webhook subscriptions ---------------------------------------------------------------
 

@@ -13,7 +13,11 @@ tests use to set the shop's state (catalog, orders, subscriptions, throttling, o
   ``tests/support/shopify_admin.py`` (webhook subscriptions, the catalog's product variants,
   metafields and their definitions, Shopify Functions and validations), with Shopify's query
   cost, throttling and error shapes.
-  ``outage()`` makes it answer 503 (a Shopify incident) until ``restore()``.
+  ``outage()`` makes it answer 503 (a Shopify incident) until ``restore()``;
+  ``lose_answers()`` makes it apply the next calls but close the connection without answering.
+- Inventory: ``add_location``, ``stock``/``unstock``, ``sell`` (Shopify's own sale) and
+  ``available`` arrange and read the shop's inventory; ``inventory_changes`` lists every
+  ``available`` change applied (by the inventory mutations or a sale).
 
 One port serves every shop (``SHOPIFY_ADMIN_URL=http://127.0.0.1:<port>``): the shop is known from
 the code or token presented. Every request is recorded in ``calls`` for assertions.
@@ -25,6 +29,7 @@ import dataclasses
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +40,16 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.support.shopify_admin import APP_ID, VALIDATION_API, AdminApi, StoredMetafield
+from tests.support.shopify_admin import (
+    APP_ID,
+    VALIDATION_API,
+    AdminApi,
+    InventoryChangeRecord,
+    StoredItem,
+    StoredLevel,
+    StoredLocation,
+    StoredMetafield,
+)
 
 ACCESS_LIFETIME = 3600
 REFRESH_LIFETIME = 90 * 24 * 3600
@@ -53,6 +67,7 @@ class Call:
     status: int = 0
     variables: dict[str, Any] | None = None
     throttled: bool = False
+    lost: bool = False  # executed and applied, but the connection closed without an answer
 
 
 @dataclass
@@ -79,7 +94,9 @@ class ShopifyStandIn:
         self.calls: list[Call] = []
         self.issued: list[dict[str, Any]] = []  # every token grant answered, in order
         self._lock = threading.RLock()  # one lock for all state, re-entered by helpers
-        self.admin = AdminApi(client_id, self._lock)
+        self.admin = AdminApi(client_id, self._lock, clock)
+        #: [remaining, root field or None] of each ``lose_answers`` still in force.
+        self._losing: list[list[Any]] = []
         self._outage_status: int | None = None
         self._codes: dict[str, tuple[str, str]] = {}  # code -> (shop, scope)
         self._access: dict[str, tuple[str, str, datetime | None]] = {}  # -> (shop, scope, expiry)
@@ -132,22 +149,111 @@ class ShopifyStandIn:
             return [c for c in self.calls if c.kind == kind]
 
     def add_variant(
-        self, shop: str, sku: str | None, title: str = "Default Title", product: str = "Produto"
+        self,
+        shop: str,
+        sku: str | None,
+        title: str = "Default Title",
+        product: str = "Produto",
+        *,
+        tracked: bool = True,
     ) -> int:
-        """Put a product variant in the shop's catalog (``productVariants``); its numeric id."""
+        """Put a product variant in the shop's catalog (``productVariants``) with its inventory
+        item (``gid://shopify/InventoryItem/<same number>``, stocked nowhere); its numeric id."""
         with self._lock:
             number = self.admin.next_id()
-            self.admin.shop(shop).variants.append(
+            state = self.admin.shop(shop)
+            item = StoredItem(number, sku, tracked, self.admin.now())
+            state.items[item.gid] = item
+
+            def quantity(info: Any) -> int:
+                return sum(v.available for v in state.levels.values() if v.item is item)
+
+            state.variants.append(
                 {
                     "id": f"gid://shopify/ProductVariant/{number}",
                     "legacyResourceId": str(number),
                     "sku": sku,
                     "title": title,
                     "product": {"title": product},
-                    "inventoryItem": {"id": f"gid://shopify/InventoryItem/{number}"},
+                    "inventoryItem": self.admin.variant_inventory(state, item.gid),
+                    "inventoryQuantity": quantity,
                 }
             )
             return number
+
+    def inventory_item_of(self, shop: str, variant_id: int) -> str:
+        """The inventory item gid of the variant ``add_variant`` numbered ``variant_id``."""
+        with self._lock:
+            state = self.admin.shop(shop)
+            found = [v for v in state.variants if v["legacyResourceId"] == str(variant_id)]
+            assert found, f"no variant {variant_id} in {shop}"
+            gid = f"gid://shopify/InventoryItem/{variant_id}"
+            assert gid in state.items
+            return gid
+
+    def add_location(
+        self,
+        shop: str,
+        name: str = "Loja",
+        *,
+        fulfills_online_orders: bool = True,
+        active: bool = True,
+    ) -> str:
+        """A location of the shop (the first one added is its primary); its gid."""
+        with self._lock:
+            location = StoredLocation(
+                self.admin.next_id(), name, fulfills_online_orders, active, self.admin.now()
+            )
+            self.admin.shop(shop).locations[location.gid] = location
+            return location.gid
+
+    def stock(self, shop: str, inventory_item_id: str, location_id: str, available: int) -> None:
+        """Stock the item at the location with ``available`` (the level is made if absent; an
+        existing one gets the quantity, without a recorded change: the merchant's setup)."""
+        with self._lock:
+            state = self.admin.shop(shop)
+            item, location = state.items[inventory_item_id], state.locations[location_id]
+            now = self.admin.now()
+            level = state.levels.get((item.gid, location.gid))
+            if level is None:
+                level = StoredLevel(self.admin.next_id(), item, location, available, now)
+                state.levels[(item.gid, location.gid)] = level
+            level.available = available
+            level.changed_at["available"] = now
+
+    def unstock(self, shop: str, inventory_item_id: str, location_id: str) -> None:
+        """The merchant stopped stocking the item there: its level is gone."""
+        with self._lock:
+            self.admin.shop(shop).levels.pop((inventory_item_id, location_id), None)
+
+    def available(self, shop: str, inventory_item_id: str, location_id: str) -> int | None:
+        """The item's ``available`` at the location; None when it is not stocked there."""
+        with self._lock:
+            level = self.admin.shop(shop).levels.get((inventory_item_id, location_id))
+            return None if level is None else level.available
+
+    def sell(self, shop: str, inventory_item_id: str, location_id: str, quantity: int = 1) -> None:
+        """Shopify's own sale (an order placed on it): ``available`` down, ``committed`` up,
+        recorded as kind "sale"."""
+        with self._lock:
+            state = self.admin.shop(shop)
+            level = state.levels[(inventory_item_id, location_id)]
+            self.admin.set_available(
+                state, level, level.available - quantity, kind="sale", reason="order"
+            )
+            level.committed += quantity
+            level.changed_at["committed"] = self.admin.now()
+
+    def inventory_changes(self, shop: str) -> list[InventoryChangeRecord]:
+        """Every ``available`` change applied for ``shop``, in order."""
+        with self._lock:
+            return list(self.admin.shop(shop).inventory_changes)
+
+    def lose_answers(self, count: int = 1, *, root: str | None = None) -> None:
+        """The next ``count`` GraphQL calls (whose first root field is ``root``, when given) are
+        executed and applied, but the connection is closed without an answer (``Call.lost``)."""
+        with self._lock:
+            self._losing.append([count, root])
 
     def add_order(
         self,
@@ -410,6 +516,13 @@ class ShopifyStandIn:
         variables = body.get("variables")
         call.variables = variables if isinstance(variables, dict) else None
         answer, call.operation = self.admin.answer(shop, body)
+        with self._lock:
+            for rule in self._losing:
+                if rule[0] > 0 and rule[1] in (None, call.operation):
+                    rule[0] -= 1
+                    call.lost = True
+                    break
+            self._losing = [r for r in self._losing if r[0] > 0]
         call.throttled = any(
             (e.get("extensions") or {}).get("code") == "THROTTLED"
             for e in answer.get("errors") or []
@@ -441,6 +554,10 @@ class _Handler(BaseHTTPRequestHandler):
         call.status = status
         with self.standin._lock:
             self.standin.calls.append(call)
+        if call.lost:  # applied, but the client gets no answer: the connection just closes
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self._answer(status, body)
 
     def do_GET(self) -> None:
