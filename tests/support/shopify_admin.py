@@ -60,9 +60,9 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    StringValueNode,
     VariableNode,
 )
+from graphql.execution.values import get_directive_values
 from graphql.validation import (
     FieldsOnCorrectTypeRule,
     KnownArgumentNamesRule,
@@ -789,25 +789,15 @@ def _user_error(path: list[str], message: str, code: str | None, index: int | No
 def _idempotency_key(info: Any) -> str:
     """The ``@idempotent(key:)`` on the mutation field (a literal or a variable); without it, or
     blank, the whole call is refused as Shopify refuses it since 2026-04."""
-    node = info.field_nodes[0]
-    for directive in node.directives or ():
-        if directive.name.value != "idempotent":
-            continue
-        for argument in directive.arguments:
-            if argument.name.value != "key":
-                continue
-            value = argument.value
-            if isinstance(value, VariableNode):
-                key = info.variable_values.get(value.name.value)
-            elif isinstance(value, StringValueNode):
-                key = value.value
-            else:
-                key = None
-            if not isinstance(key, str) or not key.strip():
-                raise _Refused(
-                    IDEMPOTENCY_KEY_BLANK, info.field_nodes, extensions={"code": "BAD_REQUEST"}
-                )
-            return key
+    directive = info.schema.get_directive("idempotent")
+    given = get_directive_values(directive, info.field_nodes[0], info.variable_values)
+    if given is not None:
+        key = given.get("key")
+        if not isinstance(key, str) or not key.strip():
+            raise _Refused(
+                IDEMPOTENCY_KEY_BLANK, info.field_nodes, extensions={"code": "BAD_REQUEST"}
+            )
+        return key
     raise _Refused(IDEMPOTENCY_REQUIRED, info.field_nodes, extensions={"code": "BAD_REQUEST"})
 
 
