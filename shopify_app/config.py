@@ -22,10 +22,11 @@ DEVELOPMENT_SECRET_KEY = "development-only-not-secret"  # noqa: S105 # nosec B10
 # carts/*, checkouts/* and orders/* webhooks need read_orders; the App Proxy needs write_app_proxy;
 # the stock metafields on variants need write_products; the checkout rule (validationCreate, and
 # listing validations) write_validations and read_validations; Shopify's inventory following the
-# ledger (issue 15, part 1) write_inventory.
+# ledger read_/write_inventory (the levels and inventoryAdjust/SetQuantities) and read_locations
+# (the location that fulfils online orders: Location fields need it since 2024-07).
 DEFAULT_SHOPIFY_SCOPES = (
     "read_orders,read_products,write_products,write_app_proxy,"
-    "read_validations,write_validations,write_inventory"
+    "read_validations,write_validations,read_inventory,write_inventory,read_locations"
 )
 SHOP_DOMAIN_RE = re.compile(r"\A[a-z0-9][a-z0-9-]*\.myshopify\.com\Z")
 ENVIRONMENTS = ("development", "test", "production")
@@ -102,6 +103,21 @@ class Settings:
     shopify_publish_min_interval_seconds: float = 1.0
     #: How often the publisher reconciles what it wrote with the variants known.
     shopify_publish_reconcile_seconds: float = 300.0
+    #: Shopify's inventory follows the ledger (shopify/inventory_follower.py): on by default.
+    shopify_inventory_sync: bool = True
+    #: The location whose ``available`` follows the ledger (numeric id or gid); None: the one
+    #: active location that fulfils online orders.
+    shopify_location_id: str | None = None
+    #: How often the follower looks for outside changes to send when none were waiting.
+    shopify_inventory_interval_seconds: float = 1.0
+    #: How often Shopify's catalog is walked again for the SKU → inventory item map.
+    shopify_inventory_map_seconds: float = 3600.0
+    #: How often Shopify's figures are compared with the ledger's (a drift is repaired when two
+    #: checks this far apart find the same one).
+    shopify_inventory_drift_seconds: float = 900.0
+    #: An absolute write waits until Shopify's count has not moved for this long (a sale whose
+    #: order webhook has not arrived yet must not be handed back).
+    shopify_inventory_settle_seconds: float = 120.0
 
     @property
     def is_development(self) -> bool:
@@ -332,6 +348,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         shopify_publish_reconcile_seconds=r.float(
             "SHOPIFY_PUBLISH_RECONCILE_SECONDS", 300.0, minimum=1.0
+        ),
+        shopify_inventory_sync=r.switch("SHOPIFY_INVENTORY_SYNC", True),
+        shopify_location_id=r.str("SHOPIFY_LOCATION_ID"),
+        shopify_inventory_interval_seconds=r.float(
+            "SHOPIFY_INVENTORY_INTERVAL_SECONDS", 1.0, minimum=0.01
+        ),
+        shopify_inventory_map_seconds=r.float("SHOPIFY_INVENTORY_MAP_SECONDS", 3600.0, minimum=1.0),
+        shopify_inventory_drift_seconds=r.float(
+            "SHOPIFY_INVENTORY_DRIFT_SECONDS", 900.0, minimum=1.0
+        ),
+        shopify_inventory_settle_seconds=r.float(
+            "SHOPIFY_INVENTORY_SETTLE_SECONDS", 120.0, minimum=0.0
         ),
     )
     app_url = r.str("APP_URL")

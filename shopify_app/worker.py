@@ -30,6 +30,7 @@ from .erp.stock_sync import reconcile
 from .observability import metrics
 from .ratelimit import DatabaseStorage
 from .runtime import Runtime, current_runtime
+from .shopify.inventory_follower import InventoryFollower
 from .shopify.publisher import StockPublisher
 from .shopify.reconcile import reconcile_orders
 from .shopify.registration import keep_subscribed
@@ -58,9 +59,13 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
     # The stock publisher has a thread of its own: the loop's jobs run one after another, and a
     # slow Bling must not hold back the checkout's figures (shopify/publisher.py).
     publisher = StockPublisher(runtime).start(stop) if settings.shopify_publish_stock else None
+    # So has Shopify's inventory follower, for the same reason (shopify/inventory_follower.py).
+    follower = InventoryFollower(runtime).start(stop) if settings.shopify_inventory_sync else None
     names = [f"{j.name} every {j.every:g}s" for j in jobs]
     if publisher is not None:
         names.append(f"stock publisher every {settings.shopify_publish_interval_seconds:g}s")
+    if follower is not None:
+        names.append(f"inventory follower every {settings.shopify_inventory_interval_seconds:g}s")
     log.info("worker started: %s", ", ".join(names))
     while not stop.is_set():
         for job in jobs:
@@ -68,8 +73,9 @@ def run_worker(runtime: Runtime, stop: threading.Event) -> None:
                 break
             job.run_if_due(runtime)
         stop.wait(max(0.0, min(job.next_at for job in jobs) - time.monotonic()))
-    if publisher is not None:
-        publisher.join(STOP_DEADLINE_SECONDS)
+    for thread in (publisher, follower):
+        if thread is not None:
+            thread.join(STOP_DEADLINE_SECONDS)
     log.info("worker stopped")
 
 

@@ -154,6 +154,24 @@ PUBLISH_REPUBLISHED = Counter(
     "Published SKUs whose dirty mark was kept because the ledger changed during the publish "
     "(published again next round).",
 )
+INVENTORY_WRITES = Counter(
+    "bazico_shopify_inventory_writes_total",
+    "Inventory writes Shopify applied, by kind: adjust (outside changes sent as deltas), align "
+    "(a SKU's first compare-and-set write), repair (a persisting drift set right).",
+    ["kind"],
+)
+INVENTORY_FAILURES = Counter(
+    "bazico_shopify_inventory_failures_total",
+    "Inventory follower failures by reason (unavailable, throttled, rejected, refused, stale, "
+    "no_token, no_location, database, error); each delays a write, none loses one.",
+    ["reason"],
+)
+INVENTORY_DRIFT = Counter(
+    "bazico_shopify_inventory_drift_total",
+    "SKUs whose Shopify figure differed from the ledger's at a drift check: noted (the first "
+    "sighting, maybe an order in flight) or persisting (the same at the next check: repaired).",
+    ["outcome"],
+)
 
 #: Read from the database at scrape time (``DatabaseCollector``).
 OUTBOX_DEPTH = "bazico_outbox_jobs"
@@ -189,6 +207,9 @@ EXPORTED = frozenset(
         "bazico_stock_publish_failures_total",
         "bazico_stock_publish_holds_left_out_total",
         "bazico_stock_publish_kept_marks_total",
+        "bazico_shopify_inventory_writes_total",
+        "bazico_shopify_inventory_failures_total",
+        "bazico_shopify_inventory_drift_total",
         PUBLISH_BACKLOG,
         PUBLISH_OLDEST_AGE,
         OUTBOX_DEPTH,

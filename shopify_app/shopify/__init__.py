@@ -17,9 +17,10 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(proxy.bp)
 
-    from . import enforce_cli, oauth, registration
+    from . import enforce_cli, inventory_cli, oauth, registration
 
     app.register_blueprint(oauth.bp)
-    # ``enforce`` is defined in its own module on the ``shopify`` group (imported above).
+    # ``enforce`` and ``inventory`` are defined in their own modules on the ``shopify`` group.
     registration.shopify_cli.add_command(enforce_cli.enforce_command)
+    registration.shopify_cli.add_command(inventory_cli.inventory_command)
     app.cli.add_command(registration.shopify_cli)

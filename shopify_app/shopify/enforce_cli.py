@@ -18,7 +18,7 @@ from ..config import SHOP_DOMAIN_RE
 from ..crypto import TokenUnreadable
 from ..runtime import Runtime, current_runtime
 from ..stock.dirty import age
-from . import client, enforcement
+from . import client, enforcement, inventory_cli
 from .publications import SqlPublicationStore
 from .registration import shopify_cli
 from .shops import ShopTokenError, TokenStore
@@ -144,6 +144,8 @@ def status_command(shop: str | None) -> None:
         f"{figures.waiting_for_variant} waiting for a variant, "
         f"{figures.backlog.scheduled} scheduled"
     )
+    for line in inventory_cli.status_lines(runtime, shop_name):
+        click.echo(line)
     if not healthy:
         raise SystemExit(1)
 

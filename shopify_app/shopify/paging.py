@@ -28,17 +28,18 @@ def read(
 ) -> dict[str, Any] | None:
     """The object of root field ``field`` (None when Shopify has none), throttling waited out
     as for the pages."""
-    found = _answer(admin_base, access_token, query, variables, sleep).get(field)
+    found = answer(admin_base, access_token, query, variables, sleep).get(field)
     return found if isinstance(found, dict) else None
 
 
-def _answer(
+def answer(
     admin_base: str,
     access_token: str,
     query: str,
     variables: dict[str, Any],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
+    """One call's ``data``, THROTTLED answers waited out."""
     waits = 0
     while True:
         try:
@@ -63,7 +64,7 @@ def pages(
     query takes ``$after: String``."""
     after: str | None = None
     while True:
-        data = _answer(admin_base, access_token, query, {**variables, "after": after}, sleep)
+        data = answer(admin_base, access_token, query, {**variables, "after": after}, sleep)
         connection = data.get(field) or {}
         yield [edge.get("node") or {} for edge in connection.get("edges") or []]
         page = connection.get("pageInfo") or {}

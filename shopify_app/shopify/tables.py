@@ -9,16 +9,19 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Float,
     Index,
+    Integer,
     String,
     Table,
     Text,
+    Uuid,
     text,
 )
 
-from ..db.metadata import SHOP, SKU, UTCDateTime, metadata
+from ..db.metadata import SHOP, SKU, Quantity, UTCDateTime, metadata
 
 # One row per delivery (X-Shopify-Webhook-Id), written in the same transaction as its effect:
 # a crash before commit leaves no receipt, so Shopify's retry is applied, not dropped.
@@ -94,4 +97,83 @@ catalog_audits = Table(
     Column("shop", SHOP, primary_key=True),
     Column("report", Text, nullable=False),
     Column("ran_at", UTCDateTime, nullable=False),
+)
+
+
+# --- Shopify's inventory following the ledger (shopify/inventory*.py) ----------------------
+
+#: What a SKU's row says of its Shopify variant: ``mapped`` (one tracked variant, its inventory
+#: item stocked at the location: written), ``duplicate`` (several variants carry the SKU: never
+#: guessed), ``untracked`` (Shopify does not track the variant's inventory), ``not_stocked`` (the
+#: item has no level at the location), ``missing`` (no variant carries the SKU).
+INVENTORY_STATES = ("mapped", "duplicate", "untracked", "not_stocked", "missing")
+
+# Per shop and ledger SKU: which inventory item Shopify counts it with, and how far Shopify's
+# ``available`` has been brought along. ``sent_external`` is the ledger's ``external_on_hand``
+# (the running sum of on-hand changes that came from outside Shopify) already in Shopify's
+# count: the next delta is the difference. A write in flight is a batch (``batch_key``) that
+# brings the row to ``batch_external`` once Shopify confirms it.
+inventory_items = Table(
+    "shopify_inventory_items",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("sku", SKU, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("variant_id", BigInteger, nullable=True),
+    Column("inventory_item_id", String(64), nullable=True),
+    # How many variants carry the SKU (more than one: ``duplicate``).
+    Column("variants", Integer, nullable=False, server_default=text("0")),
+    Column("mapped_at", UTCDateTime, nullable=False),
+    # When Shopify's count was first set to the ledger's (compare-and-set); NULL: not yet, and
+    # no delta is sent before it.
+    Column("aligned_at", UTCDateTime, nullable=True),
+    Column("sent_external", Quantity, nullable=False, server_default=text("0")),
+    Column("batch_key", Uuid, nullable=True),
+    Column("batch_external", Quantity, nullable=True),
+    # The drift check's last observation of a difference: Shopify's figure, the ledger's, and
+    # Shopify's ``updatedAt`` of the quantity then. A difference is reported and repaired only
+    # when the next check finds the very same one.
+    Column("drift_shopify", Quantity, nullable=True),
+    Column("drift_target", Quantity, nullable=True),
+    Column("drift_updated_at", String(40), nullable=True),
+    Column("drift_seen_at", UTCDateTime, nullable=True),
+    Column("repaired_at", UTCDateTime, nullable=True),
+    Column("problem", String(500), nullable=True),
+    CheckConstraint(
+        "state IN ('mapped', 'duplicate', 'untracked', 'not_stocked', 'missing')",
+        name="inventory_state_known",
+    ),
+    Index("ix_shopify_inventory_items_shop_batch_key", "shop", "batch_key"),
+)
+
+# Inventory writes sent or about to be: the mutation's variables exactly as sent, so a retry
+# after a lost answer sends the same call under the same idempotency key (Shopify applies it
+# once). Deleted when Shopify's answer is recorded.
+inventory_batches = Table(
+    "shopify_inventory_batches",
+    metadata,
+    Column("key", Uuid, primary_key=True),
+    Column("shop", SHOP, nullable=False),
+    # adjust (deltas), align (a SKU's first absolute write) or repair (a persisting drift).
+    Column("kind", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_error", String(500), nullable=True),
+    CheckConstraint("kind IN ('adjust', 'align', 'repair')", name="inventory_batch_kind_known"),
+)
+
+# Per shop: the location written, the last catalog walk and drift check, what they found.
+inventory_shops = Table(
+    "shopify_inventory_shops",
+    metadata,
+    Column("shop", SHOP, primary_key=True),
+    Column("location_id", String(64), nullable=True),
+    Column("location_name", String(255), nullable=True),
+    Column("mapped_at", UTCDateTime, nullable=True),
+    Column("variants_without_sku", Integer, nullable=False, server_default=text("0")),
+    Column("duplicate_skus", Integer, nullable=False, server_default=text("0")),
+    Column("drift_checked_at", UTCDateTime, nullable=True),
+    Column("last_write_at", UTCDateTime, nullable=True),
+    Column("problem", String(500), nullable=True),
 )

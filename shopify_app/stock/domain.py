@@ -52,6 +52,13 @@ class Reason(enum.StrEnum):
     ADJUST = "adjust"
 
 
+#: On-hand changes Shopify did not count itself: Bling's balances (a sale at the shop counter,
+#: a correction in Bling) and manual counts. Shopify's own sales, cancellations and restocks it
+#: counted already; these it must be told (shopify/inventory_follower.py sends their sum as
+#: deltas). The repository adds them up per SKU in ``skus.external_on_hand``.
+FROM_OUTSIDE_SHOPIFY = frozenset({Reason.SYNC, Reason.ADJUST})
+
+
 # --- errors a caller can act on ------------------------------------------------------------
 
 

@@ -20,7 +20,16 @@ from sqlalchemy import Connection, func, insert, select, text, update
 from ..db.dialect import insert_ignore
 from ..observability.events import Event, holder_hash
 from . import dirty
-from .domain import Hold, HoldChange, HoldSource, HoldStatus, Movement, StockLevel, UnknownSku
+from .domain import (
+    FROM_OUTSIDE_SHOPIFY,
+    Hold,
+    HoldChange,
+    HoldSource,
+    HoldStatus,
+    Movement,
+    StockLevel,
+    UnknownSku,
+)
 from .tables import holds, skus, stock_movements
 
 #: First key of the holders' advisory locks (``lock_holder``): keeps them apart from any other
@@ -310,16 +319,16 @@ class SqlStockRepository:
                 continue
             # Deltas, not absolute values: the row is locked anyway, and a delta can never
             # overwrite a change this transaction did not see.
-            conn.execute(
-                update(skus)
-                .where(skus.c.sku == level.sku)
-                .values(
-                    on_hand=skus.c.on_hand + sum(m.on_hand for m in level.pending),
-                    reserved=skus.c.reserved + sum(m.reserved for m in level.pending),
-                    committed=skus.c.committed + sum(m.committed for m in level.pending),
-                    updated_at=now,
-                )
-            )
+            values: dict[str, Any] = {
+                "on_hand": skus.c.on_hand + sum(m.on_hand for m in level.pending),
+                "reserved": skus.c.reserved + sum(m.reserved for m in level.pending),
+                "committed": skus.c.committed + sum(m.committed for m in level.pending),
+                "updated_at": now,
+            }
+            external = sum(m.on_hand for m in level.pending if m.reason in FROM_OUTSIDE_SHOPIFY)
+            if external:
+                values["external_on_hand"] = skus.c.external_on_hand + external
+            conn.execute(update(skus).where(skus.c.sku == level.sku).values(**values))
             movements.extend(level.pending)
             level.pending = []
         if movements:

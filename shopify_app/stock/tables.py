@@ -28,6 +28,10 @@ skus = Table(
     Column("on_hand", Quantity, nullable=False, server_default=text("0")),
     Column("reserved", Quantity, nullable=False, server_default=text("0")),
     Column("committed", Quantity, nullable=False, server_default=text("0")),
+    # The running sum of on-hand changes from outside Shopify (Bling balances, manual counts:
+    # domain.FROM_OUTSIDE_SHOPIFY): Shopify's inventory follower passes on its growth as deltas.
+    # It may go below zero; it only ever moves with a movement of one of those reasons.
+    Column("external_on_hand", Quantity, nullable=False, server_default=text("0")),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("on_hand >= 0", name="on_hand_not_negative"),

@@ -1,6 +1,10 @@
 """The Shopify stand-in answers as Shopify does: documents checked against the 2026-07 schema,
 the query cost and its throttling, and the metafield, definition, function and validation
-operations the service sends, with their limits and userErrors."""
+operations the service sends, with their limits and userErrors, and Shopify's inventory
+(locations, levels, the two idempotent writes, lost answers).
+
+Long because each behaviour of the stand-in the service's tests rely on is shown here once,
+through real HTTP, and they share this module's fixtures."""
 
 from __future__ import annotations
 
