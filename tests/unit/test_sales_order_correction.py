@@ -68,3 +68,23 @@ def test_a_sales_order_the_erp_will_not_rewrite_gets_the_entry_after_its_posting
     assert entry_jobs(store) == [f"{SHOP}:1:refund:7"]
     assert enter(uow, erp, "refund:7") == "entered"
     assert [(sku, q) for sku, q, _ in erp.entries] == [("TEE", 2)]
+
+
+def test_a_create_that_never_landed_is_made_with_the_edit_and_sends_no_entry_besides(
+    uow: FakeUnitOfWork, store: StockStore, erp: FakeErp
+) -> None:
+    """A create was requested and never landed (its answer lost, nothing made); a refund lands
+    meanwhile, recorded as an entry since the sales order may exist. The next run makes it
+    from the corrected lines: the entry is then void, not sent on top."""
+    store.stock(TEE=10, CAP=5)
+    sell(uow)
+    order = order_of(store)
+    order.bling_order = order.bling_order.REQUESTED
+    adjust(uow, refund("refund:7", (11, 2)))
+    assert [e.state for e in order_of(store).stock_entries] == [EntryState.PENDING]
+    assert forward(uow, erp) == "forwarded"
+    (made,) = erp.lines.values()
+    assert made == {"TEE": 1, "CAP": 1}
+    assert [e.state for e in order_of(store).stock_entries] == [EntryState.VOID]
+    assert entry_jobs(store) == [] and erp.entries == []
+    assert store.figures("TEE")["on_hand"] == 9
