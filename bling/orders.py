@@ -16,6 +16,9 @@ order under the same ``numeroLoja``. Adopting that order would post its stock tw
 ``observacoesInternas`` at creation: only an order carrying it is returned, and orders with the
 number that lack it raise ``NotOurSalesOrder``.
 
+A sales order not posted yet is corrected by rewriting it whole (``update_sales_order``,
+``PUT``: the create's body with Bling's ``numero`` and contact kept).
+
 Stock posting (``lancar-estoque``) has the same problem and a worse answer: the spec's sales order
 carries **no field saying whether its stock was posted**, so the caller must record that it asked.
 """
@@ -284,6 +287,8 @@ class SalesOrder:
     total: float | None
     #: ``observacoesInternas``: only in ``GET /pedidos/vendas/{id}``, not in the listing.
     internal_notes: str | None = None
+    #: ``contato.id``: the contact the order was made for (kept when it is rewritten).
+    contact_id: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> SalesOrder:
@@ -297,6 +302,7 @@ class SalesOrder:
             situacao_id=_int_or_none(situacao.get("id")),
             total=float(row["total"]) if row.get("total") is not None else None,
             internal_notes=row.get("observacoesInternas") or None,
+            contact_id=_int_or_none((row.get("contato") or {}).get("id")),
         )
 
 
@@ -395,6 +401,29 @@ def create_sales_order(client: BlingClient, order: SalesOrderInput) -> CreatedSa
         alerts = "; ".join(a.describe() for a in created.alerts)
         log.warning("bling.sales_order_alerts id=%s alerts=%s", created.id, alerts)
     return created
+
+
+def update_sales_order(
+    client: BlingClient, order_id: int, order: SalesOrderInput, *, numero: int | None = None
+) -> tuple[FieldError, ...]:
+    """``PUT /pedidos/vendas/{id}`` (200 ``{"data": {"id", "alertas"}}``): the order is
+    **replaced** by this body (spec: ``VendasDadosBaseDTO_PUT`` + ``VendasDadosDTO``, the
+    create's fields), so it carries the whole order, its items and installments recomputed;
+    ``numero`` keeps Bling's number. Sending the same body twice leaves the same order, so a
+    lost answer is simply sent again. 400 (``BlingValidationError``) when Bling refuses it,
+    404 when the order is gone. Returns Bling's alerts (saved, with warnings).
+
+    The spec says nothing of what a PUT does to an order whose stock was posted (it has no field
+    saying whether it was), so callers rewrite only an order not posted yet."""
+    payload = order.to_payload()
+    if numero is not None:
+        payload["numero"] = int(numero)
+    data = data_object(client.put(f"/pedidos/vendas/{int(order_id)}", json=payload))
+    alerts = field_errors(data.get("alertas"))
+    if alerts:
+        described = "; ".join(a.describe() for a in alerts)
+        log.warning("bling.sales_order_alerts id=%s alerts=%s", order_id, described)
+    return alerts
 
 
 def ensure_sales_order(client: BlingClient, order: SalesOrderInput) -> tuple[int, bool]:

@@ -17,6 +17,7 @@ from .erp import forwarding as bling_forwarding
 from .observability import logs
 from .orders.forwarding import NullGateway
 from .runtime import Runtime
+from .shopify import order_edits
 
 
 def build_runtime(environ: Mapping[str, str] | None = None, *, clock: Clock = utc_now) -> Runtime:
@@ -30,4 +31,5 @@ def build_runtime(environ: Mapping[str, str] | None = None, *, clock: Clock = ut
         NullGateway.register(settings.bling_job_lease_seconds)  # no ERP: sales leave on_hand
     elif bling_connection.is_configured(settings):
         bling_forwarding.register(settings)  # until then, confirmed orders wait in the outbox
+    order_edits.register()  # an edit's new lines are read from Shopify, whatever the ERP
     return runtime

@@ -28,7 +28,12 @@ use cases' (orders/forwarding.py); this module only speaks Bling:
   pauses the whole kind until Bling's midnight; "not connected" pauses it for a few minutes;
   Bling down (no connection, 502/503/504) pauses it briefly; other 429/5xx/timeouts retry this
   job with backoff;
-- a refund's or an edit's difference after the sales order was made is a stock movement
+- a refund or an edit after the sales order was made, before its stock was posted, rewrites
+  the sales order (``PUT /pedidos/vendas/{id}``, the whole order as the create sent it, with
+  Bling's contact and number kept), so the posting and the warehouse take the corrected
+  quantities; once posted, the sales order is left as it is (the spec says nothing of what a
+  PUT does to a posted order's stock, and the reversal must undo exactly what was posted);
+- a refund's or an edit's difference Bling's sales order does not carry is a stock movement
   (``POST /estoques``, ``operacao`` ``E``/``S``, on the same deposit), sent at most once;
 - an acknowledged posting is remembered in ``bling_acks`` (``note_acknowledged``), so that a
   balance read before it is applied without those units (stock_sync.py).
@@ -72,9 +77,11 @@ from bling.orders import (
     create_sales_order,
     find_or_create_contact,
     find_own_sales_order,
+    get_sales_order,
     post_stock,
     reverse_stock,
     set_sales_order_status,
+    update_sales_order,
 )
 from bling.products import post_stock_entry
 from bling.situations import CANCELLED, SituationNotFound, sales_order_situation
@@ -256,6 +263,26 @@ class _BlingSession:
                 # the situation is not a sales order's. A person must look, either way.
                 raise ErpRefused(f"{exc} (situation {situation})") from exc
 
+    def update_sales_order(self, order: Order, erp_order_id: int) -> None:
+        products = _product_ids(self.runtime, order)
+        with _translated(self.runtime, order):
+            try:
+                # Rewritten whole (a PUT replaces it): its contact and number stay Bling's.
+                current = get_sales_order(self.client, erp_order_id)
+                contact_id = current.contact_id or _contact_id(self.client, order)
+                sales_order = _sales_order(self.runtime, self.client, order, products, contact_id)
+                update_sales_order(self.client, erp_order_id, sales_order, numero=current.numero)
+            except (BlingValidationError, BlingNotFound) as exc:
+                # 400: Bling will not change it (invoiced, in a situation that locks it…);
+                # 404: gone. Either way its posting takes it as it is; a person must look.
+                raise ErpRefused(str(exc)) from exc
+        log.info(
+            "bling.sales_order_updated shop=%s order=%s bling_order=%s",
+            order.shop,
+            order.order_id,
+            erp_order_id,
+        )
+
     def post_stock(self, erp_order_id: int | None) -> None:
         if erp_order_id is None:
             raise ValueError("Bling posts the stock of a sales order: its id is needed")
@@ -285,11 +312,16 @@ class _BlingSession:
 
 
 def _sales_order(
-    runtime: Runtime, client: BlingClient, order: Order, products: dict[str, int]
+    runtime: Runtime,
+    client: BlingClient,
+    order: Order,
+    products: dict[str, int],
+    contact_id: int | None = None,
 ) -> SalesOrderInput:
     settings = runtime.settings
     details = order.details
-    contact_id = _contact_id(client, order)
+    if contact_id is None:
+        contact_id = _contact_id(client, order)
     placed = details.placed_at if details and details.placed_at else runtime.clock()
     lines = [
         OrderLine(

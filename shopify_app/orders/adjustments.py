@@ -9,7 +9,10 @@ when Shopify delivers it under several webhook ids). Per line:
   (sellable again) and the forward sends only what remains; acknowledged, they come back
   ``on_hand`` here. A refund with ``no_restock`` changes nothing.
 - **Added units** (an edit's addition) are committed from available (an oversell recorded as
-  the sale's); on an acknowledged order they leave ``on_hand`` at once.
+  the sale's); on an acknowledged order they leave ``on_hand`` at once. A line the order did not
+  have is named by id only (``orders/edited`` carries no SKU): it is applied later, as its own
+  adjustment (``edit:{id}:new_lines``), by the ``EDIT_LINES`` job, which reads its SKU from
+  Shopify (shopify/order_edits.py).
 - **The ERP.** When its sales order may be made already (a create requested, or known), the
   difference is a stock entry (``StockEntry``: + back in stock, − out of it), recorded here and
   sent by the ``STOCK_ENTRY`` job once the order's own posting is acknowledged (``enter_stock``;
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..outbox import PermanentFailure
-from ..outbox.kinds import STOCK_ENTRY
+from ..outbox.kinds import EDIT_LINES, STOCK_ENTRY
 from ..unit_of_work import UnitOfWork
 from .model import (
     Adjustment,
@@ -55,7 +58,8 @@ class AdjustmentResult:
     #: ``adjusted``, ``duplicate_adjustment``, ``unknown_order``, ``order_closed`` (cancelled or
     #: a test order: its units are back already) or ``nothing_to_adjust``.
     outcome: str
-    #: Line ids the order does not have and the payload gave no SKU for (not applied).
+    #: Line ids the order does not have and the payload gave no SKU for (not applied here: the
+    #: ``EDIT_LINES`` job reads their SKUs from Shopify and applies them).
     unknown_lines: list[int] = field(default_factory=list)
 
 
@@ -68,6 +72,31 @@ def queue_stock_entries(uow: UnitOfWork, order: Order) -> None:
     for adjustment in sorted({e.adjustment for e in order.stock_entries if _due(e)}):
         payload = {"shop": order.shop, "order_id": order.order_id, "adjustment": adjustment}
         uow.enqueue(STOCK_ENTRY, entry_key(order, adjustment), payload)
+
+
+#: The key of the additions an edit made of lines the order did not have, applied once their
+#: SKUs are read from Shopify (``EDIT_LINES``): the edit's own key is taken by the rest of it.
+NEW_LINES_SUFFIX = ":new_lines"
+
+
+def queue_new_lines(uow: UnitOfWork, order: Order, change: Adjustment, unknown: list[int]) -> None:
+    """Queue the ``EDIT_LINES`` job of an edit's added lines that have no SKU here."""
+    wanted = set(unknown)
+    lines = [{"id": c.line_id, "quantity": c.quantity} for c in change.added if c.line_id in wanted]
+    payload = {
+        "shop": order.shop,
+        "order_id": order.order_id,
+        "adjustment": change.key + NEW_LINES_SUFFIX,
+        "lines": lines,
+    }
+    uow.enqueue(EDIT_LINES, entry_key(order, change.key), payload)
+    uow.record(
+        "order.adjustment_lines_to_read",
+        shop=order.shop,
+        order=order.order_id,
+        adjustment=change.key,
+        lines=unknown,
+    )
 
 
 def _due(entry: StockEntry) -> bool:
@@ -152,15 +181,8 @@ def adjust(uow: UnitOfWork, change: Adjustment) -> AdjustmentResult:
         )
     if unknown:
         # orders/edited names an added line by id only; one the order did not have (a new
-        # variant) has no SKU here, so it is not guessed: logged loudly for a person.
-        uow.record(
-            "order.adjustment_unknown_lines",
-            level=logging.WARNING,
-            shop=order.shop,
-            order=order.order_id,
-            adjustment=change.key,
-            lines=unknown,
-        )
+        # variant) has no SKU here: the EDIT_LINES job reads it from Shopify and applies it.
+        queue_new_lines(uow, order, change, unknown)
     if acknowledged:
         queue_stock_entries(uow, order)  # else the forward's acknowledgement queues them
     if not differences:

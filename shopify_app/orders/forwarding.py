@@ -21,11 +21,16 @@ no idempotency key, so every step is made safe to repeat:
    cancelled order gets none), the id once known. A sales order under the order's number that
    this service did not make (another integration imported the order) is never adopted: the
    order is marked ``foreign``, the event alerts, and the job is dead-lettered, nothing posted.
-3. **Stock posting.** The ERP's sales order says nowhere whether its stock was posted, so the
+3. **Correction.** Refunds and edits since the sales order was made (its stock entries,
+   pending) are written into it while its stock is certainly not posted (``bling_stock``
+   ``none``): the whole sales order is rewritten from the lines as they are now, and those
+   entries are void (the posting carries them). Once the posting may be made, the sales order
+   is left as it is and the entries are sent after it (orders/adjustments.py).
+4. **Stock posting.** The ERP's sales order says nowhere whether its stock was posted, so the
    attempt is recorded first (``bling_stock = requested``). The ERP refuses a second posting;
    when the previous attempt's outcome was never learnt (lost answer, 5xx, crash), that refusal
    is read as "it was posted".
-4. **Acknowledge**, in one transaction: the order is ``forwarded``, and each line's commitment
+5. **Acknowledge**, in one transaction: the order is ``forwarded``, and each line's commitment
    becomes an ``on_hand`` decrease (``StockLevel.acknowledge``), which the gateway notes too;
    the stock entries of refunds and edits made after its sales order are queued.
 
@@ -59,7 +64,7 @@ from ..outbox.kinds import CANCEL_ORDER, FORWARD_ORDER, REVERSE_ORDER, STOCK_ENT
 from ..outbox.registry import Handler
 from ..unit_of_work import UnitOfWork
 from .adjustments import enter_stock, queue_stock_entries, undo_entries
-from .model import BlingOrder, BlingStock, ForwardStatus, Order
+from .model import BlingOrder, BlingStock, EntryState, ForwardStatus, Order, StockEntry
 from .ports import ErpFailure, ErpGateway, ErpRefused, ErpSession, ForeignSalesOrder
 from .services import quantities, queue_erp_work
 
@@ -175,6 +180,8 @@ def _forward(
     with _outcomes(), gateway.session(order) as erp:
         if order.bling_order_id is None:
             _ensure_sales_order(units, erp, order, deadline)
+        if order.bling_stock is BlingStock.NONE and order.bling_order_id is not None:
+            _correct_sales_order(units, erp, order, deadline)
         if order.bling_stock is not BlingStock.POSTED:
             deadline.check("post the stock")
             _post_stock(units, gateway, erp, order)
@@ -212,6 +219,58 @@ def _ensure_sales_order(units: Units, erp: ErpSession, order: Order, deadline: D
         # orders/cancelled landed while the ERP made it: its units are back, so no posting;
         # the sales order is cancelled there instead.
         raise _Stop("cancelled_meanwhile")
+
+
+def _correct_sales_order(units: Units, erp: ErpSession, order: Order, deadline: Deadline) -> None:
+    """Refunds and edits since the sales order was made wait as stock entries (pending). Its
+    stock certainly not posted yet, the sales order itself is rewritten from the lines as they
+    are now, so the posting (and the warehouse) take the corrected quantities; the entries it
+    carries are then void, never sent. Rewriting twice gives the same order, so a lost answer
+    or a crash before the entries are marked only rewrites it again. One that lands after the
+    lines were read stays pending, and is sent after the posting. Refused (the ERP will not
+    change it): the entries stay, and the posting takes the order as it was made."""
+    current = _read(units, order.shop, order.order_id)
+    if current is None:
+        raise _Stop("erased")
+    pending = {(e.adjustment, e.sku) for e in current.stock_entries if _in_order_due(e)}
+    if not pending or current.cancelled or current.bling_order_id is None:
+        return
+    deadline.check("correct the sales order")
+    try:
+        erp.update_sales_order(current, current.bling_order_id)
+    except ErpRefused as exc:
+        emit(
+            "bling.sales_order_update_refused",
+            level=logging.ERROR,
+            shop=order.shop,
+            order=order.order_id,
+            name=order.name,
+            bling_order=current.bling_order_id,
+            reason=str(exc)[:300],
+        )
+        return
+    with units() as uow:
+        locked = uow.orders.get(order.shop, order.order_id, lock=True)
+        if locked is None:
+            raise _Stop("erased")
+        for entry in locked.stock_entries:
+            if (entry.adjustment, entry.sku) in pending and entry.state is EntryState.PENDING:
+                entry.state = EntryState.VOID  # carried by the sales order itself now
+        uow.orders.save_stock_entries(locked)
+        uow.record(
+            "bling.sales_order_corrected",
+            shop=order.shop,
+            order=order.order_id,
+            bling_order=current.bling_order_id,
+            adjustments=sorted({adjustment for adjustment, _ in pending}),
+        )
+        uow.commit()
+    order.lines = current.lines
+
+
+def _in_order_due(entry: StockEntry) -> bool:
+    """An entry the sales order can carry instead: pending, and not an undo of a posted one."""
+    return entry.state is EntryState.PENDING and not entry.adjustment.startswith("undo:")
 
 
 def _request_sales_order(units: Units, order: Order) -> None:
@@ -508,6 +567,9 @@ class _NullSession:
         return None
 
     def cancel_sales_order(self, erp_order_id: int) -> None:
+        return None
+
+    def update_sales_order(self, order: Order, erp_order_id: int) -> None:
         return None
 
     def enter_stock(self, sku: str, quantity: int, note: str) -> None:

@@ -104,6 +104,13 @@ class ErpSession(Protocol):
         again changes nothing. ``ErpRefused`` when the ERP will not cancel it."""
         ...
 
+    def update_sales_order(self, order: Order, erp_order_id: int) -> None:
+        """Rewrite the ERP's sales order ``erp_order_id`` from ``order``'s lines as they are now
+        (its stock not posted yet: the posting then takes the corrected quantities, and the
+        warehouse ships them). Doing it again changes nothing. ``ErpRefused`` when the ERP will
+        not change it."""
+        ...
+
     def post_stock(self, erp_order_id: int | None) -> None:
         """Take the order's units out of the ERP's stock. ``ErpRefused`` when the ERP refuses:
         it refuses a second posting of one order too."""

@@ -15,7 +15,15 @@
   ``{"shop", "order_id", "adjustment"}``; key ``"{shop}:{order_id}:{adjustment}"``. Queued by the
   adjustment of an acknowledged order, or by the acknowledgement of one adjusted before.
 
-Their handlers are registered by the Bling integration; until then the jobs wait, pending.
+- ``EDIT_LINES``: an order edit added lines the order did not have, and ``orders/edited`` names
+  them by id only (no SKU): their SKUs are read from Shopify's Admin GraphQL and the additions
+  applied (orders/adjustments.py, shopify/order_edits.py). Payload ``{"shop", "order_id",
+  "adjustment", "lines": [{"id", "quantity"}]}``; key ``"{shop}:{order_id}:{adjustment}"``.
+  Queued by the edit's adjustment; registered by the composition root (bootstrap.py) whatever
+  the ERP.
+
+The ERP kinds' handlers are registered by the Bling integration; until then the jobs wait,
+pending.
 """
 
 from __future__ import annotations
@@ -24,3 +32,4 @@ FORWARD_ORDER = "bling.forward_order"
 REVERSE_ORDER = "bling.reverse_order"
 CANCEL_ORDER = "bling.cancel_order"
 STOCK_ENTRY = "bling.stock_entry"
+EDIT_LINES = "shopify.edit_lines"

@@ -139,7 +139,9 @@ def edit_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
 
 def _adjusted(result: adjustments.AdjustmentResult) -> str:
     if result.unknown_lines:
-        return "adjusted_partly"  # lines the order lacks and the payload names no SKU for
+        # Lines the order lacks and the payload names no SKU for: the EDIT_LINES job reads them
+        # from Shopify and applies them (shopify/order_edits.py).
+        return "adjusted_partly"
     return result.outcome
 
 

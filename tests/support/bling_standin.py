@@ -18,7 +18,8 @@ balances, deposits, contacts, sales orders, stock postings, webhooks), over one 
   ``default_deposit``, which may be None: an account that marks none). ``lancar-estoque``
   without an id posts to the default deposit (400 when there is none).
 - Contacts (``/contatos``, ``/{id}``, ``/consumidor-final``), sales orders (create with the spec's
-  required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned),
+  required fields, ``numerosLojas[]`` and ``idLoja`` search, ``numero`` assigned; ``PUT``
+  replaces one, refused once its stock is posted or after ``refuse_updates``),
   ``lancar-estoque[/{idDeposito}]`` (a second posting is refused) and ``estornar-estoque``;
   sales order situations (``GET /situacoes/modulos[/{id}]``,
   ``PATCH /pedidos/vendas/{id}/situacoes/{idSituacao}``: see "sales order situations" below);
@@ -715,7 +716,65 @@ class BlingStandIn:
         self.sales_orders[order["id"]] = order
         return 201, {"data": {"id": order["id"], "alertas": []}}
 
-    def _order_problems(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+    def update_order(self, query: dict[str, list[str]], raw: bytes, order_id: int) -> Reply:
+        """``PUT /pedidos/vendas/{id}``: the order is replaced by the body (the create's fields,
+        validated alike); its id, situation and stock posting stay. 200 with ``id`` and
+        ``alertas``. Bling's answer for an order whose stock is posted is not documented: this
+        stand-in refuses it (400), as it refuses any order ``refuse_updates`` names."""
+        order = self.sales_orders.get(order_id)
+        if order is None:
+            return 404, error("RESOURCE_NOT_FOUND", "Pedido de venda não encontrado")
+        body, problem = _json_body(raw)
+        if problem:
+            return problem
+        if order_id in self._locked_orders or order["_posted_in"] is not None:
+            return 400, error(
+                "VALIDATION_ERROR",
+                "Não foi possível salvar a venda",
+                "A venda não pode ser alterada.",
+            )
+        fields = self._order_problems(body, editing=order_id)
+        if fields:
+            return 400, error(
+                "VALIDATION_ERROR",
+                "Não foi possível salvar a venda",
+                "A venda não pode ser salva, pois ocorreram problemas em sua validação.",
+                fields=fields,
+            )
+        contact = self.contacts[int(body["contato"]["id"])]
+        items_total = sum(float(i["quantidade"]) * float(i["valor"]) for i in body["itens"])
+        kept = {k: order[k] for k in ("id", "situacao", "_posted_in")}
+        order.clear()
+        order.update(
+            {
+                **body,
+                **kept,
+                "numero": body.get("numero") or next(self._numbers),
+                "numeroLoja": str(body.get("numeroLoja") or ""),
+                "dataSaida": body.get("dataSaida") or body["data"],
+                "dataPrevista": body.get("dataPrevista") or body["data"],
+                "contato": {
+                    "id": contact["id"],
+                    "nome": contact["nome"],
+                    "tipoPessoa": contact.get("tipo", "F"),
+                    "numeroDocumento": contact.get("numeroDocumento", ""),
+                },
+                "loja": {"id": int((body.get("loja") or {}).get("id") or 0)},
+                "totalProdutos": round(items_total, 2),
+                "total": round(_order_total(body), 2),
+            }
+        )
+        self.order_updates[order_id] += 1
+        return 200, {"data": {"id": order_id, "alertas": []}}
+
+    def refuse_updates(self, order_id: int) -> None:
+        """Bling will not change this sales order (``PUT`` answers 400)."""
+        with self._lock:
+            self._locked_orders.add(order_id)
+
+    def _order_problems(
+        self, body: dict[str, Any], editing: int | None = None
+    ) -> list[dict[str, Any]]:
         problems: list[dict[str, Any]] = []
 
         def problem(element: str, msg: str, code: int = 1, **extra: Any) -> None:
@@ -728,7 +787,9 @@ class BlingStandIn:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(body.get("data") or "")):
             problem("data", "A data da venda é inválida.")
         numero = body.get("numero")
-        if numero and any(o["numero"] == numero for o in self.sales_orders.values()):
+        if numero and any(
+            o["numero"] == numero and o["id"] != editing for o in self.sales_orders.values()
+        ):
             problem("numero", "Já existe uma venda com este número.")
         items = body.get("itens") or []
         if not items:
@@ -828,6 +889,9 @@ class BlingStandIn:
             {"id": 301_001, "nome": "Cancelado", "idHerdado": CANCELLED_SITUATION, "cor": "#999"},
         ]
         self.cancelling_reverses_stock = False
+        #: ``PUT /pedidos/vendas/{id}`` made, per order; orders ``refuse_updates`` names.
+        self.order_updates: collections.Counter[int] = collections.Counter()
+        self._locked_orders: set[int] = set()
         self._frozen_orders: set[int] = set()
         #: (order id, situation before, situation after) for each change (a repeat is none).
         self.situation_changes: list[tuple[int, int, int]] = []
@@ -987,6 +1051,7 @@ _ROUTES = [
     ("GET", r"/pedidos/vendas", "list_orders"),
     ("POST", r"/pedidos/vendas", "create_order"),
     ("GET", rf"/pedidos/vendas/{_N}", "get_order"),
+    ("PUT", rf"/pedidos/vendas/{_N}", "update_order"),
     ("POST", rf"/pedidos/vendas/{_N}/lancar-estoque(?:/{_N})?", "post_stock"),
     ("POST", rf"/pedidos/vendas/{_N}/estornar-estoque", "reverse_stock"),
     ("PATCH", rf"/pedidos/vendas/{_N}/situacoes/{_N}", "set_situation"),

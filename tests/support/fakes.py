@@ -442,6 +442,18 @@ class FakeErp:
         self._next_failure("find_sales_order")
         return self.sales_orders.get(order.name or str(order.order_id))
 
+    def update_sales_order(self, order: Order, erp_order_id: int) -> None:
+        lost = self._next_failure("update_sales_order")
+        assert erp_order_id not in self.posted, "a posted sales order is never rewritten"
+        made: dict[str, int] = {}
+        for line in order.lines:
+            if line.remaining:
+                made[line.sku] = made.get(line.sku, 0) + line.remaining
+        self.lines[erp_order_id] = made
+        self.writes.append(("update", erp_order_id))
+        if lost:
+            raise self._lost()
+
     def post_stock(self, erp_order_id: int | None) -> None:
         lost = self._next_failure("post_stock")
         assert erp_order_id is not None
