@@ -5,12 +5,17 @@ Shopper A holds the last unit through the App Proxy and adds it to her cart (the
 lists the hold); the worker publishes the variant's stock metafield; the function input is built
 from what the stand-in stored: shopper B's Buy it now is refused, A's cart (its line names her
 hold) is accepted. A's hold runs out; after the next publish B's cart is accepted.
+
+The same worker makes Shopify's inventory follow the ledger: manual counts reach Shopify's
+``available`` as deltas, once even when an answer is lost, and a Shopify sale whose order
+webhook comes later is never handed back.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,7 +47,8 @@ def wasm() -> Any:
 @pytest.fixture
 def stand_in() -> Iterator[ShopifyStandIn]:
     with standin() as server:
-        server.add_access_token(SHOP, ACCESS_TOKEN, "write_products")
+        server.add_access_token(SHOP, ACCESS_TOKEN, "write_products,write_inventory,read_locations")
+        server.add_location(SHOP, "Depósito Online", fulfills_online_orders=True)
         yield server
 
 
@@ -60,13 +66,16 @@ def deployment(pg_cluster: PgCluster, stand_in: ShopifyStandIn) -> Iterator[Web]
         "CART_HOLD_GRACE_SECONDS": str(HOLD_SECONDS),
         "WORKER_SWEEP_INTERVAL_SECONDS": "0.2",
         "SHOPIFY_PUBLISH_INTERVAL_SECONDS": "0.05",
+        "SHOPIFY_INVENTORY_INTERVAL_SECONDS": "0.1",
+        "SHOPIFY_INVENTORY_SETTLE_SECONDS": "0",
         "WEB_CONCURRENCY": "2",
     }
-    url = pg_cluster.create_database("checkout_e2e")
+    url = pg_cluster.create_database(f"checkout_e2e_{uuid.uuid4().hex[:8]}")
     with serve_web(url, env) as web:
         worker = web.runner.start("worker")
         wait_for(lambda: "worker started" in web.runner.log_of(worker), "worker start", 30, worker)
         assert "stock publisher" in web.runner.log_of(worker)
+        assert "inventory follower" in web.runner.log_of(worker)
         yield web
 
 
@@ -148,5 +157,49 @@ def test_the_checkout_refuses_units_another_cart_holds_until_the_hold_runs_out(
     took = published(stand_in, {"v": 1, "free": 1, "h": {}}, timeout=HOLD_SECONDS + 30)
     print(f"expiry published {took:.2f} s after the first publish (hold: {HOLD_SECONDS} s)")
     assert verdict(wasm, stand_in, CartLine(GID, 1)) == [], "B's cart is accepted now"
+    worker_log = deployment.runner.log_of(deployment.runner.processes[-1][0])
+    assert "Traceback" not in worker_log, worker_log[-3000:]
+
+
+def test_shopifys_inventory_follows_the_ledger_through_the_worker(
+    deployment: Web, stand_in: ShopifyStandIn
+) -> None:
+    port = deployment.port
+    [location] = list(stand_in.admin.shop(SHOP).locations)
+    item = stand_in.inventory_item_of(SHOP, stand_in.add_variant(SHOP, "TEE"))
+    stand_in.stock(SHOP, item, location, 5)
+    assert call(port, "PUT", "/stock/TEE", {"on_hand": 5}, token=TOKEN)[0] == 200
+    # First mapped (looked up by SKU) and aligned, with a compare-and-set write or none.
+    assert call(port, "PUT", "/stock/TEE", {"on_hand": 8}, token=TOKEN)[0] == 200
+    wait_for(lambda: stand_in.available(SHOP, item, location) == 8, "Shopify at 8", 30)
+    before = len(stand_in.inventory_changes(SHOP))
+
+    # A lost answer: the worker sends the same call again, Shopify applies it once.
+    stand_in.lose_answers(1, root="inventoryAdjustQuantities")
+    assert call(port, "PUT", "/stock/TEE", {"on_hand": 10}, token=TOKEN)[0] == 200
+    wait_for(lambda: stand_in.available(SHOP, item, location) == 10, "Shopify at 10", 30)
+    wait_for(lambda: any(c.lost for c in stand_in.calls), "the lost answer", 10)
+    time.sleep(1.0)  # a few more rounds: nothing applied twice
+    later = stand_in.inventory_changes(SHOP)[before:]
+    assert [(c.kind, c.delta) for c in later] == [("adjust", 2)]
+
+    # Shopify sells one; before its order webhook, the warehouse counts 2 more (on hand 12).
+    stand_in.sell(SHOP, item, location, 1)
+    assert call(port, "PUT", "/stock/TEE", {"on_hand": 12}, token=TOKEN)[0] == 200
+    wait_for(lambda: stand_in.available(SHOP, item, location) == 11, "Shopify at 9 + 2", 30)
+    order = {
+        "id": 880001,
+        "name": "#880001",
+        "cart_token": None,
+        "checkout_token": None,
+        "cancelled_at": None,
+        "note_attributes": [],
+        "line_items": [{"id": 1, "sku": "TEE", "quantity": 1}],
+    }
+    webhook(port, "orders/create", order)
+    time.sleep(1.0)
+    assert stand_in.available(SHOP, item, location) == 11  # the sale was never handed back
+    level = call(port, "GET", "/stock/TEE", None, token=TOKEN)[1]
+    assert level["on_hand"] - level["committed"] == 11
     worker_log = deployment.runner.log_of(deployment.runner.processes[-1][0])
     assert "Traceback" not in worker_log, worker_log[-3000:]
