@@ -271,6 +271,16 @@ class ShopifyStandIn:
         """Put an order in the shop (``orders`` lists it, by ``updatedAt``); an order already
         there with this id is replaced (an update: cancelled, paid…)."""
         stamp = updated_at.isoformat()
+        items = [
+            {
+                "id": f"gid://shopify/LineItem/{order_id * 100 + n}",
+                "sku": sku,
+                "quantity": quantity,
+                "name": sku,
+                "variant": None,
+            }
+            for n, (sku, quantity) in enumerate(lines, start=1)
+        ]
         node = {
             "id": f"gid://shopify/Order/{order_id}",
             "legacyResourceId": str(order_id),
@@ -285,19 +295,8 @@ class ShopifyStandIn:
             "updatedAt": stamp,
             "email": None,
             "lineItems": {
-                "edges": [
-                    {
-                        "cursor": str(n),
-                        "node": {
-                            "id": f"gid://shopify/LineItem/{order_id * 100 + n}",
-                            "sku": sku,
-                            "quantity": quantity,
-                            "name": sku,
-                            "variant": None,
-                        },
-                    }
-                    for n, (sku, quantity) in enumerate(lines, start=1)
-                ],
+                "edges": [{"cursor": str(n), "node": item} for n, item in enumerate(items, 1)],
+                "nodes": items,
                 "pageInfo": {"hasNextPage": False},
             },
         }
