@@ -12,7 +12,9 @@ signed webhooks) and the stand-in's own state, sharing this module's fixtures an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from shopify_app.shopify import inventory_api, inventory_follower
 from shopify_app.shopify.inventory_follower import InventoryFollower
 from shopify_app.shopify.tables import inventory_batches, inventory_items
 from tests.support.app import SHOP, ApiClient, app_environ
+from tests.support.bling_app import GatedStandIn, bling_environ, deliver_bling, sync
 from tests.support.clock import FakeClock
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.metrics import samples
@@ -286,6 +289,38 @@ def test_an_outage_and_throttling_delay_the_writes_and_lose_none(
     assert stand_in.available(SHOP, aligned, online) == 9
     # The batch stored before the outage went as it was (+2), the later change after it.
     assert [c.delta for c in adjustments(stand_in, "adjust")] == [2, 2]
+
+
+def test_a_bling_webhook_from_another_channel_reaches_shopify_once(
+    database_url: str, clock: FakeClock, stand_in: ShopifyStandIn, location: str
+) -> None:
+    """The real path: Bling's stand-in, its signed ``stock.updated`` webhook (delivered twice),
+    the ledger, then the follower through a lost answer."""
+    with GatedStandIn(rate_limit=None) as bling:
+        app = make_app(database_url, clock, stand_in, **bling_environ(bling))
+        try:
+            runtime: Runtime = app.extensions[EXTENSION_KEY]
+            follower = InventoryFollower(runtime, sleep=lambda seconds: False)
+            online = online_location(stand_in)
+            item = tracked_variant(stand_in, "TEE", online, 5)
+            product = bling.add_product("TEE", 5)
+            sync(app, bling)
+            follower.run_round()
+            assert adjustments(stand_in) == []  # 5 on both sides: aligned without a write
+            bling.set_stock(product, 2)  # the shop counter sold 3
+            body = json.loads(bling.stock_event(product, None))
+            body["date"] = (clock.now + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            raw = json.dumps(body).encode()
+            for _ in range(2):  # Bling may deliver an event more than once
+                assert deliver_bling(app, bling, raw).status_code == 200
+            assert figures(runtime.engine, "TEE")["on_hand"] == 2
+            stand_in.lose_answers(1, root="inventoryAdjustQuantities")
+            assert follower.run_round().stopped_by == "unavailable"
+            assert follower.run_round().stopped_by is None
+            assert stand_in.available(SHOP, item, online) == 2
+            assert [c.delta for c in adjustments(stand_in)] == [-3]
+        finally:
+            runtime.engine.dispose()
 
 
 # --- Shopify's own sales ------------------------------------------------------------------
