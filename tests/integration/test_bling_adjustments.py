@@ -7,24 +7,20 @@ sales order made from the corrected lines, or a stock entry after its posting, `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
 
 from shopify_app.erp import connection
 from shopify_app.outbox.kinds import FORWARD_ORDER, STOCK_ENTRY
+from tests.support.adjustments import bling_balance, edit_payload, refund_payload
 from tests.support.bling_app import drain, make_app, runtime_of, sync
 from tests.support.bling_standin import BlingStandIn
 from tests.support.clock import FakeClock
 from tests.support.forwarding import deliver, forwarding_environ, jobs, order_row
 from tests.support.ledger import assert_ledger_balanced, figures
 from tests.support.orders import shopify_order
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "shopify"
 
 
 @pytest.fixture
@@ -40,43 +36,6 @@ def app(database_url: str, clock: FakeClock, standin: BlingStandIn) -> Iterator[
     sync(app, standin)
     yield app
     runtime_of(app).engine.dispose()
-
-
-def refund_payload(refund_id: int, order_id: int, lines: list[tuple[int, int, str, str]]) -> Any:
-    """The saved refunds/create fixture's shape, with these (line id, quantity, restock_type,
-    sku) lines."""
-    payload = json.loads((FIXTURES / "refunds_create.json").read_text())
-    template = payload["refund_line_items"][0]
-    payload.update(id=refund_id, order_id=order_id, admin_graphql_api_id=f"gid://r/{refund_id}")
-    payload["refund_line_items"] = [
-        {
-            **template,
-            "id": refund_id * 10 + n,
-            "line_item_id": line_id,
-            "quantity": quantity,
-            "restock_type": restock,
-            "line_item": {**template["line_item"], "id": line_id, "sku": sku},
-        }
-        for n, (line_id, quantity, restock, sku) in enumerate(lines)
-    ]
-    return payload
-
-
-def edit_payload(
-    edit_id: int, order_id: int, added: dict[int, int], removed: dict[int, int]
-) -> Any:
-    payload = json.loads((FIXTURES / "orders_edited.json").read_text())
-    edit = payload["order_edit"]
-    edit.update(id=edit_id, order_id=order_id)
-    edit["line_items"] = {
-        "additions": [{"id": i, "delta": d} for i, d in added.items()],
-        "removals": [{"id": i, "delta": d} for i, d in removed.items()],
-    }
-    return payload
-
-
-def bling_balance(standin: BlingStandIn, sku: str) -> float:
-    return standin.balance(standin.product_id(sku))[0]
 
 
 def test_a_returned_line_of_a_forwarded_order_goes_back_here_and_into_bling_once(

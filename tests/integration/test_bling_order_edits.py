@@ -25,7 +25,7 @@ from shopify_app.outbox.kinds import EDIT_LINES, FORWARD_ORDER, STOCK_ENTRY
 from shopify_app.outbox.service import retry_dead
 from shopify_app.outbox.tables import outbox_jobs
 from shopify_app.shopify import order_edits
-from tests.integration.test_bling_adjustments import bling_balance, edit_payload, refund_payload
+from tests.support.adjustments import bling_balance, edit_payload, refund_payload
 from tests.support.app import SHOP
 from tests.support.bling_app import drain, make_app, runtime_of, sync
 from tests.support.bling_standin import BlingStandIn, Reply, error

@@ -12,7 +12,7 @@ from shopify_app.orders.model import EntryState
 from shopify_app.orders.ports import ErpRefused
 from shopify_app.outbox import PermanentFailure, RetryLater
 from tests.support.fakes import FakeErp, FakeUnitOfWork, StockStore
-from tests.unit.test_order_adjustments import (
+from tests.support.order_adjustments import (
     SHOP,
     adjust,
     enter,
