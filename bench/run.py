@@ -49,11 +49,16 @@ from tests.support.procfile import children_of, free_port, procfile_commands  # 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
 DEFAULT_PEER = REPO_ROOT.parent / "shared" / "peers" / "seed_reference"
 
-WORKLOADS = ("hot", "spread", "read")
+#: The storefront's path first (the headline): App Proxy reserves with a cart and an address.
+STOREFRONT_WORKLOADS = ("proxy_hot", "proxy_spread", "proxy_cart")
+WORKLOADS = (*STOREFRONT_WORKLOADS, "hot", "spread", "read")
 BENCH_SHOPIFY_SECRET = "bench-shopify-secret"
 BENCH_SHOP = "bazico-bench.myshopify.com"
+BENCH_SHOPIFY_TOKEN = "shpat_bench_run"
+#: Variant ids of SKU-n in the Shopify stand-in (the worker publishes their metafields).
+VARIANT_BASE = 90_000_000_000
 # Reservations against 10^9 units can never run out, so any non-2xx there is a bug.
-RESERVE_WORKLOADS = frozenset({"hot", "spread"})
+RESERVE_WORKLOADS = frozenset({"hot", "spread", *STOREFRONT_WORKLOADS})
 SKU_COUNT = 1000
 SEED_ON_HAND = 10**9
 WARMUP_S = 3
@@ -233,11 +238,13 @@ def service_env(
         "WEB_THREADS": str(threads),
         "APP_ENV": "development",
         "LOG_LEVEL": "WARNING",
-        # bench/webhooks.py signs deliveries with these, as Shopify would for this shop.
+        # bench/webhooks.py signs deliveries, and storefront.lua App Proxy queries, with these,
+        # as Shopify would for this shop.
         "SHOPIFY_API_SECRET": BENCH_SHOPIFY_SECRET,
         "SHOPIFY_SHOP_DOMAIN": BENCH_SHOP,
-        # The abuse limits stay at their defaults: they apply to App Proxy addresses and to
-        # carts (holders), and these workloads are server-to-server calls without a holder.
+        # The abuse limits stay at the shipped defaults (per-cart caps, RATE_LIMIT_PER_IP,
+        # RATE_LIMIT_PER_CART): the storefront workloads name a cart and an address on every
+        # request; the REST ones are server-to-server calls without a holder.
     }
 
 
@@ -355,8 +362,28 @@ def parse_wrk(text: str) -> WrkResult:
     )
 
 
-def run_wrk(base_url: str, workload: str, token: str, duration: int, connections: int) -> str:
-    script = BENCH_DIR / f"{workload}.lua"
+def signed_proxy_query() -> str:
+    """The query Shopify's App Proxy adds to the storefront's request, signed now (the service
+    accepts it for 120 s: one is made per wrk run)."""
+    from tests.support.shopify_sender import signed_query
+
+    return signed_query(secret=BENCH_SHOPIFY_SECRET, shop=BENCH_SHOP)
+
+
+def run_wrk(
+    base_url: str,
+    workload: str,
+    token: str,
+    duration: int,
+    connections: int,
+    side: str = "ours",
+) -> str:
+    extra: list[str] = []
+    if workload in STOREFRONT_WORKLOADS:
+        script = BENCH_DIR / "storefront.lua"
+        extra = [workload.removeprefix("proxy_"), side, signed_proxy_query()]
+    else:
+        script = BENCH_DIR / f"{workload}.lua"
     argv = [
         "wrk",
         f"-t{min(WRK_THREADS, connections)}",
@@ -369,6 +396,7 @@ def run_wrk(base_url: str, workload: str, token: str, duration: int, connections
         base_url,
         "--",
         token,  # reaches the script's init(args) as args[1]
+        *extra,
     ]
     # wrk stays in our process group on purpose: Ctrl-C reaches it directly.
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
@@ -388,6 +416,8 @@ class Target:
     base_url: str
     service: Service
     runs: dict[str, list[WrkResult]] = field(default_factory=dict)
+    #: Ours with the worker: the Shopify stand-in it publishes to.
+    stand_in: Any = None
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -487,6 +517,14 @@ def start_ours(
     db_url = stack.enter_context(database(args.database_url))
     port = free_port()
     env = service_env(db_url, port, token, args.workers, args.threads)
+    stand_in = None
+    if args.with_worker:
+        stand_in = stack.enter_context(shopify_stand_in())
+        env.update(
+            SHOPIFY_ADMIN_URL=stand_in.url,
+            SHOPIFY_ACCESS_TOKEN=BENCH_SHOPIFY_TOKEN,
+            SHOPIFY_API_KEY=stand_in.client_id,
+        )
     if "release" in procfile:
         print(f"[ours] release: {procfile['release']}", flush=True)
         run_release(procfile["release"], env, log_dir)
@@ -501,9 +539,15 @@ def start_ours(
         "ours-web", ["bash", "-c", procfile["web"]], cwd=REPO_ROOT, env=env, log_dir=log_dir
     )
     stack.callback(web.stop)
-    if args.with_worker:
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(web, f"{base}/readyz")
+    t0 = time.monotonic()
+    seed_stock(base, token)
+    print(f"[ours] ready; seeded {SKU_COUNT} SKUs in {time.monotonic() - t0:.1f}s", flush=True)
+    if stand_in is not None:
         if "worker" not in procfile:
-            raise BenchError("--with-worker given but the Procfile has no 'worker' line")
+            raise BenchError("the Procfile has no 'worker' line (run with --no-worker)")
+        map_variants(base, [f"SKU-{i}" for i in range(1, SKU_COUNT + 1)])
         worker = start_service(
             "ours-worker",
             ["bash", "-c", procfile["worker"]],
@@ -512,12 +556,79 @@ def start_ours(
             log_dir=log_dir,
         )
         stack.callback(worker.stop)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(web, f"{base}/readyz")
-    t0 = time.monotonic()
-    seed_stock(base, token)
-    print(f"[ours] ready; seeded {SKU_COUNT} SKUs in {time.monotonic() - t0:.1f}s", flush=True)
-    return Target("ours", base, web)
+        wait_published(stand_in)
+        print(
+            f"[ours] worker up: {SKU_COUNT} variants published to the Shopify stand-in, "
+            "inventory followed",
+            flush=True,
+        )
+    return Target("ours", base, web, stand_in=stand_in)
+
+
+@contextlib.contextmanager
+def shopify_stand_in() -> Iterator[Any]:
+    """The Shopify stand-in (tests/support/shopify_standin.py) in this process: the bench's shop
+    with its token, its online location and SKU-1..SKU-1000 as variants stocked as seeded, so the
+    worker's stock publisher and inventory follower run against it as against a live store."""
+    from tests.support.shopify_install import standin
+
+    with standin() as server:
+        server.add_access_token(
+            BENCH_SHOP, BENCH_SHOPIFY_TOKEN, "write_products,write_inventory,read_locations"
+        )
+        location = server.add_location(BENCH_SHOP, "Depósito Online")
+        for i in range(1, SKU_COUNT + 1):
+            variant = server.add_variant(BENCH_SHOP, f"SKU-{i}")
+            item = server.inventory_item_of(BENCH_SHOP, variant)
+            server.stock(BENCH_SHOP, item, location, SEED_ON_HAND)
+        yield server
+
+
+def map_variants(base: str, skus: list[str], lines_per_cart: int = 20) -> dict[str, int]:
+    """Signed carts/update webhooks whose lines carry the SKUs: the service learns each one's
+    variant (and holds one unit per line, like a shopper's cart; 20 lines a cart stay within
+    the shipped per-cart caps)."""
+    from shopify_app.shopify.signatures import webhook_signature
+
+    variants = {sku: VARIANT_BASE + n for n, sku in enumerate(skus, start=1)}
+    for start in range(0, len(skus), lines_per_cart):
+        chunk = skus[start : start + lines_per_cart]
+        cart = f"bench-map-{start}"
+        body = json.dumps(
+            {
+                "id": cart,
+                "token": cart,
+                "updated_at": "2026-12-02T12:00:00Z",
+                "line_items": [
+                    {"id": i, "variant_id": variants[sku], "sku": sku, "quantity": 1}
+                    for i, sku in enumerate(chunk, start=1)
+                ],
+            }
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "carts/update",
+            "X-Shopify-Hmac-Sha256": webhook_signature(BENCH_SHOPIFY_SECRET, body),
+            "X-Shopify-Shop-Domain": BENCH_SHOP,
+            "X-Shopify-Webhook-Id": secrets.token_hex(16),
+        }
+        response = requests.post(f"{base}/webhooks/shopify", data=body, headers=headers, timeout=30)
+        if response.status_code != 200:
+            raise BenchError(f"mapping webhook: {response.status_code} {response.text[:300]}")
+    return variants
+
+
+def wait_published(stand_in: Any, timeout: float = 180.0) -> None:
+    """Until the worker has written every variant's stock metafield once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(stand_in.metafields(BENCH_SHOP)) >= SKU_COUNT:
+            return
+        time.sleep(0.5)
+    raise BenchError(
+        f"the worker published {len(stand_in.metafields(BENCH_SHOP))} of {SKU_COUNT} variants "
+        f"in {timeout:.0f}s"
+    )
 
 
 def start_peer(args: argparse.Namespace, stack: contextlib.ExitStack, log_dir: Path) -> Target:
@@ -565,6 +676,107 @@ def sku1_figures(target: Target, token: str) -> dict[str, Any]:
     return data
 
 
+@dataclass
+class Profile:
+    proc: subprocess.Popen[bytes]
+    path: Path
+
+
+def start_profile(
+    args: argparse.Namespace, target: Target, workload: str, rnd: int
+) -> Profile | None:
+    """``--profile DIR``: py-spy samples one gunicorn worker of ours (wall time, all threads,
+    idle ones included: waiting for PostgreSQL or for a pooled connection shows) during the
+    measured run; collapsed stacks go to DIR/<workload>-<round>.txt."""
+    if args.profile is None or target.name != "ours":
+        return None
+    workers = gunicorn_rss(target.service.proc.pid)
+    master = workers["master_pid"]
+    pids = children_of(master) if master else []
+    if not pids:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    path = args.profile / f"{workload}-{rnd + 1}.txt"
+    argv = [
+        str(VENV_BIN / "py-spy"),
+        "record",
+        "--idle",
+        "--format",
+        "raw",
+        "--rate",
+        "100",
+        "--duration",
+        str(args.duration),
+        "--pid",
+        str(pids[0]),
+        "--output",
+        str(path),
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Profile(proc, path)
+
+
+def finish_profile(profile: Profile) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        profile.proc.wait(timeout=30)
+    if profile.path.exists():
+        print(f"  profile {profile.path}:")
+        for share, name in profile_summary(profile.path)[:18]:
+            print(f"    {share:5.1f}%  {name}")
+
+
+def profile_summary(path: Path) -> list[tuple[float, str]]:
+    """Inclusive share of samples per function (``file:function``), of request threads only
+    (stacks through Flask's ``wsgi_app``); a function counted once per sample."""
+    totals: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or "wsgi_app" not in stack:
+            continue
+        n = int(count)
+        samples += n
+        seen = set()
+        for frame in stack.split(";"):
+            name = re.sub(r" \(([^:)]*/)?([^/:)]+):\d+\)$", r" (\2)", frame.strip())
+            if name not in seen:
+                seen.add(name)
+                totals[name] = totals.get(name, 0) + n
+    if not samples:
+        return []
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+    return [(100.0 * n / samples, name) for name, n in ranked]
+
+
+def _shopify_calls(targets: list[Target]) -> tuple[int, int, int]:
+    stand_in = next((t.stand_in for t in targets if t.stand_in is not None), None)
+    if stand_in is None:
+        return (0, 0, 0)
+    return (
+        len(stand_in.calls_of("graphql")),
+        len(stand_in.metafield_writes(BENCH_SHOP)),
+        len(stand_in.inventory_changes(BENCH_SHOP)),
+    )
+
+
+def _shopify_cost(
+    targets: list[Target], before: tuple[int, int, int], seconds: float
+) -> dict[str, Any]:
+    """What the worker's publishing and inventory following cost in Shopify calls meanwhile."""
+    stand_in = next((t.stand_in for t in targets if t.stand_in is not None), None)
+    if stand_in is None:
+        return {}
+    calls, writes, inventory = _shopify_calls(targets)
+    throttled = sum(1 for c in stand_in.calls_of("graphql")[before[0] :] if c.throttled)
+    return {
+        "seconds": round(seconds, 1),
+        "calls_per_s": round((calls - before[0]) / seconds, 2),
+        "metafield_writes_per_s": round((writes - before[1]) / seconds, 2),
+        "inventory_writes": inventory - before[2],
+        "throttled": throttled,
+    }
+
+
 def run_benchmark(
     args: argparse.Namespace, stack: contextlib.ExitStack, log_dir: Path
 ) -> dict[str, Any]:
@@ -576,6 +788,8 @@ def run_benchmark(
         targets.append(start_peer(args, stack, log_dir))
 
     warnings: list[str] = []
+    shopify_calls_before = _shopify_calls(targets)
+    load_started = time.monotonic()
     for rnd in range(args.rounds):
         for w_index, workload in enumerate(args.workloads):
             # Flip who goes first per workload and round, so a slow drift in the machine's
@@ -590,8 +804,14 @@ def run_benchmark(
                     f"{args.connections} connections",
                     flush=True,
                 )
-                run_wrk(target.base_url, workload, token, WARMUP_S, args.connections)
-                out = run_wrk(target.base_url, workload, token, args.duration, args.connections)
+                side = target.name
+                run_wrk(target.base_url, workload, token, WARMUP_S, args.connections, side)
+                profiler = start_profile(args, target, workload, rnd)
+                out = run_wrk(
+                    target.base_url, workload, token, args.duration, args.connections, side
+                )
+                if profiler is not None:
+                    finish_profile(profiler)
                 result = parse_wrk(out)
                 target.runs.setdefault(workload, []).append(result)
                 print(
@@ -623,6 +843,7 @@ def run_benchmark(
             entry["p99_ratio"] = _ratio(entry["ours"]["p99_ms"], entry["peer"]["p99_ms"])
         table[workload] = entry
 
+    shopify_cost = _shopify_cost(targets, shopify_calls_before, time.monotonic() - load_started)
     rss: dict[str, Any] = {}
     sanity: dict[str, Any] = {}
     for target in targets:
@@ -650,6 +871,13 @@ def run_benchmark(
         )
     if "peer" in rss:
         print(f"RSS peer: {_fmt(rss['peer']['mb'])} MB (one uvicorn process)")
+    if shopify_cost:
+        print(
+            f"Shopify stand-in during the load: {shopify_cost['calls_per_s']} GraphQL calls/s "
+            f"({shopify_cost['metafield_writes_per_s']} variant metafields written/s, "
+            f"{shopify_cost['inventory_writes']} inventory changes, "
+            f"{shopify_cost['throttled']} throttled)"
+        )
     for name, figures in sanity.items():
         keys = ("on_hand", "reserved", "committed", "available")
         shown = {k: figures[k] for k in keys if k in figures} or figures
@@ -675,6 +903,7 @@ def run_benchmark(
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
         "results": table,
+        "shopify": shopify_cost,
         "rss_mb": rss,
         "sku1_after": sanity,
         "warnings": warnings,
@@ -703,10 +932,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database-url", help="use this database instead of a throwaway cluster")
     p.add_argument(
         "--with-worker",
-        action="store_true",
-        help="also run the Procfile's 'worker' line during the benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the Procfile's 'worker' line too, publishing holds and following inventory "
+        "into a Shopify stand-in, as a live store does (default; --no-worker: web only)",
     )
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="sample one gunicorn worker of ours with py-spy during each measured run "
+        "(collapsed stacks in this directory, a summary printed)",
+    )
     args = p.parse_args(argv)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(workloads) - set(WORKLOADS))

@@ -16,6 +16,7 @@ Not in ``web/``: the worker purges the counters too, and must not import the web
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -32,9 +33,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug import Request
 
 from .config import Settings
+from .db.batching import GroupRunner
 from .db.engine import execute_autocommit
 from .db.metadata import metadata
 
+# UNLOGGED on PostgreSQL (migration 0016): a counter is worth nothing after a crash, and logging
+# two counter rows per storefront request cost the database as much as the hold itself.
 rate_limit_counters = Table(
     "rate_limit_counters",
     metadata,
@@ -56,6 +60,24 @@ ON CONFLICT (key) DO UPDATE SET
 RETURNING hits, expires_at
 """
 _HIT_SQLALCHEMY = text(re.sub(r"%\((\w+)\)s", r":\1", _HIT))
+
+# The hits of many requests (PostgreSQL): one row per key with the batch's total for it, in key
+# order (so concurrent statements lock the rows in the same order), each key's new count back.
+_HIT_MANY = """
+INSERT INTO rate_limit_counters (key, hits, expires_at)
+SELECT key, hits, expires_at
+  FROM unnest(%(keys)s::text[], %(amounts)s::int[], %(ends)s::float8[]) AS r(key, hits, expires_at)
+ ORDER BY key
+ON CONFLICT (key) DO UPDATE SET
+    hits = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.hits
+                ELSE rate_limit_counters.hits + excluded.hits END,
+    expires_at = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.expires_at
+                      ELSE rate_limit_counters.expires_at END
+RETURNING key, hits, expires_at
+"""
+
+#: One request's hits: (key, window seconds) for each counter it counts against.
+Hits = list[tuple[str, int]]
 
 
 class DatabaseStorage(Storage):
@@ -85,6 +107,47 @@ class DatabaseStorage(Storage):
             with self.engine.begin() as connection:
                 hits, expires_at = connection.execute(_HIT_SQLALCHEMY, params).one()
         return int(hits), float(expires_at)
+
+    def hit_all(self, hits: Hits) -> list[tuple[int, float]]:
+        """One request's hits on several keys: each key's count with this hit and its window's
+        end. On PostgreSQL the hits of concurrent requests of this process go in one statement
+        (``_HitCombiner``): one round trip for all of them, the counts exact as one by one."""
+        if not self._postgres:
+            return [self.hit(key, expiry) for key, expiry in hits]
+        return self._combiner.submit(hits) or []
+
+    @functools.cached_property
+    def _combiner(self) -> GroupRunner[Hits, list[tuple[int, float]]]:
+        return GroupRunner(self._hit_batch)
+
+    def _hit_batch(self, batch: list[Hits]) -> list[list[tuple[int, float]] | BaseException]:
+        """Every request's hits in one statement: per key the batch's total is added, and the
+        requests get the counts in arrival order, as if each had hit alone."""
+        now = time.time()
+        totals: dict[str, int] = {}
+        ends: dict[str, float] = {}
+        for hits in batch:
+            for key, expiry in hits:
+                totals[key] = totals.get(key, 0) + 1
+                ends.setdefault(key, now + expiry)
+        keys = sorted(totals)
+        params: dict[str, object] = {
+            "keys": keys,
+            "amounts": [totals[k] for k in keys],
+            "ends": [ends[k] for k in keys],
+            "now": now,
+        }
+        rows = execute_autocommit(self.engine, _HIT_MANY, params, all_rows=True)
+        after = {str(key): (int(hits), float(expires_at)) for key, hits, expires_at in rows}
+        seen = {key: after[key][0] - totals[key] for key in keys}  # the count before the batch
+        results: list[list[tuple[int, float]] | BaseException] = []
+        for hits in batch:
+            answer = []
+            for key, _ in hits:
+                seen[key] += 1
+                answer.append((seen[key], after[key][1]))
+            results.append(answer)
+        return results
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return self.hit(key, expiry, amount)[0]
@@ -182,23 +245,29 @@ class RateLimits:
     def check(self, scope: str, *, ip: str | None, cart: str | None) -> None:
         """Count one request of ``scope`` for the client's address and cart (None: not counted
         by that); RateLimited when either is over its rate (the request is then refused and
-        touches nothing else)."""
-        for rate in self.rates:
-            who = ip if rate.key == "ip" else cart
-            if who is None:
-                continue
-            for item in rate.items:
-                identifiers = (scope, rate.key, who[:200])
-                if isinstance(self.storage, DatabaseStorage):
-                    # One statement: the count and the window's end together.
-                    hits, ends = self.storage.hit(item.key_for(*identifiers), item.get_expiry())
-                    if hits <= item.amount:
-                        continue
-                else:
-                    if self.limiter.hit(item, *identifiers):
-                        continue
-                    ends = self.limiter.get_window_stats(item, *identifiers).reset_time
-                raise RateLimited(rate.key, item, max(1, math.ceil(ends - time.time())))
+        touches nothing else). On the database both counters are counted together (one
+        statement, shared with the process's concurrent requests), so a request refused by
+        one still counts against the other."""
+        counted = [
+            (rate.key, item, (scope, rate.key, who[:200]))
+            for rate in self.rates
+            if (who := ip if rate.key == "ip" else cart) is not None
+            for item in rate.items
+        ]
+        if isinstance(self.storage, DatabaseStorage):
+            if not counted:
+                return
+            found = self.storage.hit_all(
+                [(item.key_for(*ids), item.get_expiry()) for _, item, ids in counted]
+            )
+            for (key, item, _), (hits, ends) in zip(counted, found, strict=True):
+                if hits > item.amount:
+                    raise RateLimited(key, item, max(1, math.ceil(ends - time.time())))
+            return
+        for key, item, identifiers in counted:  # a shared store (Redis…): the limiter's way
+            if not self.limiter.hit(item, *identifiers):
+                ends = self.limiter.get_window_stats(item, *identifiers).reset_time
+                raise RateLimited(key, item, max(1, math.ceil(ends - time.time())))
 
     def client_ip(self, request: Request, *, via_shopify: bool = False) -> str:
         """The client's address: ``X-Forwarded-For``'s entry added by the nearest proxy we

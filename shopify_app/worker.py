@@ -96,7 +96,7 @@ class _Job:
 
 
 def _sweep(runtime: Runtime) -> None:
-    expired = services.expire_due(runtime.uow())
+    expired = runtime.reservations.expire_due()
     if expired:
         log.info("reservation.expired count=%d", expired)
 

@@ -21,7 +21,7 @@ from ..stock.domain import HoldSource, Line
 from ..stock.schemas import MAX_QUANTITY, ReservationOut, StockOut
 from ..stock.views import RESERVE_REFUSALS, check_sku, hold_json, level_of, reserve_for
 from ..web.errors import error_response
-from ..web.openapi import api, check_json_body
+from ..web.openapi import api, check_json_body, documented, parse_body, self_parsing
 from ..web.schemas import NO_NUL, Error, RequestBody
 from .payloads import is_id, normalize_token
 from .signatures import verify_proxy
@@ -82,7 +82,9 @@ RESERVE_ANSWERS = Answers(HTTP_200=ReservationOut, **RESERVE_REFUSALS)
 
 
 @bp.post("/stock/<sku>/reserve")
-@api.validate(json=ProxyReserveIn, resp=RESERVE_ANSWERS, tags=TAGS)
+@documented(  # the storefront's hot path: parse_body validates with one pydantic call
+    api.validate(json=ProxyReserveIn, resp=RESERVE_ANSWERS, tags=TAGS)
+)
 def reserve(sku: str) -> Any:
     """Hold units for the shopper's cart before the theme adds them: 200, or 409 sold out.
 
@@ -90,11 +92,15 @@ def reserve(sku: str) -> Any:
     the item with the line property ``_bazico_hold`` = ``line_hold``.
     """
     check_sku(sku)
-    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
-    body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
+    body = parse_body(ProxyReserveIn)
+    if isinstance(body, Response):
+        return body
     holder = normalize_token(body.cart_token)
     (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY, body.hold_id)
     return hold_json(hold)
+
+
+self_parsing("shopify_proxy.reserve")
 
 
 def _sku_of_variant(variant_id: str) -> str:
@@ -130,12 +136,16 @@ def show_variant(variant_id: str) -> Any:
 
 
 @bp.post("/variants/<variant_id>/reserve")
-@api.validate(json=ProxyReserveIn, resp=RESERVE_ANSWERS, tags=TAGS)
+@documented(api.validate(json=ProxyReserveIn, resp=RESERVE_ANSWERS, tags=TAGS))
 def reserve_variant(variant_id: str) -> Any:
     """As the SKU route, for a variant id: 404 ``unknown_variant`` when its SKU is not known."""
+    body = parse_body(ProxyReserveIn)
+    if isinstance(body, Response):
+        return body
     sku = _sku_of_variant(variant_id)
-    # spectree's validate sets request.context (the checked body); Flask's Request lacks it.
-    body: ProxyReserveIn = request.context.json  # type: ignore[attr-defined]
     holder = normalize_token(body.cart_token)
     (hold,) = reserve_for([Line(sku, body.quantity)], holder, None, HoldSource.PROXY, body.hold_id)
     return hold_json(hold)
+
+
+self_parsing("shopify_proxy.reserve_variant")

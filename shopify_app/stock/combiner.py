@@ -26,84 +26,15 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from .domain import Hold, HoldSource, HoldStatus, new_hold_id
-from .fast_path import level_of, levels_of, reserve_batch, reserve_one
-
-#: The most requests one transaction carries (the statement's arrays grow with it).
-MAX_BATCH = 64
-
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-@dataclass
-class _Waiter(Generic[T, R]):
-    item: T
-    result: R | None = None
-    error: BaseException | None = None
-    finished: bool = False
-    lead: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
-
-
-class GroupRunner(Generic[T, R]):
-    """Runs items in batches: whoever heads the queue runs the batch it heads (up to
-    ``MAX_BATCH`` items) with ``run_batch``, answers every item of it, and wakes the next head.
-
-    ``run_batch(items)`` returns one result (or exception) per item, in order; if it raises,
-    every item of the batch gets that exception.
-    """
-
-    def __init__(self, run_batch: Callable[[list[T]], list[R | BaseException]]) -> None:
-        self._run_batch = run_batch
-        self._lock = threading.Lock()
-        self._queue: list[_Waiter[T, R]] = []
-
-    def submit(self, item: T) -> R | None:
-        waiter: _Waiter[T, R] = _Waiter(item)
-        with self._lock:
-            self._queue.append(waiter)
-            waiter.lead = len(self._queue) == 1  # nobody is leading: this one does
-        while not waiter.finished:
-            if waiter.lead:
-                waiter.lead = False
-                self._lead()
-            else:
-                waiter.wake.wait()
-                waiter.wake.clear()
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.result
-
-    def _lead(self) -> None:
-        with self._lock:
-            batch = self._queue[:MAX_BATCH]
-        try:
-            results = self._run_batch([w.item for w in batch])
-        except BaseException as exc:  # the whole batch learns it
-            results = [exc] * len(batch)
-        for waiter, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                waiter.error = result
-            else:
-                waiter.result = result
-        with self._lock:
-            del self._queue[: len(batch)]
-            successor = self._queue[0] if self._queue else None
-            if successor is not None:
-                successor.lead = True
-        for waiter in batch:
-            waiter.finished = True
-            waiter.wake.set()
-        if successor is not None:
-            successor.wake.set()
+from ..db.batching import GroupRunner
+from .domain import Hold, HolderLimits, HoldSource, HoldStatus, new_hold_id
+from .fast_path import level_of, levels_of, reserve_batch, reserve_capped_batch, reserve_one
 
 
 @dataclass(frozen=True)
@@ -111,6 +42,8 @@ class _Reservation:
     hold: Hold
     ttl: timedelta
     clock: Callable[[], datetime]
+    #: The per-holder caps that apply to the hold's holder (None: none do).
+    limits: HolderLimits | None = None
 
 
 class ReserveCombiner:
@@ -130,9 +63,11 @@ class ReserveCombiner:
         source: HoldSource,
         ttl: timedelta,
         clock: Callable[[], datetime],
+        limits: HolderLimits | None = None,
     ) -> Hold | None:
-        """The committed hold, or None when the SKU cannot cover it now (locked path next).
-        ``clock`` gives the transaction's time (the batch's leader's clock is used)."""
+        """The committed hold, or None when the SKU cannot cover it now or a cap refuses it
+        (locked path next: it decides and says why). ``clock`` gives the transaction's time
+        (the batch's leader's clock is used); ``limits``: the caps of ``holder``."""
         placeholder = clock()
         hold = Hold(
             id=new_hold_id(),
@@ -144,10 +79,14 @@ class ReserveCombiner:
             created_at=placeholder,  # both set from the batch's time
             expires_at=placeholder,
         )
-        return self._runner.submit(_Reservation(hold, ttl, clock))
+        capped = limits if holder is not None and limits is not None and limits.enabled else None
+        return self._runner.submit(_Reservation(hold, ttl, clock, capped))
 
     def _run(self, batch: list[_Reservation]) -> list[Hold | BaseException | None]:
         clock = batch[0].clock
+        limits = next((r.limits for r in batch if r.limits is not None), None)
+        if limits is not None:
+            return self._run_capped(batch, limits, clock)
         if len(batch) == 1:
             # Nothing to combine: one autocommit statement, one round trip (fast_path.py).
             return [self._alone(batch[0], clock)]
@@ -163,6 +102,35 @@ class ReserveCombiner:
                 results.append(self._alone(reservation, clock))
             except BaseException as exc:
                 results.append(exc)
+        return results
+
+    def _run_capped(
+        self, batch: list[_Reservation], limits: HolderLimits, clock: Callable[[], datetime]
+    ) -> list[Hold | BaseException | None]:
+        """A batch with holders under the caps (the storefront's requests): their locks, their
+        holds counted and the caps checked in the same transaction that takes the stock
+        (``fast_path.reserve_capped_batch``). What a cap refuses, or a SKU cannot cover, gets
+        None: the locked path decides it exactly (and says which cap, and when it frees)."""
+        now = clock()
+        holds = [_stamped(r.hold, now, r.ttl) for r in batch]
+        try:
+            taken = reserve_capped_batch(self.engine, holds, limits, now)
+        except DBAPIError as exc:
+            if not _retryable(exc):
+                raise
+            return [None] * len(batch)  # e.g. a deadlock the server broke: each on its own
+        results: list[Hold | BaseException | None] = []
+        for reservation in batch:
+            hold = reservation.hold
+            if hold.id in taken:
+                results.append(hold)
+            elif hold.holder is None:
+                try:  # no cap applies to it (no holder): its SKU alone, as uncapped
+                    results.append(self._alone(reservation, clock))
+                except BaseException as exc:
+                    results.append(exc)
+            else:
+                results.append(None)
         return results
 
     def _alone(self, reservation: _Reservation, clock: Callable[[], datetime]) -> Hold | None:
@@ -201,6 +169,12 @@ class ReadCombiner:
             return [level_of(self.engine, batch[0][0], now)]
         found = levels_of(self.engine, sorted({sku for sku, _ in batch}), now)
         return [found.get(sku) for sku, _ in batch]
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure the server broke (SQLSTATE 40P01, 40001): the
+    transaction changed nothing and each request can go on its own."""
+    return getattr(exc.orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 def _stamped(hold: Hold, now: datetime, ttl: timedelta) -> Hold:

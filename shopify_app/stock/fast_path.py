@@ -23,6 +23,7 @@ ledger, the counters and the holds agree (the property and race tests run over t
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 import psycopg
@@ -30,7 +31,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..db.engine import checkout, discard_if_broken, execute_autocommit
-from .domain import Hold, HoldSource, HoldStatus, Reason, new_hold_id
+from .domain import Hold, HolderLimits, HoldSource, HoldStatus, Reason, new_hold_id
 
 # Named %(…)s parameters: psycopg prepares the statement on the server after a few executions.
 _RESERVE_ONE = """
@@ -171,18 +172,8 @@ SELECT sku FROM level
 """
 
 
-def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
-    """Hold ``holds`` (prepared; any SKUs) in one transaction; the SKUs whose holds were taken.
-
-    Per SKU all or nothing: one conditional UPDATE per SKU row takes the total of the batch's
-    holds for it, so the batch never holds more than is available, and the holds and movements
-    are inserted only for the SKUs it updated. The rows are locked first, in sorted SKU order,
-    like every other multi-row transaction here (no deadlock). The transaction is explicit
-    (BEGIN pipelined with the statement, then COMMIT): until COMMIT is sent nothing is held, so
-    a process that dies after combining but before committing leaves no hold behind, and no
-    request of the batch is answered before the commit has returned.
-    """
-    params = {
+def _batch_params(holds: list[Hold], now: datetime) -> dict[str, object]:
+    return {
         "ids": [h.id for h in holds],
         "skus": [h.sku for h in holds],
         # The rows by primary key, never a scan of a table a flash sale keeps rewriting.
@@ -195,6 +186,20 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
         "active": HoldStatus.ACTIVE.value,
         "reason": Reason.RESERVE.value,
     }
+
+
+def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
+    """Hold ``holds`` (prepared; any SKUs) in one transaction; the SKUs whose holds were taken.
+
+    Per SKU all or nothing: one conditional UPDATE per SKU row takes the total of the batch's
+    holds for it, so the batch never holds more than is available, and the holds and movements
+    are inserted only for the SKUs it updated. The rows are locked first, in sorted SKU order,
+    like every other multi-row transaction here (no deadlock). The transaction is explicit
+    (BEGIN pipelined with the statement, then COMMIT): until COMMIT is sent nothing is held, so
+    a process that dies after combining but before committing leaves no hold behind, and no
+    request of the batch is answered before the commit has returned.
+    """
+    params = _batch_params(holds, now)
     fairy = checkout(engine, _RESERVE_BATCH, params)
     driver = fairy.driver_connection
     try:
@@ -212,3 +217,173 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
         raise DBAPIError.instance(_RESERVE_BATCH, params, exc, psycopg.Error) from exc
     finally:
         fairy.close()  # the pool rolls back whatever is still open
+
+
+# --- the same, for holders under the per-cart caps (the storefront's path) ----------------------
+
+#: First key of the holders' advisory locks (here and ``repository.lock_holder``): keeps them
+#: apart from any other advisory lock an extension or a later feature may take.
+HOLDER_LOCK_SPACE = 0x4A2C
+
+# Every holder's transaction-scoped lock (repository.lock_holder's key), taken in one statement
+# in key order, before any SKU row: the fixed order (holders sorted, then SKUs sorted) that the
+# locked path and the cart webhooks keep too, so no two transactions wait for each other.
+_LOCK_HOLDERS = """
+SELECT pg_advisory_xact_lock(%(space)s, k)
+  FROM (SELECT DISTINCT hashtext(h) AS k FROM unnest(%(holders)s::text[]) AS h ORDER BY 1) AS keys
+"""
+
+# The batch statement under the caps, run after the locks (its own statement, so its snapshot is
+# taken once they are held: nothing of these holders can change until COMMIT). Each request
+# counts its holder's live holds and the batch's earlier requests of that holder, in arrival
+# order (``HolderLimits.check``'s rule); those over a cap are left out (and so are those after
+# one a cap left out, counted as if it had passed: the locked path decides them exactly). The
+# rest is ``_RESERVE_BATCH``.
+_WANTED_UNDER_CAPS = """
+WITH asked AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(skus)s::text[], %(quantities)s::int[],
+                         %(holders)s::text[], %(sources)s::text[], %(expires)s::timestamptz[])
+           WITH ORDINALITY AS r(id, sku, quantity, holder, source, expires_at, n)
+), held AS (
+    SELECT holder, sku, sum(quantity) AS units, count(*) AS holds
+      FROM holds
+     WHERE holder = ANY(%(capped)s::text[]) AND status = %(active)s AND expires_at > %(now)s
+     GROUP BY holder, sku
+), counted AS (
+    SELECT asked.*,
+           coalesce((SELECT units FROM held
+                      WHERE held.holder = asked.holder AND held.sku = asked.sku), 0)
+           + sum(asked.quantity) OVER (PARTITION BY asked.holder, asked.sku ORDER BY asked.n)
+               AS units_after,
+           coalesce((SELECT sum(holds) FROM held WHERE held.holder = asked.holder), 0)
+           + count(*) OVER (PARTITION BY asked.holder ORDER BY asked.n) AS holds_after
+      FROM asked
+), wanted AS (
+    SELECT id, sku, quantity, holder, source, expires_at
+      FROM counted
+     WHERE holder IS NULL
+        OR ((%(max_units)s::int IS NULL OR units_after <= %(max_units)s::int)
+            AND (%(max_holds)s::int IS NULL OR holds_after <= %(max_holds)s::int))
+), totals AS"""
+
+_RESERVE_CAPPED = _WANTED_UNDER_CAPS + _RESERVE_BATCH.split("), totals AS", 1)[1].replace(
+    "SELECT sku FROM level\n", "SELECT wanted.id FROM wanted JOIN level USING (sku)\n"
+)
+
+
+def reserve_capped_batch(
+    engine: Engine, holds: list[Hold], limits: HolderLimits, now: datetime
+) -> set[uuid.UUID]:
+    """``reserve_batch`` for requests of holders under the per-holder caps: the ids of the
+    holds taken. A hold not taken was refused by a cap or its SKU could not cover the batch
+    (the caller's locked path decides which, and says when a cap frees).
+
+    One round trip and a COMMIT, as ``reserve_batch``: BEGIN, the holders' locks and the batch
+    statement are pipelined, and the statement checks the caps as it takes the stock. The
+    holder locks make a cap exact across processes: a second request of the same cart on
+    another process waits for this COMMIT, then counts this hold. A hold without a holder
+    passes the caps.
+    """
+    params = _batch_params(holds, now)
+    params.update(
+        space=HOLDER_LOCK_SPACE,
+        capped=sorted({h.holder for h in holds if h.holder is not None}),
+        max_units=limits.max_units_per_sku,
+        max_holds=limits.max_active_holds,
+    )
+    fairy = checkout(engine, _RESERVE_CAPPED, params)
+    driver = fairy.driver_connection
+    try:
+        with driver.cursor() as locking, driver.cursor() as cursor:
+            with driver.pipeline():  # BEGIN, the locks and the statement in one round trip
+                locking.execute(
+                    _LOCK_HOLDERS,
+                    {"space": HOLDER_LOCK_SPACE, "holders": params["capped"]},
+                    prepare=True,
+                )
+                cursor.execute(_RESERVE_CAPPED, params, prepare=True)
+            taken = {row[0] for row in cursor.fetchall()}
+        if taken:
+            driver.commit()
+        else:
+            driver.rollback()
+        return taken
+    except psycopg.Error as exc:
+        discard_if_broken(engine, fairy, driver, exc)
+        raise DBAPIError.instance(_RESERVE_CAPPED, params, exc, psycopg.Error) from exc
+    finally:
+        fairy.close()  # the pool rolls back whatever is still open
+
+
+# --- the sweeper's expiry, one statement per batch of SKUs ----------------------------------
+
+# The SKUs with due holds first (the partial index on active holds by SKU and expiry), their rows
+# locked in SKU order (the fixed order: SKU rows before their holds, as every reservation and
+# confirmation takes them), then every due hold of those SKUs expired, the counters, movements
+# and dirty marks written from what was expired: what the repository's flush writes for
+# ``StockLevel.expire``, set-based, so a wave of pending storefront holds running out during a
+# flash sale costs one statement per 50 SKUs instead of one per hold.
+_EXPIRE_DUE = """
+WITH due_skus AS (
+    SELECT DISTINCT sku FROM holds
+     WHERE status = %(active)s AND expires_at <= %(now)s
+     ORDER BY sku LIMIT %(limit)s
+), locked AS (
+    SELECT sku FROM skus WHERE sku IN (SELECT sku FROM due_skus) ORDER BY sku FOR UPDATE
+), expired AS (
+    UPDATE holds SET status = %(expired)s, updated_at = %(now)s
+     WHERE status = %(active)s AND expires_at <= %(now)s AND sku IN (SELECT sku FROM locked)
+ RETURNING id, sku, quantity, holder, source, created_at, expires_at, listed_at, line_ref
+), totals AS (
+    SELECT sku, sum(quantity) AS units, count(*) AS holds FROM expired GROUP BY sku
+), level AS (
+    UPDATE skus SET reserved = skus.reserved - totals.units, updated_at = %(now)s
+      FROM totals WHERE skus.sku = totals.sku
+ RETURNING skus.sku, totals.holds
+), movement AS (
+    INSERT INTO stock_movements (sku, reason, reference, on_hand_delta, reserved_delta,
+                                 committed_delta, created_at)
+    SELECT sku, %(reason)s, id::text, 0, -quantity, 0, %(now)s FROM expired
+), mark AS (
+    INSERT INTO dirty_skus (sku, change_id, changes, first_changed_at)
+    SELECT sku, gen_random_uuid(), holds, %(now)s FROM level ORDER BY sku
+    ON CONFLICT (sku) DO UPDATE
+       SET change_id = EXCLUDED.change_id,
+           changes = dirty_skus.changes + EXCLUDED.changes,
+           not_before = NULL,
+           first_changed_at = LEAST(dirty_skus.first_changed_at, EXCLUDED.first_changed_at)
+)
+SELECT id, sku, quantity, holder, source, created_at, expires_at, listed_at, line_ref,
+       (SELECT count(*) FROM due_skus)
+  FROM expired
+"""
+
+
+def expire_due_batch(engine: Engine, now: datetime, limit: int) -> tuple[list[Hold], bool]:
+    """Expire the due holds of up to ``limit`` SKUs in one statement (its own transaction);
+    the holds expired, and whether there may be more SKUs with due holds."""
+    params = {
+        "now": now,
+        "limit": limit,
+        "active": HoldStatus.ACTIVE.value,
+        "expired": HoldStatus.EXPIRED.value,
+        "reason": Reason.EXPIRE.value,
+    }
+    rows = execute_autocommit(engine, _EXPIRE_DUE, params, all_rows=True)
+    expired = [
+        Hold(
+            id=r[0],
+            sku=str(r[1]),
+            quantity=int(r[2]),
+            holder=r[3],
+            source=HoldSource(r[4]),
+            status=HoldStatus.EXPIRED,
+            created_at=r[5],
+            expires_at=r[6],
+            listed_at=r[7],
+            line_ref=r[8],
+        )
+        for r in rows
+    ]
+    skus_seen = int(rows[0][9]) if rows else 0
+    return expired, skus_seen >= limit

@@ -30,11 +30,8 @@ from .domain import (
     StockLevel,
     UnknownSku,
 )
+from .fast_path import HOLDER_LOCK_SPACE
 from .tables import holds, skus, stock_movements
-
-#: First key of the holders' advisory locks (``lock_holder``): keeps them apart from any other
-#: advisory lock an extension or a later feature may take.
-HOLDER_LOCK_SPACE = 0x4A2C
 
 
 def _hold_from_row(row: Any) -> Hold:

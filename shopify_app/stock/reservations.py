@@ -12,11 +12,14 @@ the same guarantees (the race, property and kill tests run over both):
   transaction (``combiner.py`` over ``fast_path.py``: one conditional UPDATE per SKU, one COMMIT).
 
 The rule, here and nowhere else (``reservations_for`` and ``GroupCommitReservations.reserve``):
-on PostgreSQL a request takes the group commit when it is for **one SKU**, **no per-holder cap
-applies** (it names no holder, or the caps are off) and it **joins no cart line**; any other
-request, and any the group commit cannot cover (not enough available, an unknown SKU), takes
-the locked path, which decides "sold out" and expiry exactly. SQLite takes the locked path always:
-``BEGIN IMMEDIATE`` runs one writer at a time there, so there is nothing to combine.
+on PostgreSQL a request takes the group commit when it is for **one SKU** and it **joins no
+cart line**. Under the per-holder caps (a storefront request names its cart) the batch's
+transaction first takes the holders' locks and counts their live holds, so a cap is checked in
+the transaction that takes the stock (``fast_path.reserve_capped_batch``). Any other request,
+and any the group commit cannot cover (not enough available, an unknown SKU, over a cap),
+takes the locked path, which decides "sold out", the cap refused and expiry exactly. SQLite
+takes the locked path always: ``BEGIN IMMEDIATE`` runs one writer at a time there, so there is
+nothing to combine.
 
 Cart webhooks reserve inside their own delivery transaction (``shopify/carts.py``), under the
 same locks; they are not a caller of this seam.
@@ -37,6 +40,7 @@ from ..unit_of_work import UnitOfWork
 from . import services
 from .combiner import combiner_for, read_combiner_for
 from .domain import Hold, HoldChange, HolderLimits, HoldSource, Line, StockLevel, merge_lines
+from .fast_path import expire_due_batch
 from .repository import hold_events
 
 
@@ -58,6 +62,10 @@ class Reservations(Protocol):
 
     def level(self, sku: str) -> services.LevelView | None:
         """The SKU's figures as buyers see them (due holds excluded); None if not tracked."""
+        ...
+
+    def expire_due(self, *, batch_skus: int = 50) -> int:
+        """The sweeper: expire every active hold past its time; how many were expired."""
         ...
 
 
@@ -90,6 +98,9 @@ class LockedReservations:
     def level(self, sku: str) -> services.LevelView | None:
         return services.get_level(self.new_uow(read_only=True), sku)
 
+    def expire_due(self, *, batch_skus: int = 50) -> int:
+        return services.expire_due(self.new_uow(), batch_skus=batch_skus)
+
 
 class GroupCommitReservations:
     """PostgreSQL: the group commit where the rule allows it, the locked path for the rest."""
@@ -111,19 +122,36 @@ class GroupCommitReservations:
     ) -> list[Hold]:
         lines = list(lines)
         demand = merge_lines(lines)
-        caps_apply = holder is not None and limits is not None and limits.enabled
-        if len(demand) == 1 and not caps_apply and line_ref is None:
+        if len(demand) == 1 and line_ref is None:
             ((sku, quantity),) = demand.items()
             combiner = combiner_for(self.engine)
             hold = combiner.reserve(
-                sku, quantity, holder=holder, source=source, ttl=ttl, clock=self.clock
+                sku,
+                quantity,
+                holder=holder,
+                source=source,
+                ttl=ttl,
+                clock=self.clock,
+                limits=limits,
             )
             if hold is not None:
                 emit_all(hold_events([HoldChange("created", hold)]))
-                return [hold]  # else: short or unknown, which the locked path decides
+                return [hold]  # else: short, unknown or over a cap: the locked path decides
         return self.locked.reserve(
             lines, holder=holder, source=source, ttl=ttl, limits=limits, line_ref=line_ref
         )
+
+    def expire_due(self, *, batch_skus: int = 50) -> int:
+        """Set-based on PostgreSQL (``fast_path.expire_due_batch``): one statement per batch of
+        SKUs, so a wave of storefront holds running out never queues behind one UPDATE per
+        hold while the sale goes on."""
+        expired = 0
+        while True:
+            holds, more = expire_due_batch(self.engine, self.clock(), batch_skus)
+            expired += len(holds)
+            emit_all(hold_events([HoldChange("expired", h) for h in holds]))
+            if not more:
+                return expired
 
     def level(self, sku: str) -> services.LevelView | None:
         """One statement shared with the process's concurrent reads (``combiner.py``)."""

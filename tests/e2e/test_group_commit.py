@@ -4,6 +4,8 @@
    it cannot cover: exactly the stock is held, never more, the ledger balances.
 2. A gunicorn worker killed after it combined requests and sent their transaction, but before
    COMMIT, leaves no hold, and none of those clients got a 200.
+3. Under the per-cart caps (the storefront's path), carts racing on two engines (two processes'
+   combiners) each get exactly their cap, in batches, and the rest is refused by the cap.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from shopify_app.config import load_settings
 from shopify_app.db.engine import make_engine
 from shopify_app.stock import combiner as combiner_module
 from shopify_app.stock import services
-from shopify_app.stock.domain import HoldSource, Line, OutOfStock
+from shopify_app.stock.domain import (
+    HolderLimits,
+    HoldLimitExceeded,
+    HoldSource,
+    Line,
+    OutOfStock,
+)
 from shopify_app.stock.reservations import reservations_for
 from shopify_app.stock.tables import holds
 from shopify_app.unit_of_work import SqlAlchemyUnitOfWork
@@ -96,6 +104,73 @@ def test_batches_form_and_never_hold_more_than_the_stock(
     assert all(q > 50 - sum(granted) for q in refused)
     assert len(granted) + len(refused) == len(wanted)
     assert 50 - sum(granted) < 3, "the stock was sold down to less than the largest request"
+    assert_ledger_balanced(engine)
+
+
+def test_carts_racing_across_processes_get_exactly_their_caps_in_batches(
+    postgres_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.set_on_hand(SqlAlchemyUnitOfWork(engine), "BZ-CAP-A", 1000, reference="count")
+    services.set_on_hand(SqlAlchemyUnitOfWork(engine), "BZ-CAP-B", 1000, reference="count")
+    other = make_engine(load_settings({"DATABASE_URL": postgres_url, "DB_POOL_SIZE": "40"}))
+    batch_sizes: list[int] = []
+    real_batch = combiner_module.reserve_capped_batch
+
+    def counting_batch(*args: Any, **kw: Any) -> Any:  # a spy: the real transaction runs
+        batch_sizes.append(len(args[1]))
+        return real_batch(*args, **kw)
+
+    monkeypatch.setattr(combiner_module, "reserve_capped_batch", counting_batch)
+    limits = HolderLimits(max_units_per_sku=3, max_active_holds=4)
+    sides = [
+        reservations_for(e, utc_now, partial(SqlAlchemyUnitOfWork, e)) for e in (engine, other)
+    ]
+    carts = [f"cart-{n}" for n in range(4)]
+    # Each cart asks 12 times for 1 unit of A and 6 times for 1 of B, from both processes.
+    asks = [(cart, sku) for cart in carts for sku in ["BZ-CAP-A"] * 12 + ["BZ-CAP-B"] * 6]
+    random.Random(3).shuffle(asks)
+    start = threading.Barrier(len(asks))
+    granted: Counter[tuple[str, str]] = Counter()
+    refused: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def shopper(n: int, cart: str, sku: str) -> None:
+        start.wait()
+        try:
+            sides[n % 2].reserve(
+                [Line(sku, 1)],
+                holder=cart,
+                source=HoldSource.PROXY,
+                ttl=timedelta(minutes=15),
+                limits=limits,
+            )
+        except HoldLimitExceeded as exc:
+            with lock:
+                refused[exc.limit] += 1
+            return
+        with lock:
+            granted[(cart, sku)] += 1
+
+    threads = [
+        threading.Thread(target=shopper, args=(n, cart, sku)) for n, (cart, sku) in enumerate(asks)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.dispose()
+    assert max(batch_sizes, default=0) >= 2, "capped requests were combined"
+    for cart in carts:  # 3 of A (the units cap), then 1 of B (4 live holds at most)
+        per_cart = granted[(cart, "BZ-CAP-A")] + granted[(cart, "BZ-CAP-B")]
+        assert granted[(cart, "BZ-CAP-A")] <= 3 and per_cart == 4, granted
+    assert sum(granted.values()) + sum(refused.values()) == len(asks)
+    with engine.connect() as conn:
+        live = conn.execute(
+            text("SELECT holder, count(*) FROM holds WHERE status = 'active' GROUP BY holder")
+        ).all()
+    assert {holder: n for holder, n in live} == dict.fromkeys(carts, 4)
     assert_ledger_balanced(engine)
 
 
