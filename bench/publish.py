@@ -29,7 +29,6 @@ import secrets
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,11 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench
 
-from shopify_app.shopify.signatures import webhook_signature
 from tests.support.procfile import free_port, procfile_commands, wait_for
 from tests.support.shopify_install import standin
 from tests.support.shopify_standin import ShopifyStandIn
 
 ACCESS_TOKEN = "shpat_bench_publish"
-VARIANT_BASE = 90_000_000_000
-LINES_PER_CART = 50
 TOKEN = secrets.token_urlsafe(16)
 METRICS_PORT = free_port()
 
@@ -84,37 +80,6 @@ def environ(args: argparse.Namespace, db_url: str, port: int, stand_in: ShopifyS
         LOG_LEVEL="INFO",
     )
     return env
-
-
-def map_variants(base: str, skus: list[str]) -> dict[str, int]:
-    """Signed carts/update webhooks whose lines carry the SKUs: the service learns each one's
-    variant (and holds one unit per line, like a shopper's cart)."""
-    variants = {sku: VARIANT_BASE + n for n, sku in enumerate(skus, start=1)}
-    for start in range(0, len(skus), LINES_PER_CART):
-        chunk = skus[start : start + LINES_PER_CART]
-        token = f"bench-map-{start}"
-        body = json.dumps(
-            {
-                "id": token,
-                "token": token,
-                "updated_at": "2026-12-02T12:00:00Z",
-                "line_items": [
-                    {"id": i, "variant_id": variants[sku], "sku": sku, "quantity": 1}
-                    for i, sku in enumerate(chunk, start=1)
-                ],
-            }
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Shopify-Topic": "carts/update",
-            "X-Shopify-Hmac-Sha256": webhook_signature(bench.BENCH_SHOPIFY_SECRET, body),
-            "X-Shopify-Shop-Domain": bench.BENCH_SHOP,
-            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
-        }
-        response = requests.post(f"{base}/webhooks/shopify", data=body, headers=headers, timeout=30)
-        if response.status_code != 200:
-            raise bench.BenchError(f"mapping webhook: {response.status_code} {response.text}")
-    return variants
 
 
 def histogram(port: int) -> dict[float, float]:
@@ -201,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         bench.wait_ready(web, f"{base}/readyz")
         bench.seed_stock(base, TOKEN)
-        variants = map_variants(base, skus)
+        variants = bench.map_variants(base, skus)
         worker = bench.start_service(
             "worker",
             ["bash", "-c", procfile["worker"]],
