@@ -11,6 +11,7 @@ missing they skip, unless REQUIRE_POSTGRES=1 (set by scripts/test, hence CI) mak
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +63,30 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    """A fresh SQLite file (integration tests, and e2e tests that run on both databases)."""
+def sqlite_url(tmp_path: Any, sqlite_template: Path) -> str:
+    """A fresh SQLite file (integration tests, and e2e tests that run on both databases),
+    migrated: a copy of the session's template, so each test does not run every migration
+    again (``upgrade`` then finds it at head)."""
+    shutil.copyfile(sqlite_template, tmp_path / "bazico.db")
     return f"sqlite:///{tmp_path}/bazico.db"
+
+
+@pytest.fixture
+def empty_sqlite_url(tmp_path: Any) -> str:
+    """A SQLite file no migration has run on."""
+    return f"sqlite:///{tmp_path}/empty.db"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite database migrated to head for the session, copied by ``sqlite_url``."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "bazico.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------

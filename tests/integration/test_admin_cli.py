@@ -95,8 +95,10 @@ def test_orders_show_lists_and_details_orders_with_their_bling_state(
     assert run(app, "orders", "show", "424242").exit_code == 1
 
 
-def test_stock_show_on_a_database_that_is_not_migrated_says_what_to_do(sqlite_url: str) -> None:
-    app = create_app(app_environ(sqlite_url))
+def test_stock_show_on_a_database_that_is_not_migrated_says_what_to_do(
+    empty_sqlite_url: str,
+) -> None:
+    app = create_app(app_environ(empty_sqlite_url))
     for args in (["stock", "show"], ["stock", "history", "X"], ["orders", "show"]):
         result = run(app, *args)
         assert result.exit_code == 1
