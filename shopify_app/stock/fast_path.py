@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine
@@ -199,22 +200,35 @@ def reserve_batch(engine: Engine, holds: list[Hold], now: datetime) -> set[str]:
     a process that dies after combining but before committing leaves no hold behind, and no
     request of the batch is answered before the commit has returned.
     """
-    params = _batch_params(holds, now)
-    fairy = checkout(engine, _RESERVE_BATCH, params)
+    rows = _pipelined(engine, [(_RESERVE_BATCH, _batch_params(holds, now))])
+    return {str(row[0]) for row in rows}
+
+
+def _pipelined(engine: Engine, statements: list[tuple[str, dict[str, object]]]) -> list[Any]:
+    """Run ``statements`` in one explicit transaction, pipelined with BEGIN (one round trip),
+    then COMMIT when the last one returned rows, else ROLLBACK; the last one's rows. Until
+    COMMIT is sent nothing is held, and nothing is answered before it has returned."""
+    sql, params = statements[-1]
+    fairy = checkout(engine, sql, params)
     driver = fairy.driver_connection
     try:
-        with driver.cursor() as cursor:
-            with driver.pipeline():  # BEGIN and the statement in one round trip
-                cursor.execute(_RESERVE_BATCH, params, prepare=True)
-            taken = {str(row[0]) for row in cursor.fetchall()}
-        if taken:
+        cursors = [driver.cursor() for _ in statements]
+        try:
+            with driver.pipeline():
+                for cursor, (statement, values) in zip(cursors, statements, strict=True):
+                    cursor.execute(statement, values, prepare=True)
+            rows = cursors[-1].fetchall()
+        finally:
+            for cursor in cursors:
+                cursor.close()
+        if rows:
             driver.commit()
         else:
             driver.rollback()
-        return taken
+        return rows
     except psycopg.Error as exc:
         discard_if_broken(engine, fairy, driver, exc)
-        raise DBAPIError.instance(_RESERVE_BATCH, params, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
     finally:
         fairy.close()  # the pool rolls back whatever is still open
 
@@ -291,28 +305,9 @@ def reserve_capped_batch(
         max_units=limits.max_units_per_sku,
         max_holds=limits.max_active_holds,
     )
-    fairy = checkout(engine, _RESERVE_CAPPED, params)
-    driver = fairy.driver_connection
-    try:
-        with driver.cursor() as locking, driver.cursor() as cursor:
-            with driver.pipeline():  # BEGIN, the locks and the statement in one round trip
-                locking.execute(
-                    _LOCK_HOLDERS,
-                    {"space": HOLDER_LOCK_SPACE, "holders": params["capped"]},
-                    prepare=True,
-                )
-                cursor.execute(_RESERVE_CAPPED, params, prepare=True)
-            taken = {row[0] for row in cursor.fetchall()}
-        if taken:
-            driver.commit()
-        else:
-            driver.rollback()
-        return taken
-    except psycopg.Error as exc:
-        discard_if_broken(engine, fairy, driver, exc)
-        raise DBAPIError.instance(_RESERVE_CAPPED, params, exc, psycopg.Error) from exc
-    finally:
-        fairy.close()  # the pool rolls back whatever is still open
+    locks = {"space": HOLDER_LOCK_SPACE, "holders": params["capped"]}
+    rows = _pipelined(engine, [(_LOCK_HOLDERS, locks), (_RESERVE_CAPPED, params)])
+    return {row[0] for row in rows}
 
 
 # --- the sweeper's expiry, one statement per batch of SKUs ----------------------------------
