@@ -90,7 +90,7 @@ class DatabaseStorage(Storage):
     ) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
         self.engine = engine
-        self._postgres = engine.dialect.name == "postgresql"
+        self.postgres = engine.dialect.name == "postgresql"
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -101,7 +101,7 @@ class DatabaseStorage(Storage):
         the count and the window's end."""
         now = time.time()
         params: dict[str, object] = {"key": key, "amount": amount, "ends": now + expiry, "now": now}
-        if self._postgres:  # one round trip, in autocommit (db.execute_autocommit)
+        if self.postgres:  # one round trip, in autocommit (db.execute_autocommit)
             hits, expires_at = execute_autocommit(self.engine, _HIT, params)
         else:  # SQLite: BEGIN IMMEDIATE, like every write here
             with self.engine.begin() as connection:
@@ -112,7 +112,7 @@ class DatabaseStorage(Storage):
         """One request's hits on several keys: each key's count with this hit and its window's
         end. On PostgreSQL the hits of concurrent requests of this process go in one statement
         (``_HitCombiner``): one round trip for all of them, the counts exact as one by one."""
-        if not self._postgres:
+        if not self.postgres:
             return [self.hit(key, expiry) for key, expiry in hits]
         return self._combiner.submit(hits) or []
 
@@ -188,10 +188,16 @@ class DatabaseStorage(Storage):
             connection.execute(delete(rate_limit_counters).where(rate_limit_counters.c.key == key))
 
     def purge_expired(self) -> int:
-        """Delete the rows of windows that have run out (the worker calls this now and then)."""
+        """Delete the rows of windows that have run out (the worker calls this now and then).
+
+        Rows another transaction holds are skipped (next time): a reservation batch holds its
+        counters until it commits, in key order, and a DELETE taking rows in scan order
+        against it could deadlock (SQLite ignores the clause: one writer at a time)."""
+        c = rate_limit_counters
+        due = select(c.c.key).where(c.c.expires_at <= time.time())
         with self.engine.begin() as connection:
             result = connection.execute(
-                delete(rate_limit_counters).where(rate_limit_counters.c.expires_at <= time.time())
+                delete(c).where(c.c.key.in_(due.with_for_update(skip_locked=True)))
             )
         return result.rowcount
 
@@ -204,6 +210,36 @@ class RateLimited(Exception):
         self.limit = limit
         self.retry_after = retry_after
         super().__init__(f"more than {limit} per {key}")
+
+
+#: A counter a request counts against: ("ip" or "cart", its rate, the limiter's identifiers).
+_Counted = tuple[str, RateLimitItem, tuple[str, str, str]]
+
+
+class Counting:
+    """One request's counters on the database storage: counted by the transaction that takes
+    its stock (``counters``, then ``settle`` with what it counted) or on their own
+    (``settle(None)``); either way judged here, RateLimited on the first over its rate."""
+
+    def __init__(self, storage: DatabaseStorage, counted: list[_Counted]) -> None:
+        self.storage = storage
+        self.counted = counted
+
+    @property
+    def counters(self) -> list[tuple[str, int, int]]:
+        """(key, window seconds, hits allowed) per counter."""
+        return [
+            (item.key_for(*ids), item.get_expiry(), item.amount) for _, item, ids in self.counted
+        ]
+
+    def settle(self, counts: list[tuple[int, float]] | None) -> None:
+        if counts is None:
+            counts = self.storage.hit_all(
+                [(item.key_for(*ids), item.get_expiry()) for _, item, ids in self.counted]
+            )
+        for (key, item, _), (hits, ends) in zip(self.counted, counts, strict=True):
+            if hits > item.amount:
+                raise RateLimited(key, item, max(1, math.ceil(ends - time.time())))
 
 
 @dataclass(frozen=True)
@@ -248,26 +284,33 @@ class RateLimits:
         touches nothing else). On the database both counters are counted together (one
         statement, shared with the process's concurrent requests), so a request refused by
         one still counts against the other."""
-        counted = [
-            (rate.key, item, (scope, rate.key, who[:200]))
-            for rate in self.rates
-            if (who := ip if rate.key == "ip" else cart) is not None
-            for item in rate.items
-        ]
+        counted = self._counted(scope, ip, cart)
         if isinstance(self.storage, DatabaseStorage):
-            if not counted:
-                return
-            found = self.storage.hit_all(
-                [(item.key_for(*ids), item.get_expiry()) for _, item, ids in counted]
-            )
-            for (key, item, _), (hits, ends) in zip(counted, found, strict=True):
-                if hits > item.amount:
-                    raise RateLimited(key, item, max(1, math.ceil(ends - time.time())))
+            if counted:
+                Counting(self.storage, counted).settle(None)
             return
         for key, item, identifiers in counted:  # a shared store (Redis…): the limiter's way
             if not self.limiter.hit(item, *identifiers):
                 ends = self.limiter.get_window_stats(item, *identifiers).reset_time
                 raise RateLimited(key, item, max(1, math.ceil(ends - time.time())))
+
+    def counting(self, scope: str, *, ip: str | None, cart: str | None) -> Counting | None:
+        """``check``'s counters, for the transaction that takes the request's stock to count
+        (``stock.reservations.RateCounting``: the group commit counts them in its own
+        statement); None when the counters are not in this database (a shared store) or
+        none applies: call ``check`` instead."""
+        if not isinstance(self.storage, DatabaseStorage) or not self.storage.postgres:
+            return None
+        counted = self._counted(scope, ip, cart)
+        return Counting(self.storage, counted) if counted else None
+
+    def _counted(self, scope: str, ip: str | None, cart: str | None) -> list[_Counted]:
+        return [
+            (rate.key, item, (scope, rate.key, who[:200]))
+            for rate in self.rates
+            if (who := ip if rate.key == "ip" else cart) is not None
+            for item in rate.items
+        ]
 
     def client_ip(self, request: Request, *, via_shopify: bool = False) -> str:
         """The client's address: ``X-Forwarded-For``'s entry added by the nearest proxy we

@@ -26,7 +26,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
@@ -34,16 +34,28 @@ from sqlalchemy.exc import DBAPIError
 
 from ..db.batching import GroupRunner
 from .domain import Hold, HolderLimits, HoldSource, HoldStatus, new_hold_id
-from .fast_path import level_of, levels_of, reserve_batch, reserve_capped_batch, reserve_one
+from .fast_path import (
+    Counters,
+    Counts,
+    level_of,
+    levels_of,
+    reserve_batch,
+    reserve_capped_batch,
+    reserve_one,
+)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Reservation:
     hold: Hold
     ttl: timedelta
     clock: Callable[[], datetime]
     #: The per-holder caps that apply to the hold's holder (None: none do).
     limits: HolderLimits | None = None
+    #: The request's rate counters, for the batch to count (capped batches only).
+    counters: Counters | None = None
+    #: What the batch counted (set by the leader before it wakes the request); None: nothing.
+    counts: Counts | None = field(default=None, compare=False)
 
 
 class ReserveCombiner:
@@ -68,6 +80,26 @@ class ReserveCombiner:
         """The committed hold, or None when the SKU cannot cover it now or a cap refuses it
         (locked path next: it decides and says why). ``clock`` gives the transaction's time
         (the batch's leader's clock is used); ``limits``: the caps of ``holder``."""
+        return self.reserve_counted(
+            sku, quantity, holder=holder, source=source, ttl=ttl, clock=clock, limits=limits
+        )[0]
+
+    def reserve_counted(
+        self,
+        sku: str,
+        quantity: int,
+        *,
+        holder: str | None,
+        source: HoldSource,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+        limits: HolderLimits | None = None,
+        counters: Counters | None = None,
+    ) -> tuple[Hold | None, Counts | None]:
+        """``reserve``, the request's rate ``counters`` counted in the same transaction when it
+        goes under the caps (a holder, ``limits`` enabled): the hold (None: over a rate, a cap,
+        or short) and the counts (None: not counted, e.g. a deadlock the server broke; the
+        caller counts them itself)."""
         placeholder = clock()
         hold = Hold(
             id=new_hold_id(),
@@ -80,7 +112,9 @@ class ReserveCombiner:
             expires_at=placeholder,
         )
         capped = limits if holder is not None and limits is not None and limits.enabled else None
-        return self._runner.submit(_Reservation(hold, ttl, clock, capped))
+        reservation = _Reservation(hold, ttl, clock, capped, counters if capped else None)
+        found = self._runner.submit(reservation)
+        return found, reservation.counts
 
     def _run(self, batch: list[_Reservation]) -> list[Hold | BaseException | None]:
         clock = batch[0].clock
@@ -107,20 +141,24 @@ class ReserveCombiner:
     def _run_capped(
         self, batch: list[_Reservation], limits: HolderLimits, clock: Callable[[], datetime]
     ) -> list[Hold | BaseException | None]:
-        """A batch with holders under the caps (the storefront's requests): their locks, their
-        holds counted and the caps checked in the same transaction that takes the stock
-        (``fast_path.reserve_capped_batch``). What a cap refuses, or a SKU cannot cover, gets
-        None: the locked path decides it exactly (and says which cap, and when it frees)."""
+        """A batch with holders under the caps (the storefront's requests): their rate counters
+        counted, their locks, their holds counted and the caps checked in the same transaction
+        that takes the stock (``fast_path.reserve_capped_batch``). What a rate or a cap
+        refuses, or a SKU cannot cover, gets None: the caller judges the counts, the locked path
+        decides the rest exactly (and says which cap, and when it frees)."""
         now = clock()
         holds = [_stamped(r.hold, now, r.ttl) for r in batch]
         try:
-            taken = reserve_capped_batch(self.engine, holds, limits, now)
+            taken, counts = reserve_capped_batch(
+                self.engine, holds, limits, now, [r.counters for r in batch]
+            )
         except DBAPIError as exc:
             if not _retryable(exc):
                 raise
             return [None] * len(batch)  # e.g. a deadlock the server broke: each on its own
         results: list[Hold | BaseException | None] = []
-        for reservation in batch:
+        for reservation, mine in zip(batch, counts, strict=True):
+            reservation.counts = mine
             hold = reservation.hold
             if hold.id in taken:
                 results.append(hold)

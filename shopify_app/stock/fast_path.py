@@ -19,10 +19,15 @@ When the statement changes nothing (unknown SKU, or not enough available), the c
 to the locked path, which expires due holds first (lazy expiry stays exact) and tells "sold out"
 from "unknown SKU". The rows written are exactly those the repository would write: the movement
 ledger, the counters and the holds agree (the property and race tests run over this path).
+
+Long because each statement is kept whole beside the function that runs it (the single
+reservation, the batch, the capped batch with its rate counters, the set-based expiry): they
+share their CTEs' shape and one reading of them explains the others.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -248,16 +253,46 @@ SELECT pg_advisory_xact_lock(%(space)s, k)
 """
 
 # The batch statement under the caps, run after the locks (its own statement, so its snapshot is
-# taken once they are held: nothing of these holders can change until COMMIT). Each request
-# counts its holder's live holds and the batch's earlier requests of that holder, in arrival
-# order (``HolderLimits.check``'s rule); those over a cap are left out (and so are those after
-# one a cap left out, counted as if it had passed: the locked path decides them exactly). The
-# rest is ``_RESERVE_BATCH``.
+# taken once they are held: nothing of these holders can change until COMMIT).
+#
+# First the requests' rate counters (``ratelimit.py``'s fixed windows, ``rate_limit_counters``),
+# when the caller hands them over: per key the batch's count is added in one upsert, in key
+# order, and each request's count is the count before the batch plus its place among the
+# batch's requests of that key (arrival order), as if each had counted alone. A request over
+# one of its rates is left out of everything after (it touches no stock), and its counts still
+# stand: the counters commit with the batch.
+#
+# Then each remaining request counts its holder's live holds and the batch's earlier requests of
+# that holder, in arrival order (``HolderLimits.check``'s rule); those over a cap are left out
+# (and so are those after one a cap left out, counted as if it had passed: the locked path
+# decides them exactly). The rest is ``_RESERVE_BATCH``.
 _WANTED_UNDER_CAPS = """
-WITH asked AS (
+WITH rate_asked AS (
+    SELECT * FROM unnest(%(rate_n)s::int[], %(rate_keys)s::text[], %(rate_ends)s::float8[],
+                         %(rate_allowed)s::int[]) AS r(n, key, ends, allowed)
+), rate_totals AS (
+    SELECT key, count(*)::int AS amount, min(ends) AS ends FROM rate_asked GROUP BY key
+), counters AS (
+    INSERT INTO rate_limit_counters (key, hits, expires_at)
+    SELECT key, amount, ends FROM rate_totals ORDER BY key
+    ON CONFLICT (key) DO UPDATE SET
+        hits = CASE WHEN rate_limit_counters.expires_at <= %(epoch)s THEN excluded.hits
+                    ELSE rate_limit_counters.hits + excluded.hits END,
+        expires_at = CASE WHEN rate_limit_counters.expires_at <= %(epoch)s
+                          THEN excluded.expires_at ELSE rate_limit_counters.expires_at END
+    RETURNING key, hits, expires_at
+), rate_counted AS (
+    SELECT rate_asked.n, rate_asked.allowed,
+           counters.hits - rate_totals.amount
+           + row_number() OVER (PARTITION BY rate_asked.key ORDER BY rate_asked.n) AS hits
+      FROM rate_asked JOIN counters USING (key) JOIN rate_totals USING (key)
+), over_rate AS (
+    SELECT DISTINCT n FROM rate_counted WHERE hits > allowed
+), asked AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(skus)s::text[], %(quantities)s::int[],
                          %(holders)s::text[], %(sources)s::text[], %(expires)s::timestamptz[])
            WITH ORDINALITY AS r(id, sku, quantity, holder, source, expires_at, n)
+     WHERE r.n NOT IN (SELECT n FROM over_rate)
 ), held AS (
     SELECT holder, sku, sum(quantity) AS units, count(*) AS holds
       FROM holds
@@ -280,34 +315,91 @@ WITH asked AS (
             AND (%(max_holds)s::int IS NULL OR holds_after <= %(max_holds)s::int))
 ), totals AS"""
 
+# The holds taken (no count), then every counter's new count and window end.
 _RESERVE_CAPPED = _WANTED_UNDER_CAPS + _RESERVE_BATCH.split("), totals AS", 1)[1].replace(
-    "SELECT sku FROM level\n", "SELECT wanted.id FROM wanted JOIN level USING (sku)\n"
+    "SELECT sku FROM level\n",
+    "SELECT wanted.id::text, NULL::int, NULL::float8 FROM wanted JOIN level USING (sku)\n"
+    "UNION ALL\n"
+    "SELECT key, hits, expires_at FROM counters\n",
 )
+
+#: A request's rate counters for the batch to count: (key, window seconds, hits allowed).
+Counters = list[tuple[str, int, int]]
+#: What the batch counted for a request: (count with this request, window's end) per counter.
+Counts = list[tuple[int, float]]
 
 
 def reserve_capped_batch(
-    engine: Engine, holds: list[Hold], limits: HolderLimits, now: datetime
-) -> set[uuid.UUID]:
+    engine: Engine,
+    holds: list[Hold],
+    limits: HolderLimits,
+    now: datetime,
+    counters: list[Counters | None] | None = None,
+) -> tuple[set[uuid.UUID], list[Counts | None]]:
     """``reserve_batch`` for requests of holders under the per-holder caps: the ids of the
-    holds taken. A hold not taken was refused by a cap or its SKU could not cover the batch
-    (the caller's locked path decides which, and says when a cap frees).
+    holds taken, and each request's rate counts (None for one that handed over no counters).
+    A hold not taken was over a rate, refused by a cap, or its SKU could not cover the batch
+    (the caller judges the counts; the locked path decides the rest, and says when a cap
+    frees).
 
     One round trip and a COMMIT, as ``reserve_batch``: BEGIN, the holders' locks and the batch
-    statement are pipelined, and the statement checks the caps as it takes the stock. The
-    holder locks make a cap exact across processes: a second request of the same cart on
-    another process waits for this COMMIT, then counts this hold. A hold without a holder
-    passes the caps.
+    statement are pipelined, and the statement counts the rates and checks the caps as it
+    takes the stock. The holder locks make a cap exact across processes: a second request of
+    the same cart on another process waits for this COMMIT, then counts this hold. A hold
+    without a holder passes the caps. ``counters[i]``: the counters of ``holds[i]``'s request
+    (``ratelimit.RateLimits.counting``), counted in this transaction.
     """
+    epoch = time.time()
+    rate_n: list[int] = []
+    rate_keys: list[str] = []
+    rate_ends: list[float] = []
+    rate_allowed: list[int] = []
+    for n, mine in enumerate(counters or [], start=1):
+        for key, window, allowed in mine or []:
+            rate_n.append(n)
+            rate_keys.append(key)
+            rate_ends.append(epoch + window)
+            rate_allowed.append(allowed)
     params = _batch_params(holds, now)
     params.update(
         space=HOLDER_LOCK_SPACE,
         capped=sorted({h.holder for h in holds if h.holder is not None}),
         max_units=limits.max_units_per_sku,
         max_holds=limits.max_active_holds,
+        rate_n=rate_n,
+        rate_keys=rate_keys,
+        rate_ends=rate_ends,
+        rate_allowed=rate_allowed,
+        epoch=epoch,
     )
     locks = {"space": HOLDER_LOCK_SPACE, "holders": params["capped"]}
     rows = _pipelined(engine, [(_LOCK_HOLDERS, locks), (_RESERVE_CAPPED, params)])
-    return {row[0] for row in rows}
+    taken = {uuid.UUID(row[0]) for row in rows if row[1] is None}
+    after = {str(row[0]): (int(row[1]), float(row[2])) for row in rows if row[1] is not None}
+    return taken, _counts_in_order(counters or [None] * len(holds), after)
+
+
+def _counts_in_order(
+    counters: list[Counters | None], after: dict[str, tuple[int, float]]
+) -> list[Counts | None]:
+    """Each request's counts as if it had counted alone, in arrival order: the statement's
+    rule (the count before the batch, plus its place among the batch's requests of the key)."""
+    totals: dict[str, int] = {}
+    for mine in counters:
+        for key, _, _ in mine or []:
+            totals[key] = totals.get(key, 0) + 1
+    seen = {key: after[key][0] - total for key, total in totals.items()}
+    results: list[Counts | None] = []
+    for mine in counters:
+        if mine is None:
+            results.append(None)
+            continue
+        counts = []
+        for key, _, _ in mine:
+            seen[key] += 1
+            counts.append((seen[key], after[key][1]))
+        results.append(counts)
+    return results
 
 
 # --- the sweeper's expiry, one statement per batch of SKUs ----------------------------------

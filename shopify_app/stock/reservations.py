@@ -21,6 +21,12 @@ takes the locked path, which decides "sold out", the cap refused and expiry exac
 takes the locked path always: ``BEGIN IMMEDIATE`` runs one writer at a time there, so there is
 nothing to combine.
 
+Rate limits: a caller hands over the request's rate counters (``RateCounting``, from
+``ratelimit.RateLimits.counting``). The group commit counts them in the transaction that takes
+the stock when the request goes under the caps (one round trip for both); anywhere else they are
+counted first, on their own. Either way a request over a rate touches no stock, and is counted
+once.
+
 Cart webhooks reserve inside their own delivery transaction (``shopify/carts.py``), under the
 same locks; they are not a caller of this seam.
 """
@@ -40,8 +46,22 @@ from ..unit_of_work import UnitOfWork
 from . import services
 from .combiner import combiner_for, read_combiner_for
 from .domain import Hold, HoldChange, HolderLimits, HoldSource, Line, StockLevel, merge_lines
-from .fast_path import expire_due_batch
+from .fast_path import Counters, Counts, expire_due_batch
 from .repository import hold_events
+
+
+class RateCounting(Protocol):
+    """One request's rate counters (``ratelimit.Counting``)."""
+
+    @property
+    def counters(self) -> Counters:
+        """(key, window seconds, hits allowed) per counter: what a batch statement counts."""
+        ...
+
+    def settle(self, counts: Counts | None) -> None:
+        """Judge what a transaction counted (RateLimited when over a rate); None: nothing was
+        counted for this request, so count it now (and judge that)."""
+        ...
 
 
 class Reservations(Protocol):
@@ -56,8 +76,10 @@ class Reservations(Protocol):
         ttl: timedelta,
         limits: HolderLimits | None = None,
         line_ref: uuid.UUID | None = None,
+        counting: RateCounting | None = None,
     ) -> list[Hold]:
-        """Every line or none (``services.reserve``'s errors: OutOfStock, UnknownSku, …)."""
+        """Every line or none (``services.reserve``'s errors: OutOfStock, UnknownSku, …);
+        RateLimited first when ``counting`` is over a rate."""
         ...
 
     def level(self, sku: str) -> services.LevelView | None:
@@ -84,7 +106,10 @@ class LockedReservations:
         ttl: timedelta,
         limits: HolderLimits | None = None,
         line_ref: uuid.UUID | None = None,
+        counting: RateCounting | None = None,
     ) -> list[Hold]:
+        if counting is not None:
+            counting.settle(None)
         return services.reserve(
             self.new_uow(),
             lines,
@@ -119,13 +144,17 @@ class GroupCommitReservations:
         ttl: timedelta,
         limits: HolderLimits | None = None,
         line_ref: uuid.UUID | None = None,
+        counting: RateCounting | None = None,
     ) -> list[Hold]:
         lines = list(lines)
         demand = merge_lines(lines)
         if len(demand) == 1 and line_ref is None:
             ((sku, quantity),) = demand.items()
-            combiner = combiner_for(self.engine)
-            hold = combiner.reserve(
+            capped = holder is not None and limits is not None and limits.enabled
+            if counting is not None and not capped:
+                counting.settle(None)  # an uncapped batch does not count rates: first, alone
+                counting = None
+            hold, counts = combiner_for(self.engine).reserve_counted(
                 sku,
                 quantity,
                 holder=holder,
@@ -133,12 +162,23 @@ class GroupCommitReservations:
                 ttl=ttl,
                 clock=self.clock,
                 limits=limits,
+                counters=counting.counters if counting is not None else None,
             )
-            if hold is not None:
+            if hold is not None:  # its counts were under every rate (the statement's rule)
                 emit_all(hold_events([HoldChange("created", hold)]))
-                return [hold]  # else: short, unknown or over a cap: the locked path decides
+                return [hold]
+            if counting is not None:
+                counting.settle(counts)  # over a rate: RateLimited, and no stock was touched
+                counting = None
+            # else: short, unknown or over a cap: the locked path decides
         return self.locked.reserve(
-            lines, holder=holder, source=source, ttl=ttl, limits=limits, line_ref=line_ref
+            lines,
+            holder=holder,
+            source=source,
+            ttl=ttl,
+            limits=limits,
+            line_ref=line_ref,
+            counting=counting,
         )
 
     def expire_due(self, *, batch_skus: int = 50) -> int:

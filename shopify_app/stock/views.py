@@ -148,36 +148,41 @@ def reserve_for(
     """Reserve through the service layer with this process's unit of work and default TTL."""
     runtime = current_runtime()
     rates = runtime.rate_limits
-    if rates.enabled:
-        # The shopper's address is known on App Proxy calls (Shopify forwards it); a REST caller
-        # is a server holding the API token, relaying many shoppers: it is limited by cart.
-        ip = rates.client_ip(request, via_shopify=True) if source is HoldSource.PROXY else None
-        try:
-            rates.check("reserve", ip=ip, cart=holder)
-        except RateLimited as exc:
-            emit(
-                "reservation.rejected",
-                skus=sorted({line.sku for line in lines}),
-                quantity=sum(line.quantity for line in lines),
-                source=source.value,
-                holder_hash=holder_hash(holder),
-                outcome="rate_limited",
-                limit=exc.key,
-            )
-            raise
-    ttl = timedelta(seconds=ttl_seconds or runtime.settings.reservation_ttl_seconds)
-    if source is HoldSource.PROXY:
-        # Pending until a cart webhook lists it (domain.Hold.pending): it lives for the grace
-        # window, then as long as any cart hold once listed.
-        ttl = min(ttl, timedelta(seconds=runtime.settings.cart_hold_grace_seconds))
-    return runtime.reservations.reserve(
-        lines,
-        holder=holder,
-        source=source,
-        ttl=ttl,
-        limits=runtime.hold_limits,
-        line_ref=line_ref,
-    )
+    counting = None
+    try:
+        if rates.enabled:
+            # The shopper's address is known on App Proxy calls (Shopify forwards it); a REST
+            # caller is a server holding the API token, relaying many shoppers: it is limited
+            # by cart. On the database's counters the reservation's own transaction counts them.
+            ip = rates.client_ip(request, via_shopify=True) if source is HoldSource.PROXY else None
+            counting = rates.counting("reserve", ip=ip, cart=holder)
+            if counting is None:
+                rates.check("reserve", ip=ip, cart=holder)
+        ttl = timedelta(seconds=ttl_seconds or runtime.settings.reservation_ttl_seconds)
+        if source is HoldSource.PROXY:
+            # Pending until a cart webhook lists it (domain.Hold.pending): it lives for the
+            # grace window, then as long as any cart hold once listed.
+            ttl = min(ttl, timedelta(seconds=runtime.settings.cart_hold_grace_seconds))
+        return runtime.reservations.reserve(
+            lines,
+            holder=holder,
+            source=source,
+            ttl=ttl,
+            limits=runtime.hold_limits,
+            line_ref=line_ref,
+            counting=counting,
+        )
+    except RateLimited as exc:
+        emit(
+            "reservation.rejected",
+            skus=sorted({line.sku for line in lines}),
+            quantity=sum(line.quantity for line in lines),
+            source=source.value,
+            holder_hash=holder_hash(holder),
+            outcome="rate_limited",
+            limit=exc.key,
+        )
+        raise
 
 
 def hold_json(hold: Hold) -> dict[str, Any]:

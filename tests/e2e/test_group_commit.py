@@ -6,6 +6,9 @@
    COMMIT, leaves no hold, and none of those clients got a 200.
 3. Under the per-cart caps (the storefront's path), carts racing on two engines (two processes'
    combiners) each get exactly their cap, in batches, and the rest is refused by the cap.
+4. The rate counters counted inside those batches (one statement with the stock): a bot rotating
+   carts from one address on two processes gets exactly its address's rate, and every request
+   is counted once, the refused ones included.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import Engine, create_engine, select, text
 from shopify_app.clock import utc_now
 from shopify_app.config import load_settings
 from shopify_app.db.engine import make_engine
+from shopify_app.ratelimit import RateLimited, RateLimits, rate_limit_counters
 from shopify_app.stock import combiner as combiner_module
 from shopify_app.stock import services
 from shopify_app.stock.domain import (
@@ -279,3 +283,80 @@ def _wait_for_waiting_statement(engine: Engine, fragment: str, timeout: float = 
                 return int(pid)
         time.sleep(0.05)
     raise AssertionError(f"no statement with {fragment!r} waiting on the lock")
+
+
+def test_an_address_rotating_carts_across_processes_gets_exactly_its_rate_in_batches(
+    postgres_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services.set_on_hand(SqlAlchemyUnitOfWork(engine), "BZ-RATE", 1000, reference="count")
+    settings = load_settings(
+        {
+            "DATABASE_URL": postgres_url,
+            "RATE_LIMIT_PER_IP": "10/minute",
+            "RATE_LIMIT_PER_CART": "2/minute",
+        }
+    )
+    other = make_engine(load_settings({"DATABASE_URL": postgres_url, "DB_POOL_SIZE": "40"}))
+    counted_in_batch: list[int] = []
+    real_batch = combiner_module.reserve_capped_batch
+
+    def counting_batch(*args: Any, **kw: Any) -> Any:  # a spy: the real transaction runs
+        counted_in_batch.append(sum(1 for c in args[4] if c))
+        return real_batch(*args, **kw)
+
+    monkeypatch.setattr(combiner_module, "reserve_capped_batch", counting_batch)
+    limits = HolderLimits(max_units_per_sku=5, max_active_holds=25)
+    sides = [
+        (reservations_for(e, utc_now, partial(SqlAlchemyUnitOfWork, e)), RateLimits(settings, e))
+        for e in (engine, other)
+    ]
+    # 40 requests from one address, 20 carts asking twice each: the address allows 10.
+    asks = [f"bot-cart-{n % 20}" for n in range(40)]
+    start = threading.Barrier(len(asks))
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def bot(n: int, cart: str) -> None:
+        reservations, rates = sides[n % 2]
+        counting = rates.counting("reserve", ip="203.0.113.9", cart=cart)
+        assert counting is not None
+        start.wait()
+        try:
+            reservations.reserve(
+                [Line("BZ-RATE", 1)],
+                holder=cart,
+                source=HoldSource.PROXY,
+                ttl=timedelta(minutes=15),
+                limits=limits,
+                counting=counting,
+            )
+            outcome = "held"
+        except RateLimited as exc:
+            outcome = f"limited:{exc.key}"
+        with lock:
+            outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=bot, args=(n, cart)) for n, cart in enumerate(asks)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.dispose()
+    assert max(counted_in_batch, default=0) >= 2, "rate counters were counted in batches"
+    assert outcomes["held"] == 10, outcomes
+    assert sum(outcomes.values()) == 40
+    with engine.connect() as conn:
+        hits = dict(
+            conn.execute(select(rate_limit_counters.c.key, rate_limit_counters.c.hits)).all()
+        )
+        live = conn.execute(
+            text("SELECT count(*) FROM holds WHERE status = 'active' AND sku = 'BZ-RATE'")
+        ).scalar_one()
+    by_ip = [n for key, n in hits.items() if "203.0.113.9" in key]
+    by_cart = [n for key, n in hits.items() if "bot-cart-" in key]
+    assert by_ip == [40], hits  # every request counted once against the address
+    assert sorted(by_cart) == [2] * 20, hits  # and once against its cart
+    assert live == 10 == figures(engine, "BZ-RATE")["reserved"]
+    assert_ledger_balanced(engine)
