@@ -88,11 +88,13 @@ class SqlPublicationStore:
     # --- PublicationStore --------------------------------------------------------------------
 
     def claim(self, now: datetime, limit: int) -> list[Mark]:
-        recent = exists().where(
-            stock_metafields.c.sku == dirty_skus.c.sku,
-            stock_metafields.c.published_at > now - self.min_interval,
+        # NOT IN a set (hashed once by PostgreSQL) rather than NOT EXISTS per mark: with the
+        # marks' count misestimated the latter became a nested loop over the metafields for
+        # every mark (0.3 s a claim under a flash sale's load).
+        recent = select(stock_metafields.c.sku).where(
+            stock_metafields.c.published_at > now - self.min_interval
         )
-        eligible = and_(publishable(), not_(recent))
+        eligible = and_(publishable(), dirty_skus.c.sku.not_in(recent))
         with self._read() as conn:  # a read first: most polls find nothing to take
             found = conn.execute(
                 select(dirty_skus.c.sku).where(dirty.due(now), eligible).limit(1)
@@ -163,8 +165,8 @@ class SqlPublicationStore:
                 }
                 for w in sorted(outcome.written, key=lambda w: w.variant)
             ]
-            if written:
-                stmt = insert(conn, stock_metafields).values(written)
+            if written:  # executemany: one compiled (cached) statement, whatever the count
+                stmt = insert(conn, stock_metafields)
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["shop", "variant_id"],
@@ -172,7 +174,8 @@ class SqlPublicationStore:
                             k: stmt.excluded[k]
                             for k in ("sku", "value", "published_at", "lag_seconds")
                         },
-                    )
+                    ),
+                    written,
                 )
             for variant in sorted({*outcome.deleted, *outcome.forgotten}):
                 conn.execute(delete(stock_metafields).where(*_is(stock_metafields, variant)))
