@@ -48,36 +48,61 @@ rate_limit_counters = Table(
     Column("expires_at", Float, nullable=False),
 )
 
-# One statement per hit, the same on PostgreSQL and SQLite: the window restarts when the row has
-# run out, else the hit is added; the new count and the window's end come back.
-_HIT = """
-INSERT INTO rate_limit_counters (key, hits, expires_at) VALUES (%(key)s, %(amount)s, %(ends)s)
+#: Every counter upsert's window rule (here and in ``stock.fast_path``'s capped batch): the
+#: window restarts when the row has run out (``%(epoch)s``: time.time()), else the hits are added.
+WINDOW_UPSERT = """
 ON CONFLICT (key) DO UPDATE SET
-    hits = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.hits
+    hits = CASE WHEN rate_limit_counters.expires_at <= %(epoch)s THEN excluded.hits
                 ELSE rate_limit_counters.hits + excluded.hits END,
-    expires_at = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.expires_at
+    expires_at = CASE WHEN rate_limit_counters.expires_at <= %(epoch)s THEN excluded.expires_at
                       ELSE rate_limit_counters.expires_at END
-RETURNING hits, expires_at
 """
+
+# One statement per hit, the same on PostgreSQL and SQLite; the new count and the window's end
+# come back.
+_HIT = f"""
+INSERT INTO rate_limit_counters (key, hits, expires_at) VALUES (%(key)s, %(amount)s, %(ends)s)
+{WINDOW_UPSERT}RETURNING hits, expires_at
+"""  # noqa: S608 # nosec B608 - composed of this module's constants only
 _HIT_SQLALCHEMY = text(re.sub(r"%\((\w+)\)s", r":\1", _HIT))
 
 # The hits of many requests (PostgreSQL): one row per key with the batch's total for it, in key
 # order (so concurrent statements lock the rows in the same order), each key's new count back.
-_HIT_MANY = """
+_HIT_MANY = f"""
 INSERT INTO rate_limit_counters (key, hits, expires_at)
 SELECT key, hits, expires_at
   FROM unnest(%(keys)s::text[], %(amounts)s::int[], %(ends)s::float8[]) AS r(key, hits, expires_at)
  ORDER BY key
-ON CONFLICT (key) DO UPDATE SET
-    hits = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.hits
-                ELSE rate_limit_counters.hits + excluded.hits END,
-    expires_at = CASE WHEN rate_limit_counters.expires_at <= %(now)s THEN excluded.expires_at
-                      ELSE rate_limit_counters.expires_at END
-RETURNING key, hits, expires_at
-"""
+{WINDOW_UPSERT}RETURNING key, hits, expires_at
+"""  # noqa: S608 # nosec B608 - composed of this module's constants only
 
 #: One request's hits: (key, window seconds) for each counter it counts against.
 Hits = list[tuple[str, int]]
+
+
+def counts_in_arrival_order(
+    requests: list[list[str] | None], after: dict[str, tuple[int, float]]
+) -> list[list[tuple[int, float]] | None]:
+    """The counts of a batch's requests (each its counter keys; None: it counted nothing) from
+    one upsert that added the batch's hits per key (``after``: each key's count and window end
+    once it ran), as if each had counted alone, in arrival order: the count before the batch
+    plus the request's place among those of its key."""
+    totals: dict[str, int] = {}
+    for keys in requests:
+        for key in keys or []:
+            totals[key] = totals.get(key, 0) + 1
+    seen = {key: after[key][0] - total for key, total in totals.items()}
+    results: list[list[tuple[int, float]] | None] = []
+    for keys in requests:
+        if keys is None:
+            results.append(None)
+            continue
+        counts = []
+        for key in keys:
+            seen[key] += 1
+            counts.append((seen[key], after[key][1]))
+        results.append(counts)
+    return results
 
 
 class DatabaseStorage(Storage):
@@ -100,7 +125,12 @@ class DatabaseStorage(Storage):
         """Add ``amount`` to ``key``'s window (a new one of ``expiry`` seconds if it ran out);
         the count and the window's end."""
         now = time.time()
-        params: dict[str, object] = {"key": key, "amount": amount, "ends": now + expiry, "now": now}
+        params: dict[str, object] = {
+            "key": key,
+            "amount": amount,
+            "ends": now + expiry,
+            "epoch": now,
+        }
         if self.postgres:  # one round trip, in autocommit (db.execute_autocommit)
             hits, expires_at = execute_autocommit(self.engine, _HIT, params)
         else:  # SQLite: BEGIN IMMEDIATE, like every write here
@@ -135,19 +165,12 @@ class DatabaseStorage(Storage):
             "keys": keys,
             "amounts": [totals[k] for k in keys],
             "ends": [ends[k] for k in keys],
-            "now": now,
+            "epoch": now,
         }
         rows = execute_autocommit(self.engine, _HIT_MANY, params, all_rows=True)
         after = {str(key): (int(hits), float(expires_at)) for key, hits, expires_at in rows}
-        seen = {key: after[key][0] - totals[key] for key in keys}  # the count before the batch
-        results: list[list[tuple[int, float]] | BaseException] = []
-        for hits in batch:
-            answer = []
-            for key, _ in hits:
-                seen[key] += 1
-                answer.append((seen[key], after[key][1]))
-            results.append(answer)
-        return results
+        counts = counts_in_arrival_order([[key for key, _ in hits] for hits in batch], after)
+        return [c or [] for c in counts]
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         return self.hit(key, expiry, amount)[0]

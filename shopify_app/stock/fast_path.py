@@ -37,6 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..db.engine import checkout, discard_if_broken, execute_autocommit
+from ..ratelimit import WINDOW_UPSERT, counts_in_arrival_order
 from .domain import Hold, HolderLimits, HoldSource, HoldStatus, Reason, new_hold_id
 
 # Named %(…)s parameters: psycopg prepares the statement on the server after a few executions.
@@ -266,7 +267,8 @@ SELECT pg_advisory_xact_lock(%(space)s, k)
 # that holder, in arrival order (``HolderLimits.check``'s rule); those over a cap are left out
 # (and so are those after one a cap left out, counted as if it had passed: the locked path
 # decides them exactly). The rest is ``_RESERVE_BATCH``.
-_WANTED_UNDER_CAPS = """
+_WANTED_UNDER_CAPS = (
+    """
 WITH rate_asked AS (
     SELECT * FROM unnest(%(rate_n)s::int[], %(rate_keys)s::text[], %(rate_ends)s::float8[],
                          %(rate_allowed)s::int[]) AS r(n, key, ends, allowed)
@@ -275,11 +277,9 @@ WITH rate_asked AS (
 ), counters AS (
     INSERT INTO rate_limit_counters (key, hits, expires_at)
     SELECT key, amount, ends FROM rate_totals ORDER BY key
-    ON CONFLICT (key) DO UPDATE SET
-        hits = CASE WHEN rate_limit_counters.expires_at <= %(epoch)s THEN excluded.hits
-                    ELSE rate_limit_counters.hits + excluded.hits END,
-        expires_at = CASE WHEN rate_limit_counters.expires_at <= %(epoch)s
-                          THEN excluded.expires_at ELSE rate_limit_counters.expires_at END
+    """
+    + WINDOW_UPSERT
+    + """
     RETURNING key, hits, expires_at
 ), rate_counted AS (
     SELECT rate_asked.n, rate_asked.allowed,
@@ -314,6 +314,7 @@ WITH rate_asked AS (
         OR ((%(max_units)s::int IS NULL OR units_after <= %(max_units)s::int)
             AND (%(max_holds)s::int IS NULL OR holds_after <= %(max_holds)s::int))
 ), totals AS"""
+)  # noqa: S608 # nosec B608 - composed of constants only (ratelimit's window rule)
 
 # The holds taken (no count), then every counter's new count and window end.
 _RESERVE_CAPPED = _WANTED_UNDER_CAPS + _RESERVE_BATCH.split("), totals AS", 1)[1].replace(
@@ -376,30 +377,8 @@ def reserve_capped_batch(
     rows = _pipelined(engine, [(_LOCK_HOLDERS, locks), (_RESERVE_CAPPED, params)])
     taken = {uuid.UUID(row[0]) for row in rows if row[1] is None}
     after = {str(row[0]): (int(row[1]), float(row[2])) for row in rows if row[1] is not None}
-    return taken, _counts_in_order(counters or [None] * len(holds), after)
-
-
-def _counts_in_order(
-    counters: list[Counters | None], after: dict[str, tuple[int, float]]
-) -> list[Counts | None]:
-    """Each request's counts as if it had counted alone, in arrival order: the statement's
-    rule (the count before the batch, plus its place among the batch's requests of the key)."""
-    totals: dict[str, int] = {}
-    for mine in counters:
-        for key, _, _ in mine or []:
-            totals[key] = totals.get(key, 0) + 1
-    seen = {key: after[key][0] - total for key, total in totals.items()}
-    results: list[Counts | None] = []
-    for mine in counters:
-        if mine is None:
-            results.append(None)
-            continue
-        counts = []
-        for key, _, _ in mine:
-            seen[key] += 1
-            counts.append((seen[key], after[key][1]))
-        results.append(counts)
-    return results
+    keys = [None if mine is None else [key for key, _, _ in mine] for mine in counters or []]
+    return taken, counts_in_arrival_order(keys or [None] * len(holds), after)
 
 
 # --- the sweeper's expiry, one statement per batch of SKUs ----------------------------------
