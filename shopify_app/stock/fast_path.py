@@ -267,8 +267,7 @@ SELECT pg_advisory_xact_lock(%(space)s, k)
 # that holder, in arrival order (``HolderLimits.check``'s rule); those over a cap are left out
 # (and so are those after one a cap left out, counted as if it had passed: the locked path
 # decides them exactly). The rest is ``_RESERVE_BATCH``.
-_WANTED_UNDER_CAPS = (
-    """
+_WANTED_UNDER_CAPS = f"""
 WITH rate_asked AS (
     SELECT * FROM unnest(%(rate_n)s::int[], %(rate_keys)s::text[], %(rate_ends)s::float8[],
                          %(rate_allowed)s::int[]) AS r(n, key, ends, allowed)
@@ -277,9 +276,7 @@ WITH rate_asked AS (
 ), counters AS (
     INSERT INTO rate_limit_counters (key, hits, expires_at)
     SELECT key, amount, ends FROM rate_totals ORDER BY key
-    """
-    + WINDOW_UPSERT
-    + """
+    {WINDOW_UPSERT}
     RETURNING key, hits, expires_at
 ), rate_counted AS (
     SELECT rate_asked.n, rate_asked.allowed,
@@ -313,8 +310,7 @@ WITH rate_asked AS (
      WHERE holder IS NULL
         OR ((%(max_units)s::int IS NULL OR units_after <= %(max_units)s::int)
             AND (%(max_holds)s::int IS NULL OR holds_after <= %(max_holds)s::int))
-), totals AS"""
-)  # noqa: S608 # nosec B608 - composed of constants only (ratelimit's window rule)
+), totals AS"""  # noqa: S608 # nosec B608 - composed of constants only (ratelimit's window rule)
 
 # The holds taken (no count), then every counter's new count and window end.
 _RESERVE_CAPPED = _WANTED_UNDER_CAPS + _RESERVE_BATCH.split("), totals AS", 1)[1].replace(
