@@ -21,14 +21,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _asleep() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Waiter(Generic[T, R]):
     item: T
     result: R | None = None
     error: BaseException | None = None
     finished: bool = False
-    lead: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
+    #: Held from the start; released once, when the waiter is to wake: its batch finished it,
+    #: or the lead is handed to it (then its own batch, which it heads, releases it once more:
+    #: the waiter acquired it as it woke). A bare lock, not an ``Event``: an Event is a
+    #: Condition over a lock and makes a new lock on every wait, a few percent of a storefront
+    #: request's time.
+    wake: threading.Lock = field(default_factory=_asleep)
 
 
 class GroupRunner(Generic[T, R]):
@@ -48,14 +58,11 @@ class GroupRunner(Generic[T, R]):
         waiter: _Waiter[T, R] = _Waiter(item)
         with self._lock:
             self._queue.append(waiter)
-            waiter.lead = len(self._queue) == 1  # nobody is leading: this one does
-        while not waiter.finished:
-            if waiter.lead:
-                waiter.lead = False
-                self._lead()
-            else:
-                waiter.wake.wait()
-                waiter.wake.clear()
+            leads = len(self._queue) == 1  # nobody is leading: this one does
+        if not leads:
+            waiter.wake.acquire()  # until a batch finished it, or the lead is handed to it
+        if not waiter.finished:
+            self._lead()  # it heads the queue: the batch it runs finishes it
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
@@ -75,10 +82,8 @@ class GroupRunner(Generic[T, R]):
         with self._lock:
             del self._queue[: len(batch)]
             successor = self._queue[0] if self._queue else None
-            if successor is not None:
-                successor.lead = True
         for waiter in batch:
             waiter.finished = True
-            waiter.wake.set()
+            waiter.wake.release()
         if successor is not None:
-            successor.wake.set()
+            successor.wake.release()
