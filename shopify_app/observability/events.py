@@ -73,6 +73,12 @@ def _count(action: str, fields: dict[str, Any]) -> None:
         metrics.SALES_ORDER_CANCELLATIONS.labels("refused").inc()
 
 
+def logged(level: int = logging.INFO) -> bool:
+    """Whether events at ``level`` are logged (LOG_LEVEL); when not, only their metrics read
+    them, and a hot path may leave out the fields nothing else reads."""
+    return _stdlib_log.isEnabledFor(level)
+
+
 def emit(
     action: str, *, level: int = logging.INFO, message: str | None = None, **fields: Any
 ) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, text, update
 
 from ..db.dialect import insert_ignore
-from ..observability.events import Event, holder_hash
+from ..observability.events import Event, holder_hash, logged
 from . import dirty
 from .domain import (
     FROM_OUTSIDE_SHOPIFY,
@@ -370,14 +370,17 @@ def hold_events(changes: Iterable[HoldChange]) -> list[Event]:
     """The business events of holds' transitions (``reservation.created``, ``.released``,
     ``.expired``, ``.confirmed``), for the unit of work to emit after its commit."""
     events = []
+    # Below LOG_LEVEL only the counters read them (events._count: the source, and whether an
+    # expired hold was unlisted): a storefront wave then skips a digest and a dict per hold.
+    detailed = logged()
     for change in changes:
         hold = change.hold
-        fields = _hold_fields(hold)
-        if change.action == "created":
-            fields.update(expires_at=hold.expires_at.isoformat(), outcome="granted")
-        elif change.action == "confirmed":
-            fields["order"] = hold.order_ref
-        elif change.action == "expired" and hold.pending:
+        fields: dict[str, Any] = _hold_fields(hold) if detailed else {"source": hold.source.value}
+        if change.action == "expired" and hold.pending:
             fields["unlisted"] = True  # no cart webhook ever showed it in its cart
+        elif detailed and change.action == "created":
+            fields.update(expires_at=hold.expires_at.isoformat(), outcome="granted")
+        elif detailed and change.action == "confirmed":
+            fields["order"] = hold.order_ref
         events.append(Event(f"reservation.{change.action}", fields))
     return events
