@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -67,10 +68,21 @@ def mark(connection: Connection, changes: Mapping[str, int], now: datetime) -> N
         }
         for sku in sorted(changes)  # sorted: two transactions lock the rows in the same order
     ]
-    stmt = insert(connection, dirty_skus).values(rows)
-    oldest = func.least if connection.dialect.name == "postgresql" else func.min
-    connection.execute(
-        stmt.on_conflict_do_update(
+    # One statement with its rows as parameters (executemany, in this order): built and compiled
+    # once per database, where a multi-row VALUES was compiled again for every count of rows
+    # (a fifth of a cart webhook's time).
+    connection.execute(_mark_statement(connection), rows)
+
+
+_MARK_STATEMENTS: dict[str, Any] = {}
+
+
+def _mark_statement(connection: Connection) -> Any:
+    name = connection.dialect.name
+    if name not in _MARK_STATEMENTS:
+        stmt = insert(connection, dirty_skus)
+        oldest = func.least if name == "postgresql" else func.min
+        _MARK_STATEMENTS[name] = stmt.on_conflict_do_update(
             index_elements=["sku"],
             set_={
                 "change_id": stmt.excluded.change_id,
@@ -81,7 +93,7 @@ def mark(connection: Connection, changes: Mapping[str, int], now: datetime) -> N
                 ),
             },
         )
-    )
+    return _MARK_STATEMENTS[name]
 
 
 @dataclass(frozen=True)
