@@ -385,10 +385,11 @@ def reserve_capped_batch(
 
 # The SKUs with due holds first (the partial index on active holds by SKU and expiry), their rows
 # locked in SKU order (the fixed order: SKU rows before their holds, as every reservation and
-# confirmation takes them), then every due hold of those SKUs expired, the counters, movements
-# and dirty marks written from what was expired: what the repository's flush writes for
-# ``StockLevel.expire``, set-based, so a wave of pending storefront holds running out during a
-# flash sale costs one statement per 50 SKUs instead of one per hold.
+# confirmation takes them), then the due holds of those SKUs expired (up to a bound, oldest
+# first per SKU), the counters, movements and dirty marks written from what was expired: what
+# the repository's flush writes for ``StockLevel.expire``, set-based, so a wave of pending
+# storefront holds running out during a flash sale costs one statement per 50 SKUs or 500
+# holds instead of one per hold.
 _EXPIRE_DUE = """
 WITH due_skus AS (
     SELECT DISTINCT sku FROM holds
@@ -396,9 +397,13 @@ WITH due_skus AS (
      ORDER BY sku LIMIT %(limit)s
 ), locked AS (
     SELECT sku FROM skus WHERE sku IN (SELECT sku FROM due_skus) ORDER BY sku FOR UPDATE
+), due AS (
+    SELECT id FROM holds
+     WHERE status = %(active)s AND expires_at <= %(now)s AND sku IN (SELECT sku FROM locked)
+     ORDER BY sku, expires_at LIMIT %(max_holds)s
 ), expired AS (
     UPDATE holds SET status = %(expired)s, updated_at = %(now)s
-     WHERE status = %(active)s AND expires_at <= %(now)s AND sku IN (SELECT sku FROM locked)
+     WHERE id IN (SELECT id FROM due) AND status = %(active)s
  RETURNING id, sku, quantity, holder, source, created_at, expires_at, listed_at, line_ref
 ), totals AS (
     SELECT sku, sum(quantity) AS units, count(*) AS holds FROM expired GROUP BY sku
@@ -420,17 +425,25 @@ WITH due_skus AS (
            first_changed_at = LEAST(dirty_skus.first_changed_at, EXCLUDED.first_changed_at)
 )
 SELECT id, sku, quantity, holder, source, created_at, expires_at, listed_at, line_ref,
-       (SELECT count(*) FROM due_skus)
+       (SELECT count(*) FROM due_skus), (SELECT count(*) FROM due)
   FROM expired
 """
 
 
-def expire_due_batch(engine: Engine, now: datetime, limit: int) -> tuple[list[Hold], bool]:
-    """Expire the due holds of up to ``limit`` SKUs in one statement (its own transaction);
-    the holds expired, and whether there may be more SKUs with due holds."""
+def expire_due_batch(
+    engine: Engine, now: datetime, limit: int, max_holds: int = 500
+) -> tuple[list[Hold], bool]:
+    """Expire the due holds of up to ``limit`` SKUs, at most ``max_holds`` of them, in one
+    statement (its own transaction); the holds expired, and whether there may be more due.
+
+    ``max_holds`` bounds how long the statement keeps its SKU rows locked: a flash sale's hot
+    SKU can have thousands of storefront holds running out at once, and every reservation of
+    it waits while they expire; in statements of 500 the reservations get through between
+    them."""
     params = {
         "now": now,
         "limit": limit,
+        "max_holds": max_holds,
         "active": HoldStatus.ACTIVE.value,
         "expired": HoldStatus.EXPIRED.value,
         "reason": Reason.EXPIRE.value,
@@ -451,5 +464,5 @@ def expire_due_batch(engine: Engine, now: datetime, limit: int) -> tuple[list[Ho
         )
         for r in rows
     ]
-    skus_seen = int(rows[0][9]) if rows else 0
-    return expired, skus_seen >= limit
+    skus_seen, holds_due = (int(rows[0][9]), int(rows[0][10])) if rows else (0, 0)
+    return expired, skus_seen >= limit or holds_due >= max_holds

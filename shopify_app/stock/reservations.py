@@ -86,8 +86,10 @@ class Reservations(Protocol):
         """The SKU's figures as buyers see them (due holds excluded); None if not tracked."""
         ...
 
-    def expire_due(self, *, batch_skus: int = 50) -> int:
-        """The sweeper: expire every active hold past its time; how many were expired."""
+    def expire_due(self, *, batch_skus: int = 50, batch_holds: int = 500) -> int:
+        """The sweeper: expire every active hold past its time; how many were expired. A
+        transaction expires the holds of up to ``batch_skus`` SKUs, and where it is one
+        statement for them all, at most ``batch_holds`` holds."""
         ...
 
 
@@ -123,7 +125,8 @@ class LockedReservations:
     def level(self, sku: str) -> services.LevelView | None:
         return services.get_level(self.new_uow(read_only=True), sku)
 
-    def expire_due(self, *, batch_skus: int = 50) -> int:
+    def expire_due(self, *, batch_skus: int = 50, batch_holds: int = 500) -> int:
+        # Through the domain, SKU by SKU: ``batch_holds`` bounds only the set-based statement.
         return services.expire_due(self.new_uow(), batch_skus=batch_skus)
 
 
@@ -181,13 +184,13 @@ class GroupCommitReservations:
             counting=counting,
         )
 
-    def expire_due(self, *, batch_skus: int = 50) -> int:
+    def expire_due(self, *, batch_skus: int = 50, batch_holds: int = 500) -> int:
         """Set-based on PostgreSQL (``fast_path.expire_due_batch``): one statement per batch of
-        SKUs, so a wave of storefront holds running out never queues behind one UPDATE per
-        hold while the sale goes on."""
+        SKUs (or of holds, the bound on how long it locks them), so a wave of storefront holds
+        running out never queues behind one UPDATE per hold while the sale goes on."""
         expired = 0
         while True:
-            holds, more = expire_due_batch(self.engine, self.clock(), batch_skus)
+            holds, more = expire_due_batch(self.engine, self.clock(), batch_skus, batch_holds)
             expired += len(holds)
             emit_all(hold_events([HoldChange("expired", h) for h in holds]))
             if not more:

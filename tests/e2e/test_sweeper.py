@@ -1,7 +1,7 @@
 """The sweeper's set-based expiry on PostgreSQL (``fast_path.expire_due_batch``, used by the
 worker through ``Reservations.expire_due``) does what the domain's expiry does: every due hold
 of every SKU expired once, the counters, movements and marks with it, live and confirmed holds
-left alone, in batches of SKUs, while buyers keep reserving the same SKUs."""
+left alone, in batches of SKUs or of holds, while buyers keep reserving the same SKUs."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def engine(postgres_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def test_the_set_based_sweep_expires_every_due_hold_once_in_batches(engine: Engine) -> None:
+# Batches of 3 SKUs, then batches of 2 holds (a hot SKU's wave expires in several statements).
+@pytest.mark.parametrize(("batch_skus", "batch_holds"), [(3, 500), (50, 2)])
+def test_the_set_based_sweep_expires_every_due_hold_once_in_batches(
+    engine: Engine, batch_skus: int, batch_holds: int
+) -> None:
     clock = FakeClock()
     uow = partial(SqlAlchemyUnitOfWork, engine, clock=clock)
     skus = [f"BZ-SW-{n:02d}" for n in range(7)]
@@ -62,11 +66,11 @@ def test_the_set_based_sweep_expires_every_due_hold_once_in_batches(engine: Engi
     thread = threading.Thread(target=buyer)
     thread.start()
     try:
-        assert reservations.expire_due(batch_skus=3) == due
+        assert reservations.expire_due(batch_skus=batch_skus, batch_holds=batch_holds) == due
     finally:
         stop.set()
         thread.join(10)
-    assert reservations.expire_due(batch_skus=3) == 0
+    assert reservations.expire_due(batch_skus=batch_skus, batch_holds=batch_holds) == 0
     with engine.connect() as conn:
         left = conn.execute(
             text("SELECT count(*) FROM holds WHERE status = 'active' AND expires_at <= :now"),
