@@ -42,25 +42,31 @@ class SqlShopifyRepository:
     # --- carts ----------------------------------------------------------------------------
 
     def lock_cart(self, shop: str, token: str) -> Cart:
-        """Lock the cart's row, creating it (as never updated) on first sight."""
-        self.connection.execute(
-            insert_ignore(
-                self.connection,
-                carts,
-                {
-                    "shop": shop,
-                    "token": token,
-                    "cart_updated_at": EPOCH,
-                    "ordered": False,
-                    "updated_at": self.now,
-                },
-                ["shop", "token"],
-            )
-        )
+        """Lock the cart's row, creating it (as never updated) on first sight.
+
+        The lock first: a cart's later deliveries (the most of them) find its row in one round
+        trip; only the first inserts it (a concurrent first delivery waits on the key, then
+        inserts nothing) and locks it then."""
         stmt = select(carts).where(carts.c.shop == shop, carts.c.token == token)
         if self._postgres:
             stmt = stmt.with_for_update()
-        row = self.connection.execute(stmt).one()
+        row = self.connection.execute(stmt).first()
+        if row is None:
+            self.connection.execute(
+                insert_ignore(
+                    self.connection,
+                    carts,
+                    {
+                        "shop": shop,
+                        "token": token,
+                        "cart_updated_at": EPOCH,
+                        "ordered": False,
+                        "updated_at": self.now,
+                    },
+                    ["shop", "token"],
+                )
+            )
+            row = self.connection.execute(stmt).one()
         return Cart(row.shop, row.token, row.checkout_token, row.cart_updated_at, row.ordered)
 
     def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None:
