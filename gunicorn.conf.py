@@ -4,10 +4,30 @@ Values come from the environment so one file serves a laptop, CI and dynos.
 """
 
 import os
-import shutil
-import tempfile
+import warnings
 
-from gunicorn import glogging
+# The web workers are gevent's: one thread per process, a greenlet per connection, so a request
+# waiting on PostgreSQL costs a greenlet switch instead of an OS thread's wake-up and a GIL
+# hand-over, and a combined transaction's leader is not kept waiting for the GIL behind its
+# process's other requests. Measured against gthread (16 threads) in alternating runs of
+# bench/run.py: the App Proxy reserve on one hot SKU 2,034 vs 1,470 req/s, on 1,000 SKUs
+# 1,774 vs 1,416, the REST reserve 2,416 vs 1,710, each with a lower p99 (bench/README.md).
+# WEB_WORKER_CLASS=gthread (with WEB_THREADS) is the thread pool it replaced.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    # Before anything else is imported, so every lock, socket and wait of the app (psycopg
+    # picks its green wait at import) is gevent's. gunicorn has imported ssl already but made
+    # no SSL object with it; gevent's warning about that (repeated as each worker patches
+    # again, a no-op) says nothing here.
+    from gevent import monkey
+
+    warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl")
+    monkey.patch_all()
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+from gunicorn import glogging  # noqa: E402
 
 # Prometheus multiprocess mode (shopify_app/observability/metrics.py): every worker writes its
 # samples to files in one directory and /metrics sums them, so totals are exact across workers
@@ -23,16 +43,14 @@ else:
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 # Heroku's Python buildpack sets WEB_CONCURRENCY from the dyno size.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threads: the request path mostly waits on PostgreSQL, so a thread pool per worker overlaps it.
-worker_class = "gthread"
-# Sixteen: the more requests wait at once in a process, the more of them ride one combined
-# reservation transaction (stock/combiner.py). Measured against 8 (bench/README.md): about a
-# quarter more reservations and reads per second.
+# Threads per worker, with WEB_WORKER_CLASS=gthread only: the request path mostly waits on
+# PostgreSQL, so a thread pool per worker overlaps it; the more requests wait at once in a
+# process, the more of them ride one combined reservation transaction (stock/combiner.py).
 threads = int(os.environ.get("WEB_THREADS", "16"))
-# Connections one worker may hold at once. Keep-alive connections stay with the worker that
-# accepted them, and one worker can win most of a burst of new connections: uncapped, a
-# measured run had one worker holding 63 of 64 and doing all the work at half the speed. 40
-# keeps every thread busy and leaves the rest of a burst to the other workers.
+# Connections one worker may hold at once (with gevent, the requests it serves at once).
+# Keep-alive connections stay with the worker that accepted them, and one worker can win most
+# of a burst of new connections: uncapped, a measured run had one worker holding 63 of 64 and
+# doing all the work at half the speed. 40 leaves the rest of a burst to the other workers.
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "40"))
 # Under Heroku's 30 s router timeout and its 30 s SIGTERM-to-SIGKILL window.
 timeout = 20

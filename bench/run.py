@@ -226,11 +226,16 @@ def gunicorn_rss(root_pid: int) -> dict[str, Any]:
 
 
 def service_env(
-    database_url: str, port: int, token: str, workers: int, threads: int
+    database_url: str,
+    port: int,
+    token: str,
+    workers: int,
+    threads: int,
+    worker_class: str | None = None,
 ) -> dict[str, str]:
     # Only the variables of the contract (plus PATH), so nothing from the caller's shell
     # (a stray SHOPIFY_* or DB_POOL_SIZE) changes what is measured.
-    return {
+    env = {
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
         "DATABASE_URL": database_url,
         "PORT": str(port),
@@ -247,6 +252,9 @@ def service_env(
         # RATE_LIMIT_PER_CART): the storefront workloads name a cart and an address on every
         # request; the REST ones are server-to-server calls without a holder.
     }
+    if worker_class is not None:  # else gunicorn.conf.py's default, as a dyno runs
+        env["WEB_WORKER_CLASS"] = worker_class
+    return env
 
 
 def run_release(command: str, env: dict[str, str], log_dir: Path) -> None:
@@ -517,7 +525,8 @@ def start_ours(
         raise BenchError("Procfile has no 'web' line")
     db_url = stack.enter_context(database(args.database_url))
     port = free_port()
-    env = service_env(db_url, port, token, args.workers, args.threads)
+    worker_class = getattr(args, "worker_class", None)
+    env = service_env(db_url, port, token, args.workers, args.threads, worker_class)
     stand_in = None
     if args.with_worker:
         stand_in = stack.enter_context(shopify_stand_in())
@@ -533,7 +542,8 @@ def start_ours(
         print("[ours] Procfile has no 'release' line; assuming the schema exists", flush=True)
     print(
         f"[ours] web on :{port}: {procfile['web']} "
-        f"(WEB_CONCURRENCY={args.workers}, WEB_THREADS={args.threads})",
+        f"(WEB_CONCURRENCY={args.workers}, WEB_THREADS={args.threads}, "
+        f"WEB_WORKER_CLASS={worker_class or 'default'})",
         flush=True,
     )
     web = start_service(
@@ -908,6 +918,7 @@ def run_benchmark(
             "rounds": args.rounds,
             "web_concurrency": args.workers,
             "web_threads": args.threads,
+            "web_worker_class": args.worker_class,
             "with_worker": args.with_worker,
             "targets": [t.name for t in targets],
             "cpus": os.cpu_count(),
@@ -933,6 +944,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64, help="wrk connections")
     p.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for our gunicorn")
     p.add_argument("--threads", type=int, default=16, help="WEB_THREADS per gunicorn worker")
+    p.add_argument(
+        "--worker-class",
+        choices=("gevent", "gthread"),
+        help="WEB_WORKER_CLASS for our gunicorn (default: gunicorn.conf.py's, gevent)",
+    )
     p.add_argument(
         "--rounds",
         type=int,

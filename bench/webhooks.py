@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--carts", type=int, default=2000, help="distinct carts updated")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--worker-class",
+        choices=("gevent", "gthread"),
+        help="WEB_WORKER_CLASS for our gunicorn (default: gunicorn.conf.py's, gevent)",
+    )
     parser.add_argument("--database-url", help="use this database instead of a throwaway one")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
