@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ..stock.dirty import Cleared, Mark
 from .client import ThrottleStatus
-from .stock_metafield import HoldLine, variant_gid
+from .stock_metafield import HoldEntries, variant_gid
 
 #: A cart first seen is "never updated": any delivery about it is newer.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,10 +78,9 @@ class SkuSnapshot:
     sku: str
     #: (on_hand, reserved, committed); None when the ledger does not track the SKU.
     figures: tuple[int, int, int] | None
-    #: Its live holds summed per cart line, in the bound's order (stock_metafield.ranked): the
-    #: first MAX_HOLD_ENTRIES at least, of ``line_count`` in all.
-    lines: list[HoldLine] = field(default_factory=list)
-    line_count: int = 0
+    #: Its live holds summed per cart line: the first MAX_HOLD_ENTRIES lines in the bound's
+    #: order (stock_metafield.ranked), and how many are live in all.
+    entries: HoldEntries = field(default_factory=lambda: HoldEntries({}))
     #: The variants that carry the SKU now.
     variants: list[VariantRef] = field(default_factory=list)
     #: The metafields last written for the SKU: variant -> value.

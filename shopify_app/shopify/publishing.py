@@ -40,7 +40,7 @@ from .ports import (
     VariantRef,
     Written,
 )
-from .stock_metafield import MAX_HOLD_ENTRIES, StockValue, contract_problems, value_of_lines
+from .stock_metafield import MAX_HOLD_ENTRIES, StockValue, contract_problems, value_of_entries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -162,7 +162,7 @@ def _plan(mark: Mark, snapshot: SkuSnapshot, report: RoundReport) -> _Plan:
         v for v in snapshot.published if v not in snapshot.variants and v not in snapshot.moved
     )
     if snapshot.figures is not None:
-        value = value_of_lines(*snapshot.figures, snapshot.lines, snapshot.line_count)
+        value = value_of_entries(*snapshot.figures, snapshot.entries)
         problems = contract_problems(value.text)
         if problems:
             log.error("stock.publish.invalid sku=%s problems=%s (not written)", mark.sku, problems)

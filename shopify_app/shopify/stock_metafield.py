@@ -113,6 +113,28 @@ def stock_value(
     return value_of_lines(on_hand, reserved, committed, hold_lines(holds, now))
 
 
+@dataclass(frozen=True)
+class HoldEntries:
+    """What ``h`` is made of for one SKU: the kept lines' units by line id (its text), the
+    earliest expiry among them, and how many lines are live in all (kept or not)."""
+
+    units: dict[str, int]
+    next_expiry: datetime | None = None
+    line_count: int = 0
+
+    @classmethod
+    def of(cls, lines: list[HoldLine], line_count: int | None = None) -> HoldEntries:
+        """The entries of ``lines`` (ranked, :func:`ranked`): the first MAX_HOLD_ENTRIES of
+        them, of ``line_count`` in all (default ``len(lines)``: more when only the first were
+        read)."""
+        kept = lines[:MAX_HOLD_ENTRIES]
+        return cls(
+            {str(line.line_id): line.units for line in kept},
+            min((line.earliest_expiry for line in kept), default=None),
+            len(lines) if line_count is None else max(line_count, len(lines)),
+        )
+
+
 def value_of_lines(
     on_hand: int,
     reserved: int,
@@ -123,16 +145,22 @@ def value_of_lines(
     """The value for a SKU's figures and its live hold lines, ranked (:func:`ranked`), of which
     there are ``line_count`` in all (default ``len(lines)``: more when only the first were read).
     """
-    kept = lines[:MAX_HOLD_ENTRIES]
-    entries = {str(line.line_id): line.units for line in sorted(kept, key=lambda x: str(x.line_id))}
+    return value_of_entries(on_hand, reserved, committed, HoldEntries.of(lines, line_count))
+
+
+def value_of_entries(
+    on_hand: int, reserved: int, committed: int, entries: HoldEntries
+) -> StockValue:
+    """The value for a SKU's figures and the entries of its live holds (at most
+    MAX_HOLD_ENTRIES of them; the publisher's SQL builds them, ``HoldEntries.of`` from lines)."""
+    kept = dict(sorted(entries.units.items()))
     free = on_hand - reserved - committed
-    total = len(lines) if line_count is None else max(line_count, len(lines))
     return StockValue(
         free=free,
-        holds=entries,
-        left_out=total - len(kept),
-        next_expiry=min((line.earliest_expiry for line in kept), default=None),
-        text=encode(free, entries),
+        holds=kept,
+        left_out=max(entries.line_count, len(kept)) - len(kept),
+        next_expiry=entries.next_expiry,
+        text=encode(free, kept),
     )
 
 
