@@ -44,6 +44,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 # The repository's own helpers (Procfile parsing, /proc walking, throwaway PostgreSQL).
 sys.path.insert(0, str(REPO_ROOT))
+from shopify_app.shopify.proxy import MAX_SKEW_SECONDS  # noqa: E402
 from tests.support.pgcluster import PgCluster  # noqa: E402
 from tests.support.procfile import children_of, free_port, procfile_commands  # noqa: E402
 
@@ -982,6 +983,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name} must be >= 1")
     if args.only != "ours" and not (Path(args.peer) / "app.py").is_file():
         p.error(f"--peer: {Path(args.peer).resolve()}/app.py not found")
+    longest = WARMUP_S + args.duration
+    if set(workloads) & set(STOREFRONT_WORKLOADS) and longest >= MAX_SKEW_SECONDS:
+        # One signed query serves a whole wrk run; past the service's window it answers 401.
+        p.error(
+            f"--duration: the storefront workloads' signed query is accepted for "
+            f"{MAX_SKEW_SECONDS} s, and a run lasts {longest} s with its warm-up"
+        )
     return args
 
 
