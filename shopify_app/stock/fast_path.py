@@ -269,11 +269,11 @@ SELECT pg_advisory_xact_lock(%(space)s, k)
 # decides them exactly). The rest is ``_RESERVE_BATCH``.
 #
 # A holder's holds are read through the holder index alone, one holder at a time (the LATERAL
-# with OFFSET 0 keeps the status and expiry tests out of the scan): a store's statistics lag its
-# live holds (at a sale's start they say none are live), and with ``status = 'active' AND
-# expires_at > now`` inside, the planner took the active holds' index and read every live hold
-# of the store for each batch (5.6 ms a batch in bench/run.py's proxy_spread, 1.4 ms now;
-# tests/integration/test_plans.py).
+# with OFFSET 0 keeps the status and expiry tests out of the scan): with statistics gathered
+# before the live holds arrived (a new store's first sale; the bench's ANALYZE of a fresh
+# catalog), ``status = 'active' AND expires_at > now`` inside made the planner take the active
+# holds' index and read every live hold of the store for each batch (5.6 ms a batch in
+# bench/run.py's proxy_spread, 1.4 ms now; tests/integration/test_plans.py).
 _WANTED_UNDER_CAPS = f"""
 WITH rate_asked AS (
     SELECT * FROM unnest(%(rate_n)s::int[], %(rate_keys)s::text[], %(rate_ends)s::float8[],

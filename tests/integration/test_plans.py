@@ -1,9 +1,10 @@
 """The storefront's batch statement reads only its carts' holds, whatever the statistics say.
 
-A store's statistics lag its live holds: at a flash sale's start they were gathered when none
-was live. The capped batch once let the planner pick the active holds' index for its holders'
-live holds (``status = 'active' AND expires_at > now``), and then read every live hold of the
-store for each batch; the statement took 5.6 ms instead of 1.4 in bench/run.py's proxy_spread.
+Statistics can lag the live holds: a new store's first sale starts with statistics gathered
+when none was live. The capped batch once let the planner pick the active holds' index for
+its holders' live holds (``status = 'active' AND expires_at > now``), and then read every live
+hold of the store for each batch; the statement took 5.6 ms instead of 1.4 in bench/run.py's
+proxy_spread.
 Here the statistics are gathered on an empty ``holds`` before 20,000 live holds arrive, and
 the plan is checked as PostgreSQL makes it both for one execution and once prepared (generic).
 """
