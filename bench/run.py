@@ -526,8 +526,7 @@ def start_ours(
         raise BenchError("Procfile has no 'web' line")
     db_url = stack.enter_context(database(args.database_url))
     port = free_port()
-    worker_class = getattr(args, "worker_class", None)
-    env = service_env(db_url, port, token, args.workers, args.threads, worker_class)
+    env = service_env(db_url, port, token, args.workers, args.threads, args.worker_class)
     stand_in = None
     if args.with_worker:
         stand_in = stack.enter_context(shopify_stand_in())
@@ -544,7 +543,7 @@ def start_ours(
     print(
         f"[ours] web on :{port}: {procfile['web']} "
         f"(WEB_CONCURRENCY={args.workers}, WEB_THREADS={args.threads}, "
-        f"WEB_WORKER_CLASS={worker_class or 'default'})",
+        f"WEB_WORKER_CLASS={args.worker_class or 'default'})",
         flush=True,
     )
     web = start_service(

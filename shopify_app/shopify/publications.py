@@ -110,7 +110,7 @@ class SqlPublicationStore:
     def snapshot(self, sku_list: list[str], now: datetime) -> dict[str, SkuSnapshot]:
         found = {sku: SkuSnapshot(sku, None) for sku in sku_list}
         m, v = stock_metafields, variants
-        lines = _ranked_lines(sku_list, now)
+        entries = _hold_entries(sku_list, now)
         moved = (
             select(m.c.shop, m.c.variant_id, m.c.sku)
             .join(v, and_(v.c.shop == m.c.shop, v.c.variant_id == m.c.variant_id))
@@ -128,7 +128,7 @@ class SqlPublicationStore:
                     int(level.reserved),
                     int(level.committed),
                 )
-            for entry in conn.execute(lines):
+            for entry in conn.execute(entries):
                 found[entry.sku].entries = HoldEntries(
                     _units_of(entry.units), entry.next_expiry, int(entry.line_count)
                 )
@@ -277,7 +277,7 @@ class SqlPublicationStore:
                 yield conn
 
 
-def _ranked_lines(sku_list: list[str], now: datetime) -> Select[Any]:
+def _hold_entries(sku_list: list[str], now: datetime) -> Select[Any]:
     """Each SKU's live holds summed per cart line id, ranked as the metafield's bound ranks them
     (stock_metafield.ranked: at checkout first, then the latest expiry, then the id), the first
     MAX_HOLD_ENTRIES of each, with the count of all, in one row per SKU: ``units`` lists them as
@@ -319,7 +319,7 @@ def _ranked_lines(sku_list: list[str], now: datetime) -> Select[Any]:
 
 
 def _units_of(pairs: str) -> dict[str, int]:
-    """``line id:units,…`` as ``_ranked_lines`` aggregates them: units by the id's text (SQLite
+    """``line id:units,…`` as ``_hold_entries`` aggregates them: units by the id's text (SQLite
     keeps a UUID as 32 hex digits, PostgreSQL prints it with hyphens, as ``str(uuid)`` does)."""
     units = {}
     for pair in pairs.split(","):

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from shopify_app.shopify import client
 from shopify_app.shopify.ports import RoundOutcome, SetAnswer, SkuSnapshot, VariantRef
-from shopify_app.shopify.stock_metafield import MAX_HOLD_ENTRIES, HoldEntries, LiveHold, hold_lines
+from shopify_app.shopify.stock_metafield import HoldEntries, LiveHold, hold_lines
 from shopify_app.stock.dirty import Cleared, Mark
 
 
@@ -103,7 +103,7 @@ class FakePublicationStore:
             found[sku] = SkuSnapshot(
                 sku,
                 self.figures.get(sku),
-                HoldEntries.of(lines[:MAX_HOLD_ENTRIES], len(lines)),
+                HoldEntries.of(lines),
                 sorted(v for v, s in self.variants.items() if s == sku),
                 published,
                 moved,
