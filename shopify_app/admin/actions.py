@@ -17,6 +17,7 @@ from ..erp.connection import bling_client, is_configured
 from ..erp.stock_sync import (
     CLOCK_TOLERANCE,
     BlingStockRows,
+    balance_offsets,
     configured_deposit,
     sellable_units,
 )
@@ -96,10 +97,10 @@ def _apply(runtime: Runtime, sku: str, balance: float, read_at: Any, user: str) 
         applied_as_of = rows.balance_as_of([sku]).get(sku)
         if applied_as_of is not None and applied_as_of > read_at:
             return "skipped"
-        since = rows.acknowledged_since([sku], read_at).get(sku, 0)
+        offset = balance_offsets(uow, [sku], read_at).get(sku, 0)
         before = level.on_hand
         level.apply_balance(
-            sellable_units(balance), since, audit_reference(user, f"resync:{read_at.isoformat()}")
+            sellable_units(balance), offset, audit_reference(user, f"resync:{read_at.isoformat()}")
         )
         rows.mark_applied([sku], read_at - CLOCK_TOLERANCE)
         uow.commit()

@@ -4,7 +4,10 @@ Bling is the source of truth for ``on_hand`` (its ``saldoVirtual`` in ``BLING_DE
 balance is always applied **race-free** (docs/architecture.md, The ledger): a balance that was
 current at T is taken minus what this service acknowledged since T (``bling_acks``), because Bling's
 number may predate those postings while ``on_hand`` already excludes them. T is noted *before* the
-balance request leaves (sync) or is the event's ``date`` (webhook).
+balance request leaves (sync) or is the event's ``date`` (webhook). It is also taken minus the
+units of reversals under way (an acknowledged order cancelled, its ``estornar-estoque`` sent or
+about to be): Bling's number may include them already while ``on_hand`` gets them only once the
+answer is back, and a balance applied in between would be restocked a second time.
 
 A webhook's T needs one allowance. Bling sends a stock event for the service's *own* postings too
 (``lancar-estoque``), dated when Bling made the posting: moments *before* the service hears the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -180,6 +184,19 @@ class BlingStockRows:
         )
 
 
+def balance_offsets(
+    uow: UnitOfWork, skus: Iterable[str], acknowledged_from: datetime
+) -> dict[str, int]:
+    """Per SKU, what to take off a Bling balance before it becomes ``on_hand``, under the SKUs'
+    locks: the units acknowledged from ``acknowledged_from`` on (the balance may predate those
+    postings) and those of reversals under way (the balance may show them back already; the
+    reversal restocks them once its answer is in). Each may undercount until the next balance,
+    the safe side; neither lets a unit be counted twice."""
+    skus = list(skus)
+    acknowledged = Counter(BlingStockRows(uow).acknowledged_since(skus, acknowledged_from))
+    return dict(acknowledged + Counter(uow.orders.units_in_reversal(skus)))
+
+
 def record_acknowledgement(uow: UnitOfWork, sku: str, quantity: int, reference: str) -> None:
     """Remember, in the caller's transaction, that ``quantity`` units of ``sku`` were just
     acknowledged (Bling posted the order's stock and ``StockLevel.acknowledge`` took them off
@@ -195,11 +212,11 @@ def record_acknowledgement(uow: UnitOfWork, sku: str, quantity: int, reference: 
 # --- applying one balance ---------------------------------------------------------------------
 
 
-def _apply(level: StockLevel, balance: float, acknowledged_since: int, reference: str) -> bool:
-    """Apply a balance to a locked level, minus what was acknowledged since it was current
-    (``BlingStockRows.acknowledged_since``); True if on_hand moved."""
+def _apply(level: StockLevel, balance: float, offset: int, reference: str) -> bool:
+    """Apply a balance to a locked level, minus ``offset`` (``balance_offsets``); True if
+    on_hand moved."""
     before = level.on_hand
-    level.apply_balance(sellable_units(balance), acknowledged_since, reference)
+    level.apply_balance(sellable_units(balance), offset, reference)
     return level.on_hand != before
 
 
@@ -242,8 +259,8 @@ def _stock_event(
         log.info("bling.stale_event id=%s sku=%s date=%s", event.event_id, sku, as_of)
         return "stale"
     # Acknowledgements within OWN_POSTING_WINDOW of the event are of postings it already shows.
-    since = rows.acknowledged_since([sku], as_of + OWN_POSTING_WINDOW).get(sku, 0)
-    _apply(level, balance, since, f"bling-event:{event.event_id}")
+    offset = balance_offsets(uow, [sku], as_of + OWN_POSTING_WINDOW).get(sku, 0)
+    _apply(level, balance, offset, f"bling-event:{event.event_id}")
     rows.mark_applied([sku], as_of)
     return "applied"
 
@@ -357,7 +374,7 @@ def _apply_locked(
 ) -> None:
     rows = BlingStockRows(uow)
     applied_as_of = rows.balance_as_of(levels)
-    since = rows.acknowledged_since(levels, read_at)  # under the locks: no ack can slip past
+    offsets = balance_offsets(uow, levels, read_at)  # under the locks: no ack can slip past
     reference = f"bling-sync:{read_at.isoformat()}"
     applied = []
     for sku in sorted(levels):
@@ -365,7 +382,7 @@ def _apply_locked(
         if newer is not None and newer > read_at:
             report.skipped += 1  # a webhook stamped after our read was applied meanwhile
             continue
-        if _apply(levels[sku], balances[sku], since.get(sku, 0), reference):
+        if _apply(levels[sku], balances[sku], offsets.get(sku, 0), reference):
             report.updated += 1
         else:
             report.unchanged += 1

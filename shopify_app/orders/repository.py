@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from ..db.dialect import insert_ignore
 from .model import (
     BlingOrder,
+    BlingStock,
     ForwardStatus,
     Order,
     OrderDetails,
@@ -227,6 +228,29 @@ class SqlOrderRepository:
     def save_stock_state(self, order: Order) -> None:
         """Write only where the ERP's stock posting stands (recorded before each call to it)."""
         self._update(order, bling_stock=order.bling_stock)
+
+    def units_in_reversal(self, skus: Iterable[str]) -> dict[str, int]:
+        """Per SKU, the units of acknowledged orders whose ERP posting is being reversed
+        (``bling_stock`` reversing, recorded before the call) and that ``reverse`` has not put
+        back on hand yet: from the moment the call leaves, the ERP's balance may include them
+        while ``on_hand`` does not (erp/stock_sync.py takes them off such a balance)."""
+        remaining = func.sum(order_lines.c.quantity - order_lines.c.removed)
+        rows = self.connection.execute(
+            select(order_lines.c.sku, remaining)
+            .join(
+                orders,
+                (orders.c.shop == order_lines.c.shop)
+                & (orders.c.order_id == order_lines.c.order_id),
+            )
+            .where(
+                orders.c.forward_status == ForwardStatus.REVERSAL_PENDING,
+                orders.c.bling_stock == BlingStock.REVERSING,
+                orders.c.forwarded_at.is_not(None),
+                order_lines.c.sku.in_(list(skus)),
+            )
+            .group_by(order_lines.c.sku)
+        )
+        return {sku: int(units) for sku, units in rows if units}
 
     def _update(self, order: Order, **values: Any) -> None:
         self.connection.execute(

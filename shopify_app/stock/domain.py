@@ -357,15 +357,17 @@ class StockLevel:
             raise ValueError("quantity must be at least 1")
         self._record(Movement(self.sku, Reason.RESTOCK, order_ref, on_hand=quantity))
 
-    def apply_balance(self, balance: int, acknowledged_since: int, reference: str) -> None:
-        """Take Bling's balance, read at some time T, as the new ``on_hand``.
+    def apply_balance(self, balance: int, offset: int, reference: str) -> None:
+        """Take Bling's balance, read at some time T, as the new ``on_hand``, minus ``offset``.
 
-        ``acknowledged_since`` is what this service acknowledged (and so already took off
-        ``on_hand``) after T: the balance read at T may predate those postings, so they are taken
-        off it again, and a slow sync never resurrects a sold unit. When Bling had in fact posted
-        them before T this undercounts until the next sync, which is the safe side.
+        ``offset`` is what the balance may count that ``on_hand`` must not (erp/stock_sync.py,
+        ``balance_offsets``): the units this service acknowledged (and so already took off
+        ``on_hand``) after T, which the balance read at T may predate, so a slow sync never
+        resurrects a sold unit; and those of reversals under way, which the balance may show
+        back before they are restocked. When Bling had in fact posted them before T (or not yet
+        reversed them) this undercounts until the next sync, which is the safe side.
         """
-        target = max(0, balance - acknowledged_since)
+        target = max(0, balance - offset)
         if target != self.on_hand:
             self._record(Movement(self.sku, Reason.SYNC, reference, on_hand=target - self.on_hand))
 

@@ -338,6 +338,52 @@ def test_an_order_cancelled_after_forwarding_is_reversed_in_bling_and_restocked(
     assert_ledger_balanced(runtime.engine)
 
 
+def test_a_balance_read_while_a_reversal_is_under_way_is_not_restocked_twice(
+    forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
+) -> None:
+    """Bling reversed the posting but its answer was lost: until the retry hears it and
+    restocks, Bling's balance already has the units back and ``on_hand`` does not. A
+    reconciliation or a stock event in that window takes them off the balance, or the restock
+    would count them a second time (a unit Bling does not have, for sale)."""
+    runtime, engine = runtime_of(forwarding_app), runtime_of(forwarding_app).engine
+    client = forwarding_app.test_client()
+    payload = shopify_order(5030, [("BZ-TEE", 2, "89.90")])
+    deliver(client, payload, "orders/create")
+    drain(runtime, clock)
+    standin.take_webhooks()  # the posting's event: applied or not, it shows 8
+    deliver(client, {**payload, "cancelled_at": "2026-11-27T10:00:00-03:00"}, "orders/cancelled")
+    standin.lose_answers_rate = 1.0
+    outbox.run_due(runtime)
+    standin.lose_answers_rate = 0.0
+    assert standin.balance(standin.product_id("BZ-TEE"))[0] == 10
+    assert order_row(runtime, 5030).bling_stock == "reversing"
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8
+
+    (reversal_event,) = standin.take_webhooks()
+    assert json.loads(reversal_event)["data"]["deposito"]["saldoVirtual"] == 10
+    assert deliver_bling(forwarding_app, standin, reversal_event).get_json() == {
+        "status": "applied"
+    }
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8, "Bling's 10, minus the 2 being reversed"
+    clock.advance(60)
+    sync(forwarding_app, standin)  # the worker's reconciliation, inside the window
+    assert figures(engine, "BZ-TEE")["on_hand"] == 8
+
+    drain(runtime, clock)  # the retry: Bling says nothing is left to reverse; the restock
+    assert order_row(runtime, 5030).forward_status == "reversed"
+    assert standin.reversals[standin.orders_with_store_number("#5030")[0]["id"]] == 1
+    assert figures(engine, "BZ-TEE") == {
+        "on_hand": 10,  # not 12
+        "reserved": 0,
+        "committed": 0,
+        "available": 10,
+    }
+    clock.advance(60)
+    sync(forwarding_app, standin)
+    assert figures(engine, "BZ-TEE")["on_hand"] == 10
+    assert_ledger_balanced(engine)
+
+
 def test_a_cancellation_during_the_forward_reverses_what_the_forward_posted(
     forwarding_app: Flask, standin: BlingStandIn, clock: FakeClock
 ) -> None:

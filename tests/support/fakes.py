@@ -17,12 +17,13 @@ import contextlib
 import copy
 import dataclasses
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from shopify_app.observability.events import Event
-from shopify_app.orders.model import Order
+from shopify_app.orders.model import BlingStock, Order
 from shopify_app.orders.ports import ErpFailure, ErpRefused, ForeignSalesOrder
 from shopify_app.outbox import RetryLater
 from shopify_app.shopify.ports import EPOCH, Cart
@@ -284,6 +285,16 @@ class FakeOrderRepository:
 
     def save_stock_entries(self, order: Order) -> None:
         self._write(order, stock_entries=copy.deepcopy(order.stock_entries))
+
+    def units_in_reversal(self, skus: Iterable[str]) -> dict[str, int]:
+        wanted, units = set(skus), Counter[str]()
+        for order in {**self.store.orders, **self._orders}.values():
+            reversing = order.needs_reversal and order.bling_stock is BlingStock.REVERSING
+            if reversing and order.acknowledged:
+                for line in order.lines:
+                    if line.sku in wanted and line.remaining:
+                        units[line.sku] += line.remaining
+        return dict(units)
 
     def forget_customers(self, shop: str, order_ids: Iterable[int]) -> list[str]:
         tokens = []

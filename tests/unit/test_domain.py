@@ -123,13 +123,13 @@ def test_a_balance_read_before_an_acknowledgement_never_resurrects_the_unit() ->
     level = StockLevel("A", 5, 0, 1)
     level.acknowledge(1, "bling:1")
     assert level.on_hand == 4
-    level.apply_balance(5, acknowledged_since=1, reference="sync")  # stale read: still 5
+    level.apply_balance(5, offset=1, reference="sync")  # stale read: still 5
     assert level.on_hand == 4 and level.available == 4
-    level.apply_balance(4, acknowledged_since=0, reference="sync")  # a later read agrees
+    level.apply_balance(4, offset=0, reference="sync")  # a later read agrees
     assert [m.reason for m in level.pending] == [Reason.ACKNOWLEDGE]
-    level.apply_balance(7, acknowledged_since=0, reference="sync")  # restocked in Bling
+    level.apply_balance(7, offset=0, reference="sync")  # restocked in Bling
     assert level.on_hand == 7 and level.pending[-1].on_hand == 3
-    level.apply_balance(0, acknowledged_since=2, reference="sync")
+    level.apply_balance(0, offset=2, reference="sync")
     assert level.on_hand == 0, "never below zero"
 
 
