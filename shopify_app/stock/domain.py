@@ -52,6 +52,12 @@ class Reason(enum.StrEnum):
     ADJUST = "adjust"
 
 
+#: The sweeper's batches (stock/services.py, stock/fast_path.py): the SKUs one transaction
+#: expires holds of, and on PostgreSQL the holds one statement expires at most, which bounds how
+#: long a hot SKU's row stays locked while a wave of holds runs out.
+SWEEP_SKUS = 50
+SWEEP_HOLDS = 500
+
 #: On-hand changes Shopify did not count itself: Bling's balances (a sale at the shop counter,
 #: a correction in Bling) and manual counts. Shopify's own sales, cancellations and restocks it
 #: counted already; these it must be told (shopify/inventory_follower.py sends their sum as

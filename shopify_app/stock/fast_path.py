@@ -38,7 +38,15 @@ from sqlalchemy.exc import DBAPIError
 
 from ..db.engine import checkout, compact_sql, discard_if_broken, execute_autocommit
 from ..ratelimit import WINDOW_UPSERT, counts_in_arrival_order
-from .domain import Hold, HolderLimits, HoldSource, HoldStatus, Reason, new_hold_id
+from .domain import (
+    SWEEP_HOLDS,
+    Hold,
+    HolderLimits,
+    HoldSource,
+    HoldStatus,
+    Reason,
+    new_hold_id,
+)
 
 # Named %(…)s parameters: psycopg prepares the statement on the server after a few executions.
 _RESERVE_ONE = """
@@ -451,15 +459,15 @@ SELECT id, sku, quantity, holder, source, created_at, expires_at, listed_at, lin
 
 
 def expire_due_batch(
-    engine: Engine, now: datetime, limit: int, max_holds: int = 500
+    engine: Engine, now: datetime, limit: int, max_holds: int = SWEEP_HOLDS
 ) -> tuple[list[Hold], bool]:
     """Expire the due holds of up to ``limit`` SKUs, at most ``max_holds`` of them, in one
     statement (its own transaction); the holds expired, and whether there may be more due.
 
     ``max_holds`` bounds how long the statement keeps its SKU rows locked: a flash sale's hot
     SKU can have thousands of storefront holds running out at once, and every reservation of
-    it waits while they expire; in statements of 500 the reservations get through between
-    them."""
+    it waits while they expire; in statements of SWEEP_HOLDS (500) the reservations get
+    through between them."""
     params = {
         "now": now,
         "limit": limit,

@@ -45,7 +45,17 @@ from ..observability.events import emit_all
 from ..unit_of_work import UnitOfWork
 from . import services
 from .combiner import combiner_for, read_combiner_for
-from .domain import Hold, HoldChange, HolderLimits, HoldSource, Line, StockLevel, merge_lines
+from .domain import (
+    SWEEP_HOLDS,
+    SWEEP_SKUS,
+    Hold,
+    HoldChange,
+    HolderLimits,
+    HoldSource,
+    Line,
+    StockLevel,
+    merge_lines,
+)
 from .fast_path import Counters, Counts, expire_due_batch
 from .repository import hold_events
 
@@ -86,7 +96,7 @@ class Reservations(Protocol):
         """The SKU's figures as buyers see them (due holds excluded); None if not tracked."""
         ...
 
-    def expire_due(self, *, batch_skus: int = 50, batch_holds: int = 500) -> int:
+    def expire_due(self, *, batch_skus: int = SWEEP_SKUS, batch_holds: int = SWEEP_HOLDS) -> int:
         """The sweeper: expire every active hold past its time; how many were expired. A
         transaction expires the holds of up to ``batch_skus`` SKUs, and where it is one
         statement for them all, at most ``batch_holds`` holds."""
@@ -125,7 +135,7 @@ class LockedReservations:
     def level(self, sku: str) -> services.LevelView | None:
         return services.get_level(self.new_uow(read_only=True), sku)
 
-    def expire_due(self, *, batch_skus: int = 50, batch_holds: int = 500) -> int:
+    def expire_due(self, *, batch_skus: int = SWEEP_SKUS, batch_holds: int = SWEEP_HOLDS) -> int:
         # Through the domain, SKU by SKU: ``batch_holds`` bounds only the set-based statement.
         return services.expire_due(self.new_uow(), batch_skus=batch_skus)
 
@@ -184,7 +194,7 @@ class GroupCommitReservations:
             counting=counting,
         )
 
-    def expire_due(self, *, batch_skus: int = 50, batch_holds: int = 500) -> int:
+    def expire_due(self, *, batch_skus: int = SWEEP_SKUS, batch_holds: int = SWEEP_HOLDS) -> int:
         """Set-based on PostgreSQL (``fast_path.expire_due_batch``): one statement per batch of
         SKUs (or of holds, the bound on how long it locks them), so a wave of storefront holds
         running out never queues behind one UPDATE per hold while the sale goes on."""

@@ -14,6 +14,7 @@ from typing import Any
 from ..observability.events import emit, holder_hash
 from ..unit_of_work import UnitOfWork
 from .domain import (
+    SWEEP_SKUS,
     AlreadyConfirmed,
     Hold,
     HolderLimits,
@@ -262,7 +263,7 @@ def find_drift(uow: UnitOfWork) -> list[Drift]:
     return found
 
 
-def expire_due(uow: UnitOfWork, *, batch_skus: int = 50) -> int:
+def expire_due(uow: UnitOfWork, *, batch_skus: int = SWEEP_SKUS) -> int:
     """The sweeper: expire every active hold past its time; returns how many were expired.
 
     Each batch of SKUs is its own short transaction, locked in sorted order like any other, so the
