@@ -243,6 +243,7 @@ class SqlOrderRepository:
                 & (orders.c.order_id == order_lines.c.order_id),
             )
             .where(
+                # reversal_pending first: ix_orders_forward_status finds the few such orders.
                 orders.c.forward_status == ForwardStatus.REVERSAL_PENDING,
                 orders.c.bling_stock == BlingStock.REVERSING,
                 orders.c.forwarded_at.is_not(None),

@@ -25,6 +25,7 @@ from typing import Any
 from shopify_app.observability.events import Event
 from shopify_app.orders.model import BlingStock, Order
 from shopify_app.orders.ports import ErpFailure, ErpRefused, ForeignSalesOrder
+from shopify_app.orders.services import quantities
 from shopify_app.outbox import RetryLater
 from shopify_app.shopify.ports import EPOCH, Cart
 from shopify_app.stock.domain import (
@@ -291,9 +292,7 @@ class FakeOrderRepository:
         for order in {**self.store.orders, **self._orders}.values():
             reversing = order.needs_reversal and order.bling_stock is BlingStock.REVERSING
             if reversing and order.acknowledged:
-                for line in order.lines:
-                    if line.sku in wanted and line.remaining:
-                        units[line.sku] += line.remaining
+                units.update({s: n for s, n in quantities(order).items() if s in wanted})
         return dict(units)
 
     def forget_customers(self, shop: str, order_ids: Iterable[int]) -> list[str]:
