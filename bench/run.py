@@ -258,11 +258,9 @@ def service_env(
     return env
 
 
-def run_release(command: str, env: dict[str, str], log_dir: Path) -> None:
+def run_release(command: str, env: dict[str, str], log_dir: Path, root: Path = REPO_ROOT) -> None:
     """Run the Procfile's ``release`` (migrations) to completion, as Heroku does before web."""
-    service = start_service(
-        "release", ["bash", "-c", command], cwd=REPO_ROOT, env=env, log_dir=log_dir
-    )
+    service = start_service("release", ["bash", "-c", command], cwd=root, env=env, log_dir=log_dir)
     try:
         rc = service.proc.wait(timeout=RELEASE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -517,16 +515,23 @@ def loud_warning(message: str) -> None:
 
 
 def start_ours(
-    args: argparse.Namespace, stack: contextlib.ExitStack, token: str, log_dir: Path
+    args: argparse.Namespace,
+    stack: contextlib.ExitStack,
+    token: str,
+    log_dir: Path,
+    root: Path = REPO_ROOT,
 ) -> Target:
-    if not (REPO_ROOT / "Procfile").is_file():
-        raise BenchError(f"no Procfile in {REPO_ROOT}; our service cannot be started")
-    procfile = procfile_commands(REPO_ROOT / "Procfile")
+    """Our Procfile's processes, from the checkout at ``root`` (another revision's, to compare
+    with: bench/webhooks.py ``--baseline``)."""
+    if not (root / "Procfile").is_file():
+        raise BenchError(f"no Procfile in {root}; our service cannot be started")
+    procfile = procfile_commands(root / "Procfile")
     if "web" not in procfile:
         raise BenchError("Procfile has no 'web' line")
     db_url = stack.enter_context(database(args.database_url))
     port = free_port()
     env = service_env(db_url, port, token, args.workers, args.threads, args.worker_class)
+    env["PYTHONPATH"] = str(root)  # that checkout's package, not the one installed (editable)
     stand_in = None
     if args.with_worker:
         stand_in = stack.enter_context(shopify_stand_in())
@@ -537,7 +542,7 @@ def start_ours(
         )
     if "release" in procfile:
         print(f"[ours] release: {procfile['release']}", flush=True)
-        run_release(procfile["release"], env, log_dir)
+        run_release(procfile["release"], env, log_dir, root)
     else:
         print("[ours] Procfile has no 'release' line; assuming the schema exists", flush=True)
     print(
@@ -547,7 +552,7 @@ def start_ours(
         flush=True,
     )
     web = start_service(
-        "ours-web", ["bash", "-c", procfile["web"]], cwd=REPO_ROOT, env=env, log_dir=log_dir
+        "ours-web", ["bash", "-c", procfile["web"]], cwd=root, env=env, log_dir=log_dir
     )
     stack.callback(web.stop)
     base = f"http://127.0.0.1:{port}"
@@ -562,7 +567,7 @@ def start_ours(
         worker = start_service(
             "ours-worker",
             ["bash", "-c", procfile["worker"]],
-            cwd=REPO_ROOT,
+            cwd=root,
             env=env,
             log_dir=log_dir,
         )
@@ -727,7 +732,7 @@ def start_profile(
         "--rate",
         "100",
         "--duration",
-        str(args.duration),
+        str(max(1, round(args.duration))),  # py-spy takes whole seconds only
         "--pid",
         str(pids[0]),
         "--output",

@@ -2,9 +2,16 @@
 
 Each delivery is signed as Shopify signs it (HMAC of the raw body, a fresh X-Shopify-Webhook-Id)
 and moves one of many carts forward (a newer updated_at each time, 1-3 lines over 1,000 SKUs),
-so every request does the full work: verify, receipt, cart lock, SKU locks, holds.
+so every request does the full work: verify, receipt, cart lock, SKU locks, holds. The lines
+have the shape of Shopify's (tests/fixtures/shopify/carts_update.json: prices, key, variant_id
+of the SKU's variant), and the worker runs as in a live store (``--no-worker``: web only).
 
     python bench/webhooks.py --duration 15 --concurrency 32
+    python bench/webhooks.py --baseline 40033d2   # that revision first, same load, then ours
+
+``--baseline REV`` runs the same load against the service as it was at REV (a git worktree of
+it, the same virtualenv) before ours, each on its own throwaway database, and reports the ratio:
+a figure from another day on another machine says little on these shared machines.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ import json
 import random
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,10 +54,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="WEB_WORKER_CLASS for our gunicorn (default: gunicorn.conf.py's, gevent)",
     )
     parser.add_argument("--database-url", help="use this database instead of a throwaway one")
+    parser.add_argument(
+        "--with-worker",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the Procfile's worker too, publishing into a Shopify stand-in (default)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-    args.with_worker = False
-    return args
+    parser.add_argument(
+        "--profile", type=Path, help="sample one gunicorn worker with py-spy (see bench/run.py)"
+    )
+    parser.add_argument("--baseline", metavar="REV", help="measure this git revision first")
+    return parser.parse_args(argv)
+
+
+#: One line of Shopify's carts/update payload, the template of every line delivered.
+LINE_TEMPLATE = json.loads(
+    (bench.REPO_ROOT / "tests/fixtures/shopify/carts_update.json").read_text()
+)["line_items"][0]
+
+
+def line(sku_number: int, quantity: int) -> dict[str, object]:
+    """A line of SKU-``sku_number``'s variant (the id bench.map_variants gave it)."""
+    variant = bench.VARIANT_BASE + sku_number
+    return {
+        **LINE_TEMPLATE,
+        "id": variant,
+        "variant_id": variant,
+        "key": f"{variant}:{secrets.token_hex(16)}",
+        "sku": f"SKU-{sku_number}",
+        "quantity": quantity,
+    }
 
 
 class Deliveries:
@@ -64,14 +100,8 @@ class Deliveries:
         with self.lock:
             n = next(self.counter)
         token = f"bench-cart-{rng.randrange(self.carts)}"
-        lines = [
-            {
-                "id": i,
-                "sku": f"SKU-{rng.randint(1, bench.SKU_COUNT)}",
-                "quantity": rng.randint(1, 3),
-            }
-            for i in range(rng.randint(1, 3))
-        ]
+        chosen = rng.sample(range(1, bench.SKU_COUNT + 1), rng.randint(1, 3))
+        lines = [line(n, rng.randint(1, 3)) for n in chosen]
         updated = self.start + timedelta(milliseconds=n)
         body = json.dumps(
             {
@@ -146,18 +176,54 @@ def load(port: int, args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def measure(args: argparse.Namespace, name: str, root: Path) -> dict[str, object]:
+    """Start the Procfile's processes of the checkout at ``root``, load them, stop them."""
+    log_dir = Path(tempfile.mkdtemp(prefix=f"bazico-bench-webhooks-{name}-"))
+    with contextlib.ExitStack() as stack:
+        target = bench.start_ours(args, stack, secrets.token_urlsafe(16), log_dir, root)
+        port = int(target.base_url.rsplit(":", 1)[1])
+        print(f"[{name}] {args.concurrency} clients, {args.duration:g}s of signed carts/update")
+        profiler = bench.start_profile(args, target, f"webhooks-{name}", 0)
+        result = load(port, args)
+        if profiler is not None:
+            bench.finish_profile(profiler)
+    print(f"[{name}] {json.dumps(result, indent=2)}", flush=True)
+    return result
+
+
+@contextlib.contextmanager
+def checkout_of(rev: str) -> Iterator[Path]:
+    """A detached git worktree of ``rev``, removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix="bazico-bench-baseline-")) / "checkout"
+    git = ["git", "-C", str(bench.REPO_ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(where), rev], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(where)], check=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    log_dir = Path(tempfile.mkdtemp(prefix="bazico-bench-webhooks-"))
-    with contextlib.ExitStack() as stack:
-        target = bench.start_ours(args, stack, secrets.token_urlsafe(16), log_dir)
-        port = int(target.base_url.rsplit(":", 1)[1])
-        print(f"[ours] {args.concurrency} clients, {args.duration:g}s of signed carts/update")
-        result = load(port, args)
-    print(json.dumps(result, indent=2))
+    results: dict[str, object] = {}
+    if args.baseline:
+        with checkout_of(args.baseline) as root:
+            results["baseline"] = {"rev": args.baseline, **measure(args, "baseline", root)}
+    results["ours"] = ours = measure(args, "ours", bench.REPO_ROOT)
+    if args.baseline:
+        base = results["baseline"]
+        assert isinstance(base, dict)
+        results["ratio"] = round(float(ours["webhooks_per_s"]) / float(base["webhooks_per_s"]), 2)
+        print(f"ours / {args.baseline}: {results['ratio']}x webhooks/s")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    failures = {k: v for k, v in result["statuses"].items() if not k.startswith("200")}
+        args.json.write_text(json.dumps(results, indent=2))
+    failures = {
+        k: v
+        for result in results.values()
+        if isinstance(result, dict)
+        for k, v in result["statuses"].items()
+        if not k.startswith("200")
+    }
     if failures:
         print(f"WARNING: non-200 answers: {failures}", file=sys.stderr)
         return 1
