@@ -12,13 +12,15 @@ from datetime import datetime
 from typing import Any, Protocol, Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy.exc import DBAPIError
 
 from .clock import Clock, utc_now
+from .db import pipeline
 from .db.engine import READ_ONLY
 from .observability.events import Event, emit_all
 from .orders.ports import OrderRepository
 from .orders.repository import SqlOrderRepository
-from .shopify.ports import ShopifyRepository
+from .shopify.ports import DuplicateDelivery, ShopifyRepository
 from .shopify.repository import SqlShopifyRepository
 from .stock.ports import StockRepository
 from .stock.repository import SqlStockRepository
@@ -53,7 +55,10 @@ class UnitOfWork(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def commit(self) -> None: ...
+    def commit(self) -> None:
+        """Commit; DuplicateDelivery if the delivery whose receipt this transaction recorded
+        turns out to have been seen before (everything it did is rolled back)."""
+        ...
 
     def rollback(self) -> None: ...
 
@@ -132,6 +137,21 @@ class SqlAlchemyUnitOfWork:
         # the ledger's own changes (stock/dirty.py), in one sorted write.
         self.stock.mark_changed(self.shopify.take_remapped())
         self.stock.flush()
+        # PostgreSQL: the repositories queued their writes; they go out with the COMMIT, in one
+        # round trip (db/pipeline.py), the Shopify side's first (its cart row is locked before
+        # any SKU row), its delivery receipt last. SQLite wrote them already.
+        writes = [
+            *self.shopify.take_writes(),
+            *self.stock.take_writes(),
+            *self.shopify.take_receipt(),
+        ]
+        if writes:
+            try:
+                pipeline.run(self.connection, [*writes, pipeline.COMMIT])
+            except DBAPIError as exc:
+                if self.shopify.is_duplicate(exc):
+                    raise DuplicateDelivery from exc
+                raise
         self._transaction.commit()
         # Logged and counted only now that they are true.
         emit_all([*self.stock.take_events(), *self.events])

@@ -60,17 +60,16 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     updated_at = parse_time(payload.get("updated_at"))
     if updated_at is None:
         raise PayloadError("cart without updated_at")
-    cart = uow.shopify.lock_cart(delivery.shop, token)
-    if cart.ordered or updated_at <= cart.cart_updated_at:
-        return "stale"
     context = f"cart {holder_hash(token)}"
     items = line_items(payload, context=context)
+    cart = uow.shopify.lock_cart(delivery.shop, token, variant_ids(items))
+    if cart.ordered or updated_at <= cart.cart_updated_at:
+        return "stale"
     demand = demand_of(items)
     named = named_holds(items)
-    # Same order as every reservation: the holder's lock, then the SKU rows, sorted.
-    uow.stock.lock_holder(token)
-    holds = uow.stock.active_holds_of(token)
-    levels = uow.stock.lock(set(demand) | {h.sku for h in holds}, missing_ok=True)
+    # Same order as every reservation: the holder's lock, then the SKU rows, sorted; the holds
+    # read under those locks.
+    levels, holds = uow.stock.lock_for_holder(token, demand)
     log_untracked(demand, levels, context)
     limits = policy.limits
     # First give back what the cart no longer wants (and what ran out), so the units and the
@@ -115,6 +114,11 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
             **why,
         )
     return "applied"
+
+
+def variant_ids(items: list[LineItem]) -> set[int]:
+    """The variants the lines name (what ``remember_variants`` will be given)."""
+    return {i.variant_id for i in items if i.variant_id is not None}
 
 
 def variants_of(items: list[LineItem], tracked: Collection[str]) -> dict[int, str]:

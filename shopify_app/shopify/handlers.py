@@ -15,7 +15,7 @@ from ..orders.services import Sale, demand_of, named_holds
 from ..stock.domain import HoldStatus
 from ..unit_of_work import UnitOfWork
 from . import carts  # noqa: F401 - registers the carts/* and checkouts/* handlers
-from .carts import untracked_variants, variants_of
+from .carts import untracked_variants, variant_ids, variants_of
 from .payloads import (
     CART_ATTRIBUTE,
     attribute,
@@ -31,6 +31,7 @@ from .payloads import (
     payment_pending,
     refund_adjustment,
 )
+from .ports import DuplicateDelivery
 from .shops import forget_shop
 from .topics import HANDLERS, Delivery, Policy, handles, log_untracked
 
@@ -46,7 +47,10 @@ def process(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         if not uow.shopify.record_receipt(delivery.shop, delivery.webhook_id, delivery.topic):
             return "duplicate"
         outcome = handler(uow, delivery, policy) if handler else "ignored_topic"
-        uow.commit()
+        try:
+            uow.commit()
+        except DuplicateDelivery:
+            return "duplicate"  # a twin committed first: nothing of this one stays
     return outcome
 
 
@@ -68,7 +72,11 @@ def confirm_order(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     items = line_items(payload, context=f"order {order_id}")
     token = _holder_of(uow, delivery, named_holds(items))
     # Lock order: the cart row first, as every cart webhook does.
-    cart = uow.shopify.lock_cart(delivery.shop, token) if token is not None else None
+    cart = (
+        uow.shopify.lock_cart(delivery.shop, token, variant_ids(items))
+        if token is not None
+        else None
+    )
     sale = Sale(
         delivery.shop,
         order_id,

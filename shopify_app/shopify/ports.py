@@ -19,6 +19,11 @@ from .stock_metafield import HoldEntries, variant_gid
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class DuplicateDelivery(Exception):
+    """The delivery was applied before: found when its receipt is written at commit
+    (PostgreSQL), so everything the transaction did rolls back."""
+
+
 @dataclass
 class Cart:
     shop: str
@@ -33,8 +38,10 @@ class ShopifyRepository(Protocol):
         """Note a delivery; False if it was seen before."""
         ...
 
-    def lock_cart(self, shop: str, token: str) -> Cart:
-        """Lock the cart's row (first of the transaction's locks), creating it on first sight."""
+    def lock_cart(self, shop: str, token: str, variant_ids: Collection[int] = ()) -> Cart:
+        """Lock the cart's row (first of the transaction's locks), creating it on first sight;
+        ``variant_ids``: the variants ``remember_variants`` is to be given (a hint: their
+        records may be read in the same round trip)."""
         ...
 
     def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None: ...

@@ -25,6 +25,13 @@ class StockRepository(Protocol):
         """Serialize with every other transaction of ``holder`` (taken before any SKU row)."""
         ...
 
+    def lock_for_holder(
+        self, holder: str, sku_list: Iterable[str]
+    ) -> tuple[dict[str, StockLevel], list[Hold]]:
+        """``lock_holder``, then the rows of ``sku_list`` and of the holder's active holds
+        (sorted; SKUs not tracked left out), then its active holds, oldest first."""
+        ...
+
     def lock_or_create(self, sku: str) -> StockLevel:
         """Lock one SKU's row, creating it with zero stock first if it does not exist."""
         ...

@@ -6,6 +6,13 @@ all-or-nothing and two carts never deadlock. On PostgreSQL that is ``SELECT … 
 UPDATE``; on SQLite the transaction already began with ``BEGIN IMMEDIATE`` (db/engine.py), which
 holds the database's single write lock. Because every change to a hold happens under its SKU's lock,
 a hold read after that lock is taken is current.
+
+On PostgreSQL ``flush`` only queues its writes (pg_statements.py: one set-based statement for
+every table), for the unit of work to send with the COMMIT in one round trip (``take_writes``), and
+``lock_for_holder`` takes a holder's locks and reads its holds in one round trip.
+
+Long because it is the one place the ledger's rows are locked, read and written: the locking
+reads, the plain reads of the admin and the audits, and the flush, each on both databases.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
+from ..db import pipeline
 from ..db.dialect import insert_ignore
+from ..db.pipeline import Statement
 from ..observability.events import Event, holder_hash, logged
-from . import dirty
+from . import dirty, pg_statements
 from .domain import (
     FROM_OUTSIDE_SHOPIFY,
     Hold,
@@ -93,6 +102,7 @@ class SqlStockRepository:
         self.connection = connection
         self.now = now
         self._row_locks = connection.dialect.name == "postgresql"
+        self._writes: list[Statement] = []
         self._levels: dict[str, StockLevel] = {}
         # Each hold read, with the (status, expiry, listing, quantity) it had then: flush writes
         # what changed.
@@ -142,6 +152,27 @@ class SqlStockRepository:
                 text("SELECT pg_advisory_xact_lock(:space, hashtext(:holder))"),
                 {"space": HOLDER_LOCK_SPACE, "holder": holder},
             )
+
+    def lock_for_holder(
+        self, holder: str, sku_list: Iterable[str]
+    ) -> tuple[dict[str, StockLevel], list[Hold]]:
+        """``lock_holder``, then the rows of ``sku_list`` and of the holder's active holds (sorted,
+        those not tracked left out), then its active holds, oldest first: all current until the
+        transaction ends. PostgreSQL: one round trip.
+
+        A hold on a SKU outside those rows (a reservation of the holder that took no holder
+        lock, with the caps off, committed in between) is left out, as if it came after."""
+        if not self._row_locks:
+            self.lock_holder(holder)
+            holds = self.active_holds_of(holder)
+            return self.lock({*sku_list, *(h.sku for h in holds)}, missing_ok=True), holds
+        statements = pg_statements.lock_for_holder(holder, sku_list)
+        _, rows, hold_rows = pipeline.run(self.connection, statements)
+        found = {sku: StockLevel(sku, *figures) for sku, *figures in rows}
+        self._levels.update(found)
+        tracked = (self._track(_hold_from_row(pg_statements.HoldRow(*row))) for row in hold_rows)
+        holds = [h for h in tracked if h.status is HoldStatus.ACTIVE and h.sku in found]
+        return found, holds
 
     def lock_or_create(self, sku: str) -> StockLevel:
         """Lock one SKU's row, creating it with zero stock first if it does not exist yet."""
@@ -294,13 +325,51 @@ class SqlStockRepository:
 
     def flush(self) -> None:
         """Write the new holds, the changed holds, the counters and the movements, and mark
-        every SKU they touched dirty (its Shopify metafield is then published again)."""
-        conn, now = self.connection, self.now
+        every SKU they touched dirty (its Shopify metafield is then published again).
+
+        PostgreSQL: queued for the commit (``take_writes``), not sent."""
         changed = dict(self._marked)
         for level in self._levels.values():
             count = len(level.pending) + len(level.changes)
             if count:
                 changed[level.sku] = changed.get(level.sku, 0) + count
+        changed_holds = [
+            (hold, loaded[0]) for hold, loaded in self._holds.values() if _loaded(hold) != loaded
+        ]
+        moved: list[StockLevel] = []
+        for level in self._levels.values():
+            self._events.extend(hold_events(level.changes))
+            level.changes = []
+            if level.pending:
+                moved.append(level)
+        movements = [m for level in moved for m in level.pending]
+        if self._row_locks:
+            if self._new_holds or changed_holds or moved or changed:
+                statement = pg_statements.flush(
+                    self._new_holds, changed_holds, moved, changed, self.now
+                )
+                self._writes.append(statement)
+        else:
+            self._execute(changed_holds, moved, movements, changed)
+        for level in moved:
+            level.pending = []
+        self._marked = {}
+        self._new_holds = []
+        self._holds = {k: (h, _loaded(h)) for k, (h, _) in self._holds.items()}
+
+    def take_writes(self) -> list[Statement]:
+        """PostgreSQL: what ``flush`` queued, for the unit of work's commit."""
+        writes, self._writes = self._writes, []
+        return writes
+
+    def _execute(
+        self,
+        changed_holds: list[tuple[Hold, HoldStatus]],
+        moved: list[StockLevel],
+        movements: list[Movement],
+        changed: dict[str, int],
+    ) -> None:
+        conn, now = self.connection, self.now
         if self._new_holds:
             conn.execute(
                 insert(holds),
@@ -322,30 +391,25 @@ class SqlStockRepository:
                     for h in self._new_holds
                 ],
             )
-        changed_holds = [
-            {
-                "b_id": hold.id,
-                "b_was": loaded[0].value,
-                "b_status": hold.status.value,
-                "b_order_ref": hold.order_ref,
-                "b_expires_at": hold.expires_at,
-                "b_listed_at": hold.listed_at,
-                "b_quantity": hold.quantity,
-                "b_now": now,
-            }
-            for hold, loaded in self._holds.values()
-            if _loaded(hold) != loaded
-        ]
         if changed_holds:
-            conn.execute(_UPDATE_HOLD, changed_holds)
-        movements: list[Movement] = []
-        deltas = []
-        for level in self._levels.values():
-            self._events.extend(hold_events(level.changes))
-            level.changes = []
-            if not level.pending:
-                continue
-            deltas.append(
+            conn.execute(
+                _UPDATE_HOLD,
+                [
+                    {
+                        "b_id": hold.id,
+                        "b_was": was.value,
+                        "b_status": hold.status.value,
+                        "b_order_ref": hold.order_ref,
+                        "b_expires_at": hold.expires_at,
+                        "b_listed_at": hold.listed_at,
+                        "b_quantity": hold.quantity,
+                        "b_now": now,
+                    }
+                    for hold, was in changed_holds
+                ],
+            )
+        if moved:
+            deltas = [
                 {
                     "b_sku": level.sku,
                     "b_on_hand": sum(m.on_hand for m in level.pending),
@@ -356,12 +420,9 @@ class SqlStockRepository:
                     ),
                     "b_now": now,
                 }
-            )
-            movements.extend(level.pending)
-            level.pending = []
-        if deltas:
+                for level in moved
+            ]
             conn.execute(_ADD_TO_SKU, deltas)
-        if movements:
             conn.execute(
                 insert(stock_movements),
                 [
@@ -379,9 +440,6 @@ class SqlStockRepository:
             )
         # Last: the SKU rows are locked already (and a mark row is locked after its SKU row).
         dirty.mark(conn, changed, now)
-        self._marked = {}
-        self._new_holds = []
-        self._holds = {k: (h, _loaded(h)) for k, (h, _) in self._holds.items()}
 
     def take_events(self) -> list[Event]:
         """The hold events of what was flushed (the unit of work emits them after commit)."""

@@ -96,6 +96,13 @@ class FakeStockRepository:
     def lock_holder(self, holder: str) -> None:
         self.store.locked_holders.append(holder)
 
+    def lock_for_holder(
+        self, holder: str, sku_list: Iterable[str]
+    ) -> tuple[dict[str, StockLevel], list[Hold]]:
+        self.lock_holder(holder)
+        holds = self.active_holds_of(holder)
+        return self.lock({*sku_list, *(h.sku for h in holds)}, missing_ok=True), holds
+
     def lock_or_create(self, sku: str) -> StockLevel:
         if sku not in self.store.rows and sku not in self._levels:
             self._levels[sku] = StockLevel(sku, 0, 0, 0)
@@ -197,7 +204,7 @@ class FakeShopifyRepository:
         self._variants: dict[tuple[str, int], str] = {}
         self._forgotten: set[tuple[str, int]] = set()
 
-    def lock_cart(self, shop: str, token: str) -> Cart:
+    def lock_cart(self, shop: str, token: str, variant_ids: Collection[int] = ()) -> Cart:
         key = (shop, token)
         if key not in self._carts:
             found = self.store.carts.get(key) or Cart(shop, token, None, EPOCH, False)
