@@ -40,6 +40,14 @@ if _metrics_dir:
 else:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bazico-metrics-")
 
+if worker_class == "gevent":
+    # psycopg's green wait is a poll object per wait; gevent's own wait is one watcher
+    # (shopify_app/db/green_wait.py). Imported only now: the package's import loads
+    # prometheus_client, which must see PROMETHEUS_MULTIPROC_DIR.
+    from shopify_app.db import green_wait
+
+    green_wait.install()
+
 bind = [f"0.0.0.0:{os.environ.get('PORT', '8000')}"]
 # Heroku's Python buildpack sets WEB_CONCURRENCY from the dyno size.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
