@@ -59,9 +59,11 @@ _SAVE_CART = (
     " ordered = %(ordered)s, updated_at = %(now)s{shortfalls}"
     " WHERE shop = %(shop)s AND token = %(token)s"
 )
+# One primary-key lookup per variant (a filter on the shop's rows otherwise, on a table the
+# planner has no statistics for yet); None for a variant not recorded.
 _KNOWN_VARIANTS = (
-    "SELECT variant_id, sku FROM shopify_variants"
-    " WHERE shop = %(shop)s AND variant_id = ANY(%(ids)s::bigint[])"
+    "SELECT id, (SELECT sku FROM shopify_variants WHERE shop = %(shop)s AND variant_id = id)"
+    " FROM unnest(%(ids)s::bigint[]) AS wanted(id)"
 )
 _REMEMBER_VARIANT = (
     "INSERT INTO shopify_variants (shop, variant_id, sku, updated_at)"
@@ -146,7 +148,7 @@ class SqlShopifyRepository:
                 statements.append(Statement(_KNOWN_VARIANTS, {"shop": shop, "ids": ids}))
             rows, *known = pipeline.run(self.connection, statements)
             if known:
-                self._known_variants = {**dict.fromkeys(variant_ids), **dict(known[0])}
+                self._known_variants = dict(known[0])
             if not rows:
                 (rows,) = pipeline.run(self.connection, [Statement(_LOCK_CART, values)])
             return Cart(*rows[0])
@@ -227,7 +229,7 @@ class SqlShopifyRepository:
         elif self._postgres:
             params = {"shop": shop, "ids": sorted(wanted)}
             (rows,) = pipeline.run(self.connection, [Statement(_KNOWN_VARIANTS, params)])
-            known = dict(rows)
+            known = {variant: sku for variant, sku in rows if sku is not None}
         else:
             known = dict(
                 self.connection.execute(

@@ -27,10 +27,15 @@ _LOCK_HOLDER = "SELECT pg_advisory_xact_lock(%(space)s, hashtext(%(holder)s))"
 # order: the holder first, then the SKU rows sorted). The holds are read by the next statement,
 # after these locks: every change to a hold happens under its SKU's lock, so what it reads is
 # current until the transaction ends (a hold the sweeper expired meanwhile reads as expired).
+#
+# The SKUs are gathered into one array first (``= ANY(ARRAY(…))``, an init plan) so the rows
+# are found by primary key whatever the table's statistics say: a join there let the planner
+# scan every SKU row of a table it had not analyzed yet.
 _LOCK_SKUS = compact_sql("""
 SELECT sku, on_hand, reserved, committed FROM skus
- WHERE sku IN (SELECT unnest(%(skus)s::text[])
-               UNION SELECT sku FROM holds WHERE holder = %(holder)s AND status = %(active)s)
+ WHERE sku = ANY(ARRAY(
+         SELECT unnest(%(skus)s::text[])
+          UNION SELECT sku FROM holds WHERE holder = %(holder)s AND status = %(active)s))
  ORDER BY sku FOR UPDATE
 """)
 

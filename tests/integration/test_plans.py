@@ -1,4 +1,5 @@
-"""The storefront's batch statement reads only its carts' holds, whatever the statistics say.
+"""The storefront's batch statement, and the cart webhook's, read only their carts' holds,
+whatever the statistics say.
 
 Statistics can lag the live holds: a new store's first sale starts with statistics gathered
 when none was live. The capped batch once let the planner pick the active holds' index for
@@ -21,8 +22,15 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from shopify_app.clock import utc_now
-from shopify_app.stock import fast_path
-from shopify_app.stock.domain import Hold, HolderLimits, HoldSource, HoldStatus, new_hold_id
+from shopify_app.stock import fast_path, pg_statements
+from shopify_app.stock.domain import (
+    Hold,
+    HolderLimits,
+    HoldSource,
+    HoldStatus,
+    StockLevel,
+    new_hold_id,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -99,5 +107,69 @@ def test_the_capped_batch_reads_its_holders_holds_by_the_holder_index(
         reads = _reads_of_holds(document[0]["Plan"])
         by_holder = {"Index Scan ix_holds_holder", "Bitmap Index Scan ix_holds_holder"}
         assert reads and set(reads) <= by_holder | {"Bitmap Heap Scan"}, reads
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+def test_the_cart_webhooks_statements_find_holds_by_index(
+    postgres_url: str, plan_cache_mode: str
+) -> None:
+    """stock/pg_statements.py: a cart's locks and holds, and the flush that changes some of
+    them, read ``holds`` by an index, not a scan of the store's live holds."""
+    engine = create_engine(postgres_url)
+    now = utc_now()
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO skus (sku, on_hand, reserved, committed, external_on_hand,"
+                    " created_at, updated_at) SELECT 'BZ-PLAN-' || g, 1000000, 0, 0, 0, now(),"
+                    " now() FROM generate_series(1, 50) AS g"
+                )
+            )
+            conn.execute(text("ANALYZE"))  # no hold yet, as before a sale
+            conn.execute(
+                text(
+                    "INSERT INTO holds (id, sku, quantity, holder, source, status, created_at,"
+                    " expires_at, updated_at) SELECT gen_random_uuid(), 'BZ-PLAN-' || (1 + g % 50),"
+                    " 1, md5(g::text), 'cart', 'active', :now, :later, :now"
+                    " FROM generate_series(1, :n) AS g"
+                ),
+                {"now": now, "later": now + timedelta(minutes=10), "n": LIVE_HOLDS},
+            )
+        mine = [
+            Hold(
+                id=new_hold_id(),
+                sku=f"BZ-PLAN-{i}",
+                quantity=1,
+                holder="the-cart",
+                source=HoldSource.CART,
+                status=HoldStatus.ACTIVE,
+                created_at=now,
+                expires_at=now + timedelta(minutes=10),
+            )
+            for i in range(1, 4)
+        ]
+        levels = {h.sku: StockLevel(h.sku, 1000000, 1, 0) for h in mine}
+        changed = [(h, HoldStatus.ACTIVE) for h in mine[:2]]
+        for hold in mine[:2]:
+            levels[hold.sku].release(hold)
+        statements = [
+            *pg_statements.lock_for_holder("the-cart", [h.sku for h in mine]),
+            pg_statements.flush(mine[2:], changed, list(levels.values()), {"BZ-PLAN-1": 1}, now),
+        ]
+        reads = []
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            driver.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+            for statement in statements:
+                explain = f"EXPLAIN (FORMAT JSON) {statement.sql}"
+                (plan,) = driver.execute(explain, statement.params).fetchone()
+                document = json.loads(plan) if isinstance(plan, str) else plan
+                reads.append(_reads_of_holds(document[0]["Plan"]))
+            driver.rollback()
+        assert all("Seq Scan" not in read for found in reads for read in found), reads
     finally:
         engine.dispose()
