@@ -426,6 +426,8 @@ class Target:
     runs: dict[str, list[WrkResult]] = field(default_factory=dict)
     #: Ours with the worker: the Shopify stand-in it publishes to.
     stand_in: Any = None
+    #: Ours: its database.
+    db_url: str = ""
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -579,7 +581,7 @@ def start_ours(
             flush=True,
         )
     analyze(db_url)
-    return Target("ours", base, web, stand_in=stand_in)
+    return Target("ours", base, web, stand_in=stand_in, db_url=db_url)
 
 
 def analyze(db_url: str) -> None:
