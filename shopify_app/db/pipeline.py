@@ -16,6 +16,7 @@ connection is invalidated as SQLAlchemy invalidates one.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -38,24 +39,58 @@ class Statement:
 COMMIT = Statement("COMMIT")
 
 
+class Ahead:
+    """Statements sent first with the connection's next round trip (``ahead``): a lock whose
+    answer can wait travels with the locks that follow it in the lock order."""
+
+    def __init__(self, statements: Sequence[Statement]) -> None:
+        self.statements = list(statements)
+        self._rows: list[list[Any]] | None = None
+
+    def rows(self, connection: Connection) -> list[list[Any]]:
+        """Their rows; sent now if no round trip took them yet. An error of the round trip
+        that took them is raised there: the transaction can then only roll back."""
+        if self._rows is None:
+            run(connection, [])
+        if self._rows is None:
+            raise RuntimeError("the round trip that took these statements failed")
+        return self._rows
+
+
+# Per Connection object (one per unit of work), so nothing queued outlives its transaction.
+_AHEAD: weakref.WeakKeyDictionary[Connection, list[Ahead]] = weakref.WeakKeyDictionary()
+
+
+def ahead(connection: Connection, statements: Sequence[Statement]) -> Ahead:
+    """Queue ``statements`` to go out before those of the next ``run`` on ``connection``."""
+    queued = Ahead(statements)
+    _AHEAD.setdefault(connection, []).append(queued)
+    return queued
+
+
 def run(connection: Connection, statements: Sequence[Statement]) -> list[list[Any]]:
-    """Send ``statements`` in one round trip, in order, in the connection's transaction; each
-    one's rows (an empty list for those that return none).
+    """Send ``statements`` in one round trip, in order, in the connection's transaction, after
+    any queued ``ahead`` of them; each one's rows (an empty list for those that return none).
 
     PostgreSQL runs them one after the other, each with its own snapshot (READ COMMITTED), so
     a read placed after a lock sees what the lock protects. An error aborts the rest: the
     transaction then only rolls back. With ``COMMIT`` last the transaction has committed (or
     failed) when this returns, and SQLAlchemy's own commit afterwards sends nothing.
     """
+    queued = _AHEAD.pop(connection, [])
+    if queued:
+        statements = [*(s for q in queued for s in q.statements), *statements]
     driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     cursors = [driver.cursor() for _ in statements]
     try:
         with driver.pipeline():
             for cursor, statement in zip(cursors, statements, strict=True):
-                # COMMIT is not prepared (a transaction statement); the others are, by psycopg,
-                # once they have run a few times on this connection.
+                # COMMIT is not prepared (a transaction statement); the others are.
                 cursor.execute(statement.sql, statement.params, prepare=statement is not COMMIT)
-        return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        rows = [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        for q in queued:
+            q._rows, rows = rows[: len(q.statements)], rows[len(q.statements) :]
+        return rows
     except psycopg.Error as exc:
         if driver.broken or driver.closed:
             connection.invalidate(exc)

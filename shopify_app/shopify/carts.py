@@ -62,14 +62,16 @@ def sync_cart(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
         raise PayloadError("cart without updated_at")
     context = f"cart {holder_hash(token)}"
     items = line_items(payload, context=context)
-    cart = uow.shopify.lock_cart(delivery.shop, token, variant_ids(items))
-    if cart.ordered or updated_at <= cart.cart_updated_at:
-        return "stale"
     demand = demand_of(items)
     named = named_holds(items)
-    # Same order as every reservation: the holder's lock, then the SKU rows, sorted; the holds
-    # read under those locks.
+    # The fixed order: the cart's row, the holder's lock, then the SKU rows, sorted, and the
+    # holds read under those locks; all in one round trip on PostgreSQL (the cart's answer
+    # waits for the others'). A stale delivery has taken them for nothing, and gives them back.
+    cart_of = uow.shopify.lock_cart_ahead(delivery.shop, token, variant_ids(items))
     levels, holds = uow.stock.lock_for_holder(token, demand)
+    cart = cart_of()
+    if cart.ordered or updated_at <= cart.cart_updated_at:
+        return "stale"
     log_untracked(demand, levels, context)
     limits = policy.limits
     # First give back what the cart no longer wants (and what ran out), so the units and the

@@ -31,7 +31,7 @@ from .payloads import (
     payment_pending,
     refund_adjustment,
 )
-from .ports import DuplicateDelivery
+from .ports import CartRaced, DuplicateDelivery
 from .shops import forget_shop
 from .topics import HANDLERS, Delivery, Policy, handles, log_untracked
 
@@ -42,6 +42,15 @@ log = logging.getLogger(__name__)
 
 def process(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     """Apply one verified delivery exactly once; returns what happened (for logs and tests)."""
+    try:
+        return _apply(uow, delivery, policy)
+    except CartRaced:
+        # A concurrent first delivery of the cart inserted its row while this one was taking
+        # its locks; everything was rolled back, and the row is there now.
+        return _apply(uow, delivery, policy)
+
+
+def _apply(uow: UnitOfWork, delivery: Delivery, policy: Policy) -> str:
     handler = HANDLERS.get(delivery.topic)
     with uow:
         if not uow.shopify.record_receipt(delivery.shop, delivery.webhook_id, delivery.topic):

@@ -6,7 +6,7 @@ shopify/publications.py) and Shopify (shopify/publisher.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,6 +22,11 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class DuplicateDelivery(Exception):
     """The delivery was applied before: found when its receipt is written at commit
     (PostgreSQL), so everything the transaction did rolls back."""
+
+
+class CartRaced(Exception):
+    """A concurrent first delivery of the cart inserted its row while this one was taking its
+    locks (``lock_cart_ahead``): run the delivery again."""
 
 
 @dataclass
@@ -42,6 +47,14 @@ class ShopifyRepository(Protocol):
         """Lock the cart's row (first of the transaction's locks), creating it on first sight;
         ``variant_ids``: the variants ``remember_variants`` is to be given (a hint: their
         records may be read in the same round trip)."""
+        ...
+
+    def lock_cart_ahead(
+        self, shop: str, token: str, variant_ids: Collection[int] = ()
+    ) -> Callable[[], Cart]:
+        """``lock_cart``, answered when the result is called (its statements may go out with
+        the transaction's next round trip); CartRaced then if a concurrent first delivery
+        inserted the row meanwhile."""
         ...
 
     def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None: ...

@@ -15,7 +15,7 @@ transaction reads what it wrote.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..db import pipeline
 from ..db.dialect import insert_ignore, upsert
 from ..db.engine import compact_sql
 from ..db.pipeline import Statement
-from .ports import EPOCH, Cart
+from .ports import EPOCH, Cart, CartRaced
 from .tables import carts, stock_metafields, variants, webhook_receipts
 
 # PostgreSQL's statements (``%(name)s`` placeholders, db/pipeline.py).
@@ -140,15 +140,8 @@ class SqlShopifyRepository:
         inserts nothing) and locks it then. PostgreSQL: one statement, in one round trip with
         the read of ``variant_ids``' SKUs that ``remember_variants`` will compare with."""
         if self._postgres:
-            self._written()
-            values = {"shop": shop, "token": token, "epoch": EPOCH, "now": self.now}
-            statements = [Statement(_LOCK_OR_CREATE_CART, values)]
-            if variant_ids:
-                ids = sorted(set(variant_ids))
-                statements.append(Statement(_KNOWN_VARIANTS, {"shop": shop, "ids": ids}))
-            rows, *known = pipeline.run(self.connection, statements)
-            if known:
-                self._known_variants = dict(known[0])
+            statements, values = self._cart_statements(shop, token, variant_ids)
+            rows = self._cart_rows(pipeline.run(self.connection, statements))
             if not rows:
                 (rows,) = pipeline.run(self.connection, [Statement(_LOCK_CART, values)])
             return Cart(*rows[0])
@@ -171,6 +164,48 @@ class SqlShopifyRepository:
             )
             row = self.connection.execute(stmt).one()
         return Cart(row.shop, row.token, row.checkout_token, row.cart_updated_at, row.ordered)
+
+    def lock_cart_ahead(
+        self, shop: str, token: str, variant_ids: Collection[int] = ()
+    ) -> Callable[[], Cart]:
+        """``lock_cart``, answered later: on PostgreSQL its statements go out first with the
+        transaction's next round trip (the locks that follow the cart's in the lock order ride
+        with it). Call the result for the cart.
+
+        CartRaced if a concurrent first delivery inserted the cart's row meanwhile: its row is
+        not in the statement's snapshot, and locking it now would come after the locks that
+        followed; the delivery is to be run again (its row is there then)."""
+        if not self._postgres:
+            cart = self.lock_cart(shop, token, variant_ids)
+            return lambda: cart
+        statements, _ = self._cart_statements(shop, token, variant_ids)
+        queued = pipeline.ahead(self.connection, statements)
+
+        def answer() -> Cart:
+            rows = self._cart_rows(queued.rows(self.connection))
+            if not rows:
+                raise CartRaced(token)
+            return Cart(*rows[0])
+
+        return answer
+
+    def _cart_statements(
+        self, shop: str, token: str, variant_ids: Collection[int]
+    ) -> tuple[list[Statement], dict[str, Any]]:
+        self._written()
+        values = {"shop": shop, "token": token, "epoch": EPOCH, "now": self.now}
+        statements = [Statement(_LOCK_OR_CREATE_CART, values)]
+        if variant_ids:
+            ids = sorted(set(variant_ids))
+            statements.append(Statement(_KNOWN_VARIANTS, {"shop": shop, "ids": ids}))
+        return statements, values
+
+    def _cart_rows(self, results: list[list[Any]]) -> list[Any]:
+        """The cart's row(s) of ``_cart_statements``' results, noting the variants read."""
+        rows, *known = results
+        if known:
+            self._known_variants = dict(known[0])
+        return rows
 
     def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None:
         values: dict[str, Any] = {

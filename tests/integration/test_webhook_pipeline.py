@@ -109,7 +109,8 @@ def test_a_first_delivery_racing_another_for_a_new_cart_locks_the_row_it_inserte
 ) -> None:
     """The cart's row inserted by a transaction still open when this delivery's insert meets
     its key: the delivery waits, inserts nothing, and its statement's snapshot does not hold the
-    row; it locks the row in a second statement and applies on the state committed."""
+    row; having taken the locks that follow the cart's meanwhile, it rolls back and runs again
+    (CartRaced), and applies on the state committed."""
     api.put("/stock/TEE", json={"on_hand": 10})
     other = engine.connect()
     transaction = other.begin()

@@ -211,6 +211,12 @@ class FakeShopifyRepository:
             self._carts[key] = dataclasses.replace(found)
         return dataclasses.replace(self._carts[key])
 
+    def lock_cart_ahead(
+        self, shop: str, token: str, variant_ids: Collection[int] = ()
+    ) -> Callable[[], Cart]:
+        cart = self.lock_cart(shop, token, variant_ids)
+        return lambda: cart
+
     def save_cart(self, cart: Cart, shortfalls: dict[str, int] | None = None) -> None:
         self._carts[(cart.shop, cart.token)] = dataclasses.replace(cart)
         if shortfalls is not None:
