@@ -6,7 +6,7 @@ holder, the SKU rows) and then writes to six tables and a COMMIT. Through SQLAlc
 execution layer each statement cost more Python time than PostgreSQL spent on it, and each was
 its own round trip (docs/architecture.md, "A webhook"). Here the reads that do not depend on one
 another go out together, and every write of the transaction goes out with its COMMIT: a
-delivery costs three round trips instead of thirteen.
+delivery costs two round trips instead of thirteen.
 
 The statements are PostgreSQL's own text with ``%(name)s`` placeholders, straight on the
 driver (as stock/fast_path.py does); a driver error is raised as SQLAlchemy's, so callers and

@@ -37,7 +37,8 @@ _RECEIPT = (
 _RECEIPT_KEY = "pk_webhook_receipts"
 # The cart's row locked, or inserted (then locked as new), in one statement. Empty only when a
 # concurrent first delivery of the cart inserted it meanwhile: its row is not in this
-# statement's snapshot, so ``_LOCK_CART`` alone, a statement later, locks it.
+# statement's snapshot, so ``lock_cart`` locks it with ``_LOCK_CART`` alone, a statement later
+# (``lock_cart_ahead``, whose later locks went out with it, raises CartRaced instead).
 _LOCK_OR_CREATE_CART = compact_sql("""
 WITH created AS (
     INSERT INTO carts (shop, token, cart_updated_at, ordered, updated_at)

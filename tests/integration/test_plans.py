@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from shopify_app.clock import utc_now
 from shopify_app.stock import fast_path, pg_statements
@@ -56,6 +56,43 @@ def _reads_of_holds(plan: dict[str, Any]) -> list[str]:
     ]
 
 
+def _live_holds_after_statistics(engine: Engine, now: datetime) -> None:
+    """50 SKUs, their statistics gathered with no hold yet (as before a sale), then
+    LIVE_HOLDS live holds of as many carts."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO skus (sku, on_hand, reserved, committed, external_on_hand,"
+                " created_at, updated_at) SELECT 'BZ-PLAN-' || g, 1000000, 0, 0, 0, now(),"
+                " now() FROM generate_series(1, 50) AS g"
+            )
+        )
+        conn.execute(text("ANALYZE"))
+        conn.execute(
+            text(
+                "INSERT INTO holds (id, sku, quantity, holder, source, status, created_at,"
+                " expires_at, updated_at) SELECT gen_random_uuid(), 'BZ-PLAN-' || (1 + g % 50),"
+                " 1, md5(g::text), 'cart', 'active', :now, :later, :now"
+                " FROM generate_series(1, :n) AS g"
+            ),
+            {"now": now, "later": now + timedelta(minutes=10), "n": LIVE_HOLDS},
+        )
+
+
+def _hold(i: int, holder: str, source: HoldSource, now: datetime) -> Hold:
+    """A new live hold of one unit of BZ-PLAN-``i``."""
+    return Hold(
+        id=new_hold_id(),
+        sku=f"BZ-PLAN-{i}",
+        quantity=1,
+        holder=holder,
+        source=source,
+        status=HoldStatus.ACTIVE,
+        created_at=now,
+        expires_at=now + timedelta(minutes=10),
+    )
+
+
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
 def test_the_capped_batch_reads_its_holders_holds_by_the_holder_index(
     postgres_url: str, plan_cache_mode: str
@@ -63,37 +100,8 @@ def test_the_capped_batch_reads_its_holders_holds_by_the_holder_index(
     engine = create_engine(postgres_url)
     now = utc_now()
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO skus (sku, on_hand, reserved, committed, external_on_hand,"
-                    " created_at, updated_at) SELECT 'BZ-PLAN-' || g, 1000000, 0, 0, 0, now(),"
-                    " now() FROM generate_series(1, 50) AS g"
-                )
-            )
-            conn.execute(text("ANALYZE"))  # no hold yet, as before a sale
-            conn.execute(
-                text(
-                    "INSERT INTO holds (id, sku, quantity, holder, source, status, created_at,"
-                    " expires_at, updated_at) SELECT gen_random_uuid(), 'BZ-PLAN-' || (1 + g % 50),"
-                    " 1, md5(g::text), 'cart', 'active', :now, :later, :now"
-                    " FROM generate_series(1, :n) AS g"
-                ),
-                {"now": now, "later": now + timedelta(minutes=10), "n": LIVE_HOLDS},
-            )
-        holds = [
-            Hold(
-                id=new_hold_id(),
-                sku=f"BZ-PLAN-{i}",
-                quantity=1,
-                holder=uuid.uuid4().hex,
-                source=HoldSource.PROXY,
-                status=HoldStatus.ACTIVE,
-                created_at=now,
-                expires_at=now + timedelta(minutes=10),
-            )
-            for i in range(1, 10)
-        ]
+        _live_holds_after_statistics(engine, now)
+        holds = [_hold(i, uuid.uuid4().hex, HoldSource.PROXY, now) for i in range(1, 10)]
         counters = [[(f"ip:{h.holder}", 60, 300), (f"cart:{h.holder}", 60, 30)] for h in holds]
         limits = HolderLimits(max_units_per_sku=5, max_active_holds=25)
         (_, _), (sql, params) = fast_path.capped_statements(holds, limits, now, counters)
@@ -120,37 +128,8 @@ def test_the_cart_webhooks_statements_find_holds_by_index(
     engine = create_engine(postgres_url)
     now = utc_now()
     try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO skus (sku, on_hand, reserved, committed, external_on_hand,"
-                    " created_at, updated_at) SELECT 'BZ-PLAN-' || g, 1000000, 0, 0, 0, now(),"
-                    " now() FROM generate_series(1, 50) AS g"
-                )
-            )
-            conn.execute(text("ANALYZE"))  # no hold yet, as before a sale
-            conn.execute(
-                text(
-                    "INSERT INTO holds (id, sku, quantity, holder, source, status, created_at,"
-                    " expires_at, updated_at) SELECT gen_random_uuid(), 'BZ-PLAN-' || (1 + g % 50),"
-                    " 1, md5(g::text), 'cart', 'active', :now, :later, :now"
-                    " FROM generate_series(1, :n) AS g"
-                ),
-                {"now": now, "later": now + timedelta(minutes=10), "n": LIVE_HOLDS},
-            )
-        mine = [
-            Hold(
-                id=new_hold_id(),
-                sku=f"BZ-PLAN-{i}",
-                quantity=1,
-                holder="the-cart",
-                source=HoldSource.CART,
-                status=HoldStatus.ACTIVE,
-                created_at=now,
-                expires_at=now + timedelta(minutes=10),
-            )
-            for i in range(1, 4)
-        ]
+        _live_holds_after_statistics(engine, now)
+        mine = [_hold(i, "the-cart", HoldSource.CART, now) for i in range(1, 4)]
         levels = {h.sku: StockLevel(h.sku, 1000000, 1, 0) for h in mine}
         changed = [(h, HoldStatus.ACTIVE) for h in mine[:2]]
         for hold in mine[:2]:
