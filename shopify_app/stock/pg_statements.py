@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from ..db.engine import compact_sql
 from ..db.pipeline import Statement
-from .domain import FROM_OUTSIDE_SHOPIFY, Hold, HoldStatus, StockLevel
+from .domain import Hold, HoldStatus, Movement
 from .fast_path import HOLDER_LOCK_SPACE
 
 # --- a holder's locks, then its holds ---------------------------------------------------------
@@ -49,20 +49,16 @@ SELECT id, sku, quantity, holder, source, status, created_at, expires_at, order_
 """)
 
 
+def lock_holder(holder: str) -> Statement:
+    """The holder's transaction-scoped advisory lock (repository.py ``lock_holder``)."""
+    return Statement(_LOCK_HOLDER, {"space": HOLDER_LOCK_SPACE, "holder": holder})
+
+
 def lock_for_holder(holder: str, skus: Iterable[str]) -> list[Statement]:
     """The holder's advisory lock, the SKU rows (``skus`` and those of its active holds), then
     its active holds: three statements, one round trip."""
-    params = {
-        "space": HOLDER_LOCK_SPACE,
-        "holder": holder,
-        "skus": sorted(set(skus)),
-        "active": HoldStatus.ACTIVE.value,
-    }
-    return [
-        Statement(_LOCK_HOLDER, params),
-        Statement(_LOCK_SKUS, params),
-        Statement(_HOLDS_OF, params),
-    ]
+    params = {"holder": holder, "skus": sorted(set(skus)), "active": HoldStatus.ACTIVE.value}
+    return [lock_holder(holder), Statement(_LOCK_SKUS, params), Statement(_HOLDS_OF, params)]
 
 
 # --- the flush ----------------------------------------------------------------------------------
@@ -120,17 +116,21 @@ ON CONFLICT (sku) DO UPDATE
 """)
 
 
+#: One SKU's summed deltas: (sku, on_hand, reserved, committed, external_on_hand).
+Deltas = tuple[str, int, int, int, int]
+
+
 def flush(
     new: list[Hold],
     changed: list[tuple[Hold, HoldStatus]],
-    moved: list[StockLevel],
+    deltas: list[Deltas],
+    movements: list[Movement],
     marks: Mapping[str, int],
     now: datetime,
 ) -> Statement:
     """The flush's statement: the ``new`` holds, the ``changed`` ones (each with the status it
-    was read with), the summed pending movements of the ``moved`` levels, and the dirty marks
-    (SKU → how many changes)."""
-    movements = [m for level in moved for m in level.pending]
+    was read with), the counters' ``deltas``, the ``movements`` and the dirty marks (SKU → how
+    many changes)."""
     marked = sorted(marks)
     return Statement(
         _FLUSH,
@@ -154,14 +154,11 @@ def flush(
             "c_expires": [h.expires_at for h, _ in changed],
             "c_listed": [h.listed_at for h, _ in changed],
             "c_quantities": [h.quantity for h, _ in changed],
-            "s_skus": [level.sku for level in moved],
-            "s_on_hand": [sum(m.on_hand for m in level.pending) for level in moved],
-            "s_reserved": [sum(m.reserved for m in level.pending) for level in moved],
-            "s_committed": [sum(m.committed for m in level.pending) for level in moved],
-            "s_external": [
-                sum(m.on_hand for m in level.pending if m.reason in FROM_OUTSIDE_SHOPIFY)
-                for level in moved
-            ],
+            "s_skus": [d[0] for d in deltas],
+            "s_on_hand": [d[1] for d in deltas],
+            "s_reserved": [d[2] for d in deltas],
+            "s_committed": [d[3] for d in deltas],
+            "s_external": [d[4] for d in deltas],
             "m_skus": [m.sku for m in movements],
             "m_reasons": [m.reason.value for m in movements],
             "m_references": [m.reference for m in movements],

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from ..db import pipeline
 from ..db.dialect import insert_ignore
@@ -39,7 +39,6 @@ from .domain import (
     StockLevel,
     UnknownSku,
 )
-from .fast_path import HOLDER_LOCK_SPACE
 from .tables import holds, skus, stock_movements
 
 
@@ -89,6 +88,18 @@ _ADD_TO_SKU = (
         updated_at=bindparam("b_now"),
     )
 )
+
+
+def _summed(level: StockLevel) -> pg_statements.Deltas:
+    """The level's pending movements summed: what its row's counters move by."""
+    pending = level.pending
+    return (
+        level.sku,
+        sum(m.on_hand for m in pending),
+        sum(m.reserved for m in pending),
+        sum(m.committed for m in pending),
+        sum(m.on_hand for m in pending if m.reason in FROM_OUTSIDE_SHOPIFY),
+    )
 
 
 def _loaded(hold: Hold) -> _Loaded:
@@ -148,10 +159,7 @@ class SqlStockRepository:
         one writer at a time.
         """
         if self._row_locks:
-            self.connection.execute(
-                text("SELECT pg_advisory_xact_lock(:space, hashtext(:holder))"),
-                {"space": HOLDER_LOCK_SPACE, "holder": holder},
-            )
+            pipeline.run(self.connection, [pg_statements.lock_holder(holder)])
 
     def lock_for_holder(
         self, holder: str, sku_list: Iterable[str]
@@ -343,14 +351,15 @@ class SqlStockRepository:
             if level.pending:
                 moved.append(level)
         movements = [m for level in moved for m in level.pending]
-        if self._row_locks:
-            if self._new_holds or changed_holds or moved or changed:
-                statement = pg_statements.flush(
-                    self._new_holds, changed_holds, moved, changed, self.now
+        deltas = [_summed(level) for level in moved]
+        if not self._row_locks:
+            self._execute(changed_holds, deltas, movements, changed)
+        elif self._new_holds or changed_holds or moved or changed:
+            self._writes.append(
+                pg_statements.flush(
+                    self._new_holds, changed_holds, deltas, movements, changed, self.now
                 )
-                self._writes.append(statement)
-        else:
-            self._execute(changed_holds, moved, movements, changed)
+            )
         for level in moved:
             level.pending = []
         self._marked = {}
@@ -365,7 +374,7 @@ class SqlStockRepository:
     def _execute(
         self,
         changed_holds: list[tuple[Hold, HoldStatus]],
-        moved: list[StockLevel],
+        deltas: list[pg_statements.Deltas],
         movements: list[Movement],
         changed: dict[str, int],
     ) -> None:
@@ -408,21 +417,10 @@ class SqlStockRepository:
                     for hold, was in changed_holds
                 ],
             )
-        if moved:
-            deltas = [
-                {
-                    "b_sku": level.sku,
-                    "b_on_hand": sum(m.on_hand for m in level.pending),
-                    "b_reserved": sum(m.reserved for m in level.pending),
-                    "b_committed": sum(m.committed for m in level.pending),
-                    "b_external": sum(
-                        m.on_hand for m in level.pending if m.reason in FROM_OUTSIDE_SHOPIFY
-                    ),
-                    "b_now": now,
-                }
-                for level in moved
-            ]
-            conn.execute(_ADD_TO_SKU, deltas)
+        if deltas:
+            names = ("b_sku", "b_on_hand", "b_reserved", "b_committed", "b_external")
+            rows = [{**dict(zip(names, d, strict=True)), "b_now": now} for d in deltas]
+            conn.execute(_ADD_TO_SKU, rows)
             conn.execute(
                 insert(stock_movements),
                 [

@@ -136,7 +136,14 @@ def test_the_cart_webhooks_statements_find_holds_by_index(
             levels[hold.sku].release(hold)
         statements = [
             *pg_statements.lock_for_holder("the-cart", [h.sku for h in mine]),
-            pg_statements.flush(mine[2:], changed, list(levels.values()), {"BZ-PLAN-1": 1}, now),
+            pg_statements.flush(
+                mine[2:],
+                changed,
+                [(h.sku, 0, -1, 0, 0) for h in mine[:2]],
+                [m for level in levels.values() for m in level.pending],
+                {"BZ-PLAN-1": 1},
+                now,
+            ),
         ]
         reads = []
         with engine.connect() as conn:
