@@ -534,6 +534,7 @@ def start_ours(
     port = free_port()
     env = service_env(db_url, port, token, args.workers, args.threads, args.worker_class)
     env["PYTHONPATH"] = str(root)  # that checkout's package, not the one installed (editable)
+    env.update(getattr(args, "env", None) or {})
     stand_in = None
     if args.with_worker:
         stand_in = stack.enter_context(shopify_stand_in())
@@ -971,6 +972,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the Procfile's 'worker' line too, publishing holds and following inventory "
         "into a Shopify stand-in, as a live store does (default; --no-worker: web only)",
     )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for our processes (repeatable), to measure what one setting "
+        "costs, e.g. --env CART_HOLD_GRACE_SECONDS=3600",
+    )
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     p.add_argument(
         "--profile",
@@ -984,6 +993,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not workloads:
         p.error(f"--workloads: unknown {unknown}; choose from {', '.join(WORKLOADS)}")
     args.workloads = workloads
+    extra: dict[str, str] = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            p.error(f"--env: {item!r} is not NAME=VALUE")
+        extra[name] = value
+    args.env = extra
     for name in ("duration", "connections", "workers", "threads", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
