@@ -973,6 +973,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "into a Shopify stand-in, as a live store does (default; --no-worker: web only)",
     )
     p.add_argument(
+        "--no-worker",
+        dest="with_worker",
+        action="store_false",
+        help="web only (the same as --no-with-worker)",
+    )
+    p.add_argument(
         "--env",
         action="append",
         default=[],

@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="run the Procfile's worker too, publishing into a Shopify stand-in (default)",
     )
+    parser.add_argument(
+        "--no-worker",
+        dest="with_worker",
+        action="store_false",
+        help="web only (the same as --no-with-worker)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--profile", type=Path, help="sample one gunicorn worker with py-spy (see bench/run.py)"
