@@ -25,7 +25,9 @@ returned as ``None``. Tokens and secrets never appear in messages or logs.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -336,9 +338,25 @@ def _error_code(error: dict[str, Any]) -> Any:
     return extensions.get("code") if isinstance(extensions, dict) else None
 
 
+_sessions = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's session: its connections to Shopify stay open between calls (``requests.post``
+    opened and closed one per call: a TCP and TLS handshake for every page and every metafield
+    batch). One per thread, as requests' sessions are not made to be shared across threads; it
+    keeps no cookies, so nothing one shop's answer sets reaches another shop's call."""
+    session: requests.Session | None = getattr(_sessions, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        _sessions.session = session
+    return session
+
+
 def _post(url: str, *, timeout: tuple[float, float], **kwargs: Any) -> requests.Response:
     try:
-        return requests.post(url, timeout=timeout, allow_redirects=False, **kwargs)
+        return _session().post(url, timeout=timeout, allow_redirects=False, **kwargs)
     except requests.Timeout as exc:
         raise ShopifyUnavailable(f"Shopify timed out ({exc.__class__.__name__})") from exc
     except requests.RequestException as exc:

@@ -68,6 +68,7 @@ class Call:
     variables: dict[str, Any] | None = None
     throttled: bool = False
     lost: bool = False  # executed and applied, but the connection closed without an answer
+    client_port: int = 0  # the caller's TCP port: one per connection it opened
 
 
 @dataclass
@@ -540,7 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         path = self.path.split("?", 1)[0]
-        call = Call(path=path, kind="other")
+        call = Call(path=path, kind="other", client_port=self.client_address[1])
         if path == "/admin/oauth/access_token":
             status, body = self.standin.token_endpoint(self._form(raw), call)
         elif match := _GRAPHQL_PATH.match(path):
