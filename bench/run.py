@@ -534,7 +534,7 @@ def start_ours(
     port = free_port()
     env = service_env(db_url, port, token, args.workers, args.threads, args.worker_class)
     env["PYTHONPATH"] = str(root)  # that checkout's package, not the one installed (editable)
-    env.update(getattr(args, "env", None) or {})
+    env.update(args.env)  # --env NAME=VALUE pairs, last one wins
     stand_in = None
     if args.with_worker:
         stand_in = stack.enter_context(shopify_stand_in())
@@ -940,6 +940,36 @@ def run_benchmark(
     }
 
 
+def _env_item(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"{item!r} is not NAME=VALUE")
+    return name, value
+
+
+def add_service_options(p: argparse.ArgumentParser, *, worker_help: str) -> None:
+    """How our processes run, for this bench and bench/webhooks.py alike: with the worker or
+    without (``--no-worker``), and extra environment (``--env``)."""
+    p.add_argument(
+        "--with-worker", action=argparse.BooleanOptionalAction, default=True, help=worker_help
+    )
+    p.add_argument(
+        "--no-worker",
+        dest="with_worker",
+        action="store_false",
+        help="web only (the same as --no-with-worker)",
+    )
+    p.add_argument(
+        "--env",
+        type=_env_item,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for our processes (repeatable), to measure what one setting "
+        "costs, e.g. --env CART_HOLD_GRACE_SECONDS=3600",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--only", choices=("ours", "peer"), help="benchmark one side only")
@@ -965,26 +995,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--peer", default=str(DEFAULT_PEER), help=f"peer directory ({DEFAULT_PEER})")
     p.add_argument("--database-url", help="use this database instead of a throwaway cluster")
-    p.add_argument(
-        "--with-worker",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="run the Procfile's 'worker' line too, publishing holds and following inventory "
-        "into a Shopify stand-in, as a live store does (default; --no-worker: web only)",
-    )
-    p.add_argument(
-        "--no-worker",
-        dest="with_worker",
-        action="store_false",
-        help="web only (the same as --no-with-worker)",
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="extra environment for our processes (repeatable), to measure what one setting "
-        "costs, e.g. --env CART_HOLD_GRACE_SECONDS=3600",
+    add_service_options(
+        p,
+        worker_help="run the Procfile's 'worker' line too, publishing holds and following "
+        "inventory into a Shopify stand-in, as a live store does (default; --no-worker: web only)",
     )
     p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
     p.add_argument(
@@ -999,13 +1013,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not workloads:
         p.error(f"--workloads: unknown {unknown}; choose from {', '.join(WORKLOADS)}")
     args.workloads = workloads
-    extra: dict[str, str] = {}
-    for item in args.env:
-        name, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
-            p.error(f"--env: {item!r} is not NAME=VALUE")
-        extra[name] = value
-    args.env = extra
     for name in ("duration", "connections", "workers", "threads", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")

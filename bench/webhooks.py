@@ -62,17 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="WEB_WORKER_CLASS for our gunicorn (default: gunicorn.conf.py's, gevent)",
     )
     parser.add_argument("--database-url", help="use this database instead of a throwaway one")
-    parser.add_argument(
-        "--with-worker",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="run the Procfile's worker too, publishing into a Shopify stand-in (default)",
-    )
-    parser.add_argument(
-        "--no-worker",
-        dest="with_worker",
-        action="store_false",
-        help="web only (the same as --no-with-worker)",
+    bench.add_service_options(
+        parser,
+        worker_help="run the Procfile's worker too, publishing into a Shopify stand-in (default)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
